@@ -1,0 +1,77 @@
+# Two commands for a newcomer (see README.md):
+#   make synth   - install, then synthesize the CDK app with the default config
+#   make test    - install what the tests need, then run the whole suite
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip --disable-pip-version-check
+CDK := node_modules/.bin/cdk
+# jsii (the bridge between Python and the CDK's JavaScript) runs on Node 22 from npm,
+# not the machine's Node 20 (end of life since 2026-10-30).
+export JSII_NODE := $(CURDIR)/node_modules/.bin/node
+export JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION := 1
+
+SYNTH_STAMP := $(VENV)/.synth-installed
+DEV_STAMP := $(VENV)/.dev-installed
+NODE_STAMP := node_modules/.installed
+VLLM_STAMP := .venv-vllm/.installed
+CONFIG ?=
+CDK_CONTEXT := $(if $(CONFIG),-c config_file=$(CONFIG))
+
+.PHONY: help synth test manifests bench-synth bench-gateway bench-upload deps deps-dev deps-engine deps-browser clean
+
+help:
+	@echo "make synth   install and synthesize the app (CONFIG=my.yaml to override the default config)"
+	@echo "make test    install test dependencies and run the whole suite"
+	@echo "make manifests | bench-synth | bench-gateway | bench-upload"
+
+$(VENV)/bin/python:
+	$(PYTHON) -m venv $(VENV)
+
+$(SYNTH_STAMP): requirements.txt | $(VENV)/bin/python
+	$(PIP) install -q -r requirements.txt
+	@touch $@
+
+$(DEV_STAMP): $(SYNTH_STAMP) requirements-dev.txt services/gateway/requirements.txt pyproject.toml
+	$(PIP) install -q -r requirements-dev.txt
+	$(PIP) install -q --no-deps -e .
+	@touch $@
+
+$(NODE_STAMP): package.json package-lock.json
+	npm ci --no-audit --no-fund --loglevel=error
+	@touch $@
+
+$(VLLM_STAMP): requirements-vllm.txt scripts/install-vllm-venv.sh
+	bash scripts/install-vllm-venv.sh .venv-vllm
+	@touch $@
+
+deps: $(SYNTH_STAMP) $(NODE_STAMP)
+deps-dev: deps $(DEV_STAMP)
+deps-engine: $(VLLM_STAMP)
+deps-browser:
+	@command -v chromium >/dev/null || { apt-get update -q && apt-get install -y -q chromium; }
+
+synth: deps
+	$(CDK) synth --quiet $(CDK_CONTEXT)
+	$(PY) scripts/list_stacks.py cdk.out
+
+test: deps-dev deps-engine deps-browser
+	$(PY) -m pytest
+
+manifests: deps-dev
+	$(PY) scripts/render_manifests.py manifests $(CDK_CONTEXT)
+
+bench-synth: deps-dev
+	$(PY) bench/synth.py
+
+bench-gateway: deps-dev deps-engine
+	$(PY) bench/gateway.py
+
+bench-upload: deps-dev
+	$(PY) bench/upload.py
+
+clean:
+	rm -rf cdk.out manifests .pytest_cache

@@ -1,0 +1,62 @@
+"""Names, ports and labels shared by stacks, constructs, charts, services and tools.
+
+Each value is defined here once and imported everywhere else, so a port or a label
+cannot drift between the Service, the probe, the collector's scrape config and the
+ScaledObject query.
+"""
+
+from __future__ import annotations
+
+# --- Kubernetes namespaces -------------------------------------------------------
+INFERENCE_NAMESPACE = "inference"  # vLLM, gateway, OTel collector, ScaledObject
+KARPENTER_NAMESPACE = "karpenter"
+KEDA_NAMESPACE = "keda"
+KUBE_SYSTEM_NAMESPACE = "kube-system"
+
+# --- vLLM -------------------------------------------------------------------------
+VLLM_APP_LABEL = "vllm"  # pods carry app=vllm; the collector scrapes that label
+VLLM_NAME = "vllm"  # Deployment, Service and ServiceAccount name
+VLLM_PORT = 8000  # OpenAI API; vLLM also serves /metrics here (no separate metrics port)
+VLLM_HEALTH_PATH = "/health"
+VLLM_METRICS_PATH = "/metrics"
+
+# vLLM Prometheus metric names, as vLLM exposes them (colons included).
+# `vllm:gpu_cache_usage_perc` was removed upstream: never reference it (case B09).
+METRIC_RUNNING = "vllm:num_requests_running"
+METRIC_WAITING = "vllm:num_requests_waiting"
+METRIC_KV_CACHE_USAGE = "vllm:kv_cache_usage_perc"
+METRIC_KV_CACHE_USAGE_LEGACY = "vllm:gpu_cache_usage_perc"
+
+# --- Gateway ----------------------------------------------------------------------
+GATEWAY_APP_LABEL = "gateway"
+GATEWAY_NAME = "gateway"
+GATEWAY_PORT = 8000  # container port and ALB target-group port
+GATEWAY_HEALTH_PATH = "/healthz"  # liveness, and the ALB health check
+GATEWAY_READY_PATH = "/readyz"
+GATEWAY_METRICS_PATH = "/metrics"
+
+# --- OpenTelemetry collector and the Kedify OTel scaler add-on ----------------------
+OTEL_COLLECTOR_NAME = "otel-collector"
+OTEL_COLLECTOR_PROMETHEUS_PORT = 8889  # Prometheus exporter, read by the dashboard
+OTEL_ADDON_NAME = "keda-otel-scaler"  # Helm release name = Service name of the add-on
+OTEL_ADDON_OTLP_GRPC_PORT = 4317  # OTLP gRPC in (from our collector)
+OTEL_ADDON_SCALER_PORT = 4318  # KEDA external scaler gRPC (from KEDA)
+OTEL_SCRAPE_INTERVAL_SECONDS = 5
+
+# --- Karpenter --------------------------------------------------------------------
+GPU_NODEPOOL_NAME = "gpu"
+CPU_NODEPOOL_NAME = "cpu"
+GPU_NODECLASS_NAME = "gpu"
+CPU_NODECLASS_NAME = "cpu"
+GPU_TAINT_KEY = "nvidia.com/gpu"
+GPU_RESOURCE = "nvidia.com/gpu"
+SYSTEM_TAINT_KEY = "CriticalAddonsOnly"
+SYSTEM_TAINT_VALUE = "true"
+KARPENTER_DISCOVERY_TAG = "karpenter.sh/discovery"  # subnets and security groups; value = cluster name
+
+# --- S3 layout --------------------------------------------------------------------
+MODELS_PREFIX = "models"  # s3://<bucket>/models/<name>/
+COMPLETION_MANIFEST = ".qvllm-complete.json"  # written last by the model upload, only when all verified
+
+# --- Tags -------------------------------------------------------------------------
+PROJECT_TAG_KEY = "qvllm:project"

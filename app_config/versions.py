@@ -1,0 +1,50 @@
+"""Every pinned version of what the app installs into the cluster, in one place.
+
+Sources: DESIGN.md section 6 (upstream repositories, snapshots of 2026-08).
+Bump a chart here and nowhere else; the README's architecture table is checked against it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+# Kubernetes minor version the cluster runs and the kubectl layer the CDK handler uses.
+# The kubectl layer can drive a cluster within one minor version of its own
+# (Kubernetes version skew policy: kubectl is supported within one minor of kube-apiserver).
+KUBERNETES_VERSION = "1.35"
+KUBECTL_LAYER_VERSION = "1.35"  # aws-cdk.lambda-layer-kubectl-v35
+
+# aws-cdk-lib below this has the Helm 4 OCI bug in its kubectl handler (aws/aws-cdk#37143, case B12).
+MIN_AWS_CDK_LIB_FOR_OCI_WITH_HELM4 = "2.275.0"
+
+
+@dataclass(frozen=True)
+class HelmChartPin:
+    """A Helm chart pinned to one version.
+
+    Attributes:
+        chart: chart name in the repository.
+        repository: an `https://` chart repository or an `oci://` registry path.
+        version: chart version, exactly as Helm accepts it.
+    """
+
+    chart: str
+    repository: str
+    version: str
+
+
+KARPENTER_CRD = HelmChartPin("karpenter-crd", "oci://public.ecr.aws/karpenter", "1.14.1")
+KARPENTER = HelmChartPin("karpenter", "oci://public.ecr.aws/karpenter", "1.14.1")
+KEDA = HelmChartPin("keda", "https://kedacore.github.io/charts", "2.20.2")
+KEDIFY_KEDA = HelmChartPin("keda", "oci://ghcr.io/kedify/charts", "v2.20.1-6")
+OTEL_ADDON = HelmChartPin("otel-add-on", "oci://ghcr.io/kedify/charts", "v0.1.4")
+AWS_LOAD_BALANCER_CONTROLLER = HelmChartPin(
+    "aws-load-balancer-controller", "https://aws.github.io/eks-charts", "3.5.0"
+)
+METRICS_SERVER = HelmChartPin(
+    "metrics-server", "https://kubernetes-sigs.github.io/metrics-server/", "3.13.0"
+)
+
+# Container images of ours (not installed by a chart).
+OTEL_COLLECTOR_IMAGE = "otel/opentelemetry-collector-contrib:0.159.0"
+VLLM_IMAGE = "vllm/vllm-openai:v0.33.0"

@@ -1,0 +1,1 @@
+"""Reusable constructs, one per file, each with typed props. Stacks compose them."""

@@ -1,0 +1,1 @@
+"""Thin stacks: each composes constructs from `cdk_constructs/` and wires their outputs."""
