@@ -53,6 +53,15 @@ GPU_RESOURCE = "nvidia.com/gpu"
 SYSTEM_TAINT_KEY = "CriticalAddonsOnly"
 SYSTEM_TAINT_VALUE = "true"
 KARPENTER_DISCOVERY_TAG = "karpenter.sh/discovery"  # subnets and security groups; value = cluster name
+KARPENTER_SERVICE_ACCOUNT = "karpenter"  # created by the karpenter chart; bound by Pod Identity
+
+# --- System node group (controllers run here) ---------------------------------------
+# Label on the managed system node group; controllers select it and tolerate SYSTEM_TAINT_KEY.
+SYSTEM_NODE_LABEL_KEY = "qvllm.io/node-role"
+SYSTEM_NODE_LABEL_VALUE = "system"
+
+# --- AWS Load Balancer Controller ---------------------------------------------------
+AWS_LOAD_BALANCER_CONTROLLER_NAME = "aws-load-balancer-controller"  # release + ServiceAccount (kube-system)
 
 # --- S3 layout --------------------------------------------------------------------
 MODELS_PREFIX = "models"  # s3://<bucket>/models/<name>/
@@ -60,3 +69,15 @@ COMPLETION_MANIFEST = ".qvllm-complete.json"  # written last by the model upload
 
 # --- Tags -------------------------------------------------------------------------
 PROJECT_TAG_KEY = "qvllm:project"
+
+# --- Edge (CloudFront -> internal ALB) --------------------------------------------
+ALB_LISTENER_PORT = 80  # HTTP listener of the internal ALB; CloudFront's VPC origin dials it privately
+# Security group CloudFront creates in the VPC for its VPC-origin ENIs (AWS CloudFront Developer
+# Guide, "Restrict access with VPC origins"; its id is not a CloudFormation attribute).
+CLOUDFRONT_VPC_ORIGINS_SG_NAME = "CloudFront-VPCOrigins-Service-SG"
+EDGE_LOG_PREFIX_CLOUDFRONT = "cloudfront/"  # standard (legacy) access logs of the distribution
+EDGE_LOG_PREFIX_ALB = "alb"  # ALB access logs (ELB appends /AWSLogs/<account>/...)
+
+# --- Additions by the cdk8s-charts engineer (issue 3) --------------------------------
+OTEL_COLLECTOR_HEALTH_PORT = 13133  # health_check extension (collector's documented default)
+OTEL_COLLECTOR_CONFIG_KEY = "config.yaml"  # key in the collector ConfigMap, mounted as a file

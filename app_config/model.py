@@ -166,6 +166,8 @@ class ModelConfig(_Model):
     hf_token_secret_name: str | None = None  # Secrets Manager secret holding a Hugging Face token
     upload_on_deploy: bool = True
     purge_on_delete: bool = False  # keep the model objects when the stack is deleted
+    # Hugging Face hub base URL the upload reads from (a mirror, or the hub itself).
+    hf_endpoint: str = Field(default="https://huggingface.co", pattern=r"^https?://[^\s/]+(/[^\s]*)?$")
 
     @field_validator("hf_repo_id")
     @classmethod
@@ -211,7 +213,7 @@ class VllmConfig(_Model):
     extra_args: list[str] = Field(default_factory=list)
     gpus_per_pod: PositiveInt = 1
     cpu_request: str = "3"
-    memory_request: str = "14Gi"
+    memory_request: str = "12Gi"  # fits g5/g6.xlarge allocatable (tests/charts/data/gpu_instances.yaml)
     shm_size: str = "2Gi"
     startup_timeout_seconds: Annotated[int, Field(ge=60)] = 330
     termination_grace_period_seconds: Annotated[int, Field(ge=30)] = 120
@@ -450,6 +452,10 @@ class EdgeConfig(_Model):
     waf_enabled: bool = True
     waf_rate_limit_per_5min: Annotated[int, Field(ge=10, le=2_000_000_000)] = 2000
     price_class: Literal["PriceClass_100", "PriceClass_200", "PriceClass_All"] = "PriceClass_100"
+    # Edge log bucket (CloudFront standard logs + ALB access logs): days kept, and whether
+    # `cdk destroy` empties and deletes it (``destroy``) or leaves it (``retain``).
+    log_retention_days: PositiveInt = 90
+    logs_removal_policy: Literal["retain", "destroy"] = "retain"
 
 
 class TeardownConfig(_Model):

@@ -41,6 +41,8 @@ OTEL_ADDON = HelmChartPin("otel-add-on", "oci://ghcr.io/kedify/charts", "v0.1.4"
 AWS_LOAD_BALANCER_CONTROLLER = HelmChartPin(
     "aws-load-balancer-controller", "https://aws.github.io/eks-charts", "3.5.0"
 )
+# Image tag of the controller the chart above deploys (the chart's appVersion).
+AWS_LOAD_BALANCER_CONTROLLER_IMAGE_TAG = "v3.5.0"
 METRICS_SERVER = HelmChartPin(
     "metrics-server", "https://kubernetes-sigs.github.io/metrics-server/", "3.13.0"
 )

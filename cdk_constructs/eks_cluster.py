@@ -1,0 +1,270 @@
+"""The EKS control plane, its managed system node group, core add-ons and the load balancer controller.
+
+Decisions (DESIGN section 3): ``aws_eks_v2`` (native ``AWS::EKS::Cluster``, access entries only),
+*not* EKS Auto Mode: a small managed node group (AL2023, tainted ``CriticalAddonsOnly=true:NoSchedule``)
+runs the controllers and Karpenter provisions everything else. Helm charts, manifests and cdk8s
+charts go through the kubectl provider, which runs with the kubectl v35 layer (Helm 4).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import aws_cdk as cdk
+from aws_cdk import aws_ec2 as ec2
+from aws_cdk import aws_eks_v2 as eks
+from aws_cdk import aws_kms as kms
+from aws_cdk.lambda_layer_kubectl_v35 import KubectlV35Layer
+from constructs import Construct
+
+from app_config import versions
+from app_config.constants import (
+    AWS_LOAD_BALANCER_CONTROLLER_NAME,
+    KARPENTER_DISCOVERY_TAG,
+    SYSTEM_NODE_LABEL_KEY,
+    SYSTEM_NODE_LABEL_VALUE,
+    SYSTEM_TAINT_KEY,
+    SYSTEM_TAINT_VALUE,
+)
+from app_config.model import ClusterConfig
+from cdk_constructs.nag import (
+    acknowledge,
+    acknowledge_managed_policies,
+    acknowledge_wildcard_resources,
+    managed_policy_finding,
+)
+
+# IAM policy of the AWS Load Balancer Controller. aws-cdk-lib 2.275 ships policies up to v3.2.2;
+# v3.5.0 needs the same policy (DESIGN section 6), so this file is aws-cdk-lib's
+# `aws-eks-v2/lib/addons/alb-iam_policy-v3.2.2.json`, copied unchanged.
+ALB_CONTROLLER_POLICY_FILE = Path(__file__).parent / "data" / "aws_load_balancer_controller_iam_policy.json"
+
+# EKS managed add-ons installed on every cluster (their versions: EKS's default for the cluster version).
+CORE_ADDONS = ("vpc-cni", "kube-proxy", "coredns")  # + eks-pod-identity-agent via cluster.eks_pod_identity_agent
+
+_LOG_TYPES = {
+    "api": eks.ClusterLoggingTypes.API,
+    "audit": eks.ClusterLoggingTypes.AUDIT,
+    "authenticator": eks.ClusterLoggingTypes.AUTHENTICATOR,
+    "controllerManager": eks.ClusterLoggingTypes.CONTROLLER_MANAGER,
+    "scheduler": eks.ClusterLoggingTypes.SCHEDULER,
+}
+
+
+def system_tolerations() -> list[dict[str, str]]:
+    """Pod tolerations for the system node group's taint (Kubernetes ``Toleration`` objects)."""
+    return [{"key": SYSTEM_TAINT_KEY, "operator": "Exists", "effect": "NoSchedule"}]
+
+
+def system_node_selector() -> dict[str, str]:
+    """Pod ``nodeSelector`` that pins a controller to the system node group."""
+    return {SYSTEM_NODE_LABEL_KEY: SYSTEM_NODE_LABEL_VALUE}
+
+
+def endpoint_access_for(config: ClusterConfig) -> eks.EndpointAccess:
+    """The API endpoint access of ``config.endpoint_access``; public access limited to ``public_access_cidrs``."""
+    if config.endpoint_access == "private":
+        return eks.EndpointAccess.PRIVATE
+    base = eks.EndpointAccess.PUBLIC if config.endpoint_access == "public" else eks.EndpointAccess.PUBLIC_AND_PRIVATE
+    return base.only_from(*config.public_access_cidrs)
+
+
+def load_alb_controller_policy() -> dict[str, Any]:
+    """The controller's IAM policy document (``{"Version", "Statement": [...]}``)."""
+    return json.loads(ALB_CONTROLLER_POLICY_FILE.read_text())
+
+
+@dataclass(frozen=True)
+class EksClusterProps:
+    """Props of :class:`EksCluster`.
+
+    Attributes:
+        config: the cluster section of the app config.
+        cluster_name: EKS cluster name (also the Karpenter discovery tag value).
+        vpc: the VPC; control-plane ENIs, nodes and the kubectl handler use its private subnets.
+        alb_controller_replicas: replicas of the AWS Load Balancer Controller.
+    """
+
+    config: ClusterConfig
+    cluster_name: str
+    vpc: ec2.IVpc
+    alb_controller_replicas: int = 2
+
+
+class EksCluster(Construct):
+    """An ``aws_eks_v2`` cluster ready for Karpenter, KEDA and our charts.
+
+    Exposes ``cluster`` (:class:`aws_eks_v2.Cluster`), ``system_nodegroup``, ``secrets_key``
+    (KMS key for envelope encryption of Secrets), ``addons`` (name -> add-on) and
+    ``alb_controller`` (the AWS Load Balancer Controller, for the TargetGroupBinding) and
+    ``node_security_group``.
+
+    ``node_security_group`` is the security group of Karpenter-launched nodes (and so of their
+    pods). EKS creates the cluster security group itself, so CloudFormation cannot tag it for
+    Karpenter's discovery; instead this group carries ``karpenter.sh/discovery=<cluster>`` (the
+    EC2NodeClasses select it) and ``kubernetes.io/cluster/<cluster>=owned`` (the load balancer
+    controller adds the TargetGroupBinding's ALB rules to it), and it exchanges all traffic with
+    the cluster security group (control plane, system nodes, CoreDNS).
+    """
+
+    def __init__(self, scope: Construct, construct_id: str, props: EksClusterProps) -> None:
+        super().__init__(scope, construct_id)
+        cfg = props.config
+        private = ec2.SubnetSelection(subnet_type=ec2.SubnetType.PRIVATE_WITH_EGRESS)
+
+        self.secrets_key = kms.Key(
+            self,
+            "SecretsKey",
+            enable_key_rotation=True,
+            description=f"Envelope encryption of Kubernetes Secrets in EKS cluster {props.cluster_name}",
+            removal_policy=cdk.RemovalPolicy.DESTROY,  # the cluster's secrets die with the cluster
+        )
+        self.cluster = eks.Cluster(
+            self,
+            "Cluster",
+            cluster_name=props.cluster_name,
+            version=eks.KubernetesVersion.of(cfg.kubernetes_version),
+            vpc=props.vpc,
+            vpc_subnets=[private],
+            default_capacity_type=eks.DefaultCapacityType.NODEGROUP,
+            default_capacity=0,
+            endpoint_access=endpoint_access_for(cfg),
+            cluster_logging=[_LOG_TYPES[name] for name in cfg.log_types],
+            secrets_encryption_key=self.secrets_key,
+            kubectl_provider_options=eks.KubectlProviderOptions(
+                kubectl_layer=KubectlV35Layer(self, "KubectlLayer"),
+            ),
+            alb_controller=eks.AlbControllerOptions(
+                version=eks.AlbControllerVersion.of(
+                    versions.AWS_LOAD_BALANCER_CONTROLLER_IMAGE_TAG,
+                    versions.AWS_LOAD_BALANCER_CONTROLLER.version,
+                ),
+                policy=load_alb_controller_policy(),
+                additional_helm_chart_values={
+                    "replicaCount": props.alb_controller_replicas,
+                    "tolerations": system_tolerations(),
+                    "nodeSelector": system_node_selector(),
+                },
+            ),
+        )
+
+        instance_types = [ec2.InstanceType(name) for name in cfg.system_nodes.instance_types]
+        arm = instance_types[0].architecture == ec2.InstanceArchitecture.ARM_64
+        self.system_nodegroup = self.cluster.add_nodegroup_capacity(
+            "SystemNodes",
+            instance_types=instance_types,
+            ami_type=eks.NodegroupAmiType.AL2023_ARM_64_STANDARD if arm else eks.NodegroupAmiType.AL2023_X86_64_STANDARD,
+            capacity_type=eks.CapacityType.ON_DEMAND,
+            min_size=cfg.system_nodes.min_size,
+            desired_size=cfg.system_nodes.desired_size,
+            max_size=cfg.system_nodes.max_size,
+            disk_size=cfg.system_nodes.disk_size_gib,
+            subnets=private,
+            labels=system_node_selector(),
+            taints=[
+                eks.TaintSpec(
+                    effect=eks.TaintEffect.NO_SCHEDULE, key=SYSTEM_TAINT_KEY, value=SYSTEM_TAINT_VALUE
+                )
+            ],
+        )
+
+        # Core add-ons as EKS managed add-ons. The cluster bootstraps self-managed copies of
+        # vpc-cni, kube-proxy and coredns; OVERWRITE lets the managed add-on adopt them.
+        self.addons: dict[str, eks.IAddon] = {}
+        for name in CORE_ADDONS:
+            addon = eks.Addon(self, f"Addon-{name}", cluster=self.cluster, addon_name=name)
+            cfn = addon.node.default_child
+            assert isinstance(cfn, eks.CfnAddon)
+            cfn.resolve_conflicts = "OVERWRITE"
+            if name == "coredns":
+                # coredns is a Deployment (tolerates CriticalAddonsOnly by default): it only
+                # becomes ACTIVE once nodes exist.
+                addon.node.add_dependency(self.system_nodegroup)
+            self.addons[name] = addon
+        agent = self.cluster.eks_pod_identity_agent
+        assert agent is not None
+        self.addons["eks-pod-identity-agent"] = agent
+
+        self.node_security_group = ec2.SecurityGroup(
+            self,
+            "NodeSecurityGroup",
+            vpc=props.vpc,
+            description=f"Karpenter-launched nodes of EKS cluster {props.cluster_name}",
+            allow_all_outbound=True,
+        )
+        cdk.Tags.of(self.node_security_group).add(KARPENTER_DISCOVERY_TAG, props.cluster_name)
+        cdk.Tags.of(self.node_security_group).add(f"kubernetes.io/cluster/{props.cluster_name}", "owned")
+        cluster_sg_id = self.cluster.cluster_security_group_id
+        self.node_security_group.add_ingress_rule(
+            self.node_security_group, ec2.Port.all_traffic(), "node to node (pods, kubelet, DNS)"
+        )
+        self.node_security_group.add_ingress_rule(
+            ec2.Peer.security_group_id(cluster_sg_id), ec2.Port.all_traffic(), "control plane and system nodes"
+        )
+        ec2.CfnSecurityGroupIngress(
+            self,
+            "ClusterFromKarpenterNodes",
+            group_id=cluster_sg_id,
+            ip_protocol="-1",
+            source_security_group_id=self.node_security_group.security_group_id,
+            description="Karpenter-launched nodes to the control plane and system nodes",
+        )
+
+        alb = self.cluster.alb_controller
+        assert alb is not None
+        # The chart waits for ready pods: they need nodes (and DNS) first.
+        alb.node.add_dependency(self.system_nodegroup)
+        alb.node.add_dependency(self.addons["coredns"])
+        self.alb_controller: eks.AlbController = alb
+        self.alb_controller_name = AWS_LOAD_BALANCER_CONTROLLER_NAME
+        self._acknowledge_nag_findings()
+
+    def _acknowledge_nag_findings(self) -> None:
+        """cdk-nag findings on CDK-owned parts of the cluster, each narrowed to its construct."""
+        acknowledge(
+            self.cluster.role,
+            "The EKS service role needs AmazonEKSClusterPolicy: it is the policy EKS documents for the "
+            "cluster role and AWS keeps it in step with the control plane's needs.",
+            managed_policy_finding("AmazonEKSClusterPolicy"),
+        )
+        node_role = self.system_nodegroup.role
+        acknowledge(
+            node_role,
+            "Managed node group role: EKS documents exactly these AWS managed policies for worker nodes "
+            "(join the cluster, VPC CNI, pull images from ECR). It has no access to the model bucket.",
+            *(
+                managed_policy_finding(name)
+                for name in ("AmazonEKSWorkerNodePolicy", "AmazonEKS_CNI_Policy", "AmazonEC2ContainerRegistryReadOnly")
+            ),
+        )
+        provider = self.cluster.node.find_child("KubectlProvider")
+        handler_role = provider.node.find_child("Handler").node.find_child("ServiceRole")
+        framework = provider.node.find_child("Provider").node.find_child("framework-onEvent")
+        framework_role = framework.node.find_child("ServiceRole")
+        for role in (handler_role, framework_role):
+            acknowledge_managed_policies(
+                role,
+                "CDK's kubectl provider (aws-cdk-lib code): AWS managed Lambda execution policies (logs, "
+                "VPC ENIs) and ECR read-only for pulling the kubectl/Helm layers and OCI charts.",
+            )
+        acknowledge_wildcard_resources(
+            framework_role.node.find_child("DefaultPolicy"),
+            "CDK's provider framework may invoke any version of its own onEvent handler (<handler ARN>:*), "
+            "nothing else.",
+        )
+        acknowledge(
+            provider,
+            "The kubectl handler's Python runtime is chosen by aws-cdk-lib (determineLatestPythonRuntime) "
+            "to match its bundled handler code; bumping it is aws-cdk-lib's job.",
+            "AwsSolutions-L1",
+        )
+        alb_role = self.alb_controller.node.find_child("alb-sa").role  # type: ignore[attr-defined]
+        acknowledge_wildcard_resources(
+            alb_role.node.find_child("DefaultPolicy"),
+            "AWS Load Balancer Controller IAM policy, copied unchanged from upstream (aws-cdk-lib's "
+            "alb-iam_policy-v3.2.2.json, same as v3.5.0): Describe* calls take no resource, and the "
+            "mutating statements are limited by the elbv2.k8s.aws/cluster tag conditions.",
+        )

@@ -1,0 +1,410 @@
+"""Karpenter 1.14.x: controller IAM (from Karpenter's official CloudFormation), node role, interruption
+queue with its EventBridge rules, Pod Identity for the controller, and the two Helm charts.
+
+Source of the IAM statements, event names and queue settings: Karpenter's getting-started template,
+``aws/karpenter-provider-aws: website/content/en/preview/getting-started/getting-started-with-karpenter/cloudformation.yaml``
+(statement ``Sid``s kept; grouped into the five managed policies upstream splits them into:
+NodeLifecycle, IAMIntegration, EKSIntegration, Interruption, ResourceDiscovery). Differences, on
+purpose: the queue name is generated (we pass the name to the chart), EventBridge may send only
+from our four rules (``aws:SourceArn``), and the node role gets an ``EC2_LINUX`` access entry
+instead of an ``aws-auth`` mapping.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import aws_cdk as cdk
+from aws_cdk import aws_eks_v2 as eks
+from aws_cdk import aws_events as events
+from aws_cdk import aws_events_targets as targets
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_sqs as sqs
+from constructs import Construct
+
+from app_config import versions
+from app_config.constants import KARPENTER_NAMESPACE, KARPENTER_SERVICE_ACCOUNT
+from cdk_constructs.eks_cluster import system_tolerations
+from cdk_constructs.nag import acknowledge, acknowledge_wildcard_resources, managed_policy_finding
+
+# EventBridge rules of the interruption queue: (construct id, source, detail-type), exactly upstream's.
+INTERRUPTION_EVENTS: tuple[tuple[str, str, str], ...] = (
+    ("ScheduledChangeRule", "aws.health", "AWS Health Event"),
+    ("SpotInterruptionRule", "aws.ec2", "EC2 Spot Instance Interruption Warning"),
+    ("RebalanceRule", "aws.ec2", "EC2 Instance Rebalance Recommendation"),
+    ("InstanceStateChangeRule", "aws.ec2", "EC2 Instance State-change Notification"),
+)
+
+# Upstream's node role managed policies. SSM core lets operators open sessions on GPU nodes.
+NODE_ROLE_MANAGED_POLICIES = (
+    "AmazonEKS_CNI_Policy",
+    "AmazonEKSWorkerNodePolicy",
+    "AmazonEC2ContainerRegistryReadOnly",
+    "AmazonSSMManagedInstanceCore",
+)
+
+POD_IDENTITY_PRINCIPAL = "pods.eks.amazonaws.com"
+
+
+@dataclass(frozen=True)
+class KarpenterProps:
+    """Props of :class:`Karpenter`.
+
+    Attributes:
+        cluster: the EKS cluster (its kubectl provider installs the charts).
+        cluster_name: the cluster's literal name (IAM condition *keys* embed it, so no token).
+        crd_chart / chart: pinned charts (``app_config.versions``).
+        namespace / service_account: where the controller runs and the ServiceAccount Pod Identity binds.
+        replicas: controller replicas (2 need two non-Karpenter nodes in two zones).
+        controller_resources: ``controller.resources`` (upstream docs use 1 CPU / 1 GiB).
+        message_retention: interruption queue retention (upstream: 300 s).
+    """
+
+    cluster: eks.Cluster
+    cluster_name: str
+    crd_chart: versions.HelmChartPin = versions.KARPENTER_CRD
+    chart: versions.HelmChartPin = versions.KARPENTER
+    namespace: str = KARPENTER_NAMESPACE
+    service_account: str = KARPENTER_SERVICE_ACCOUNT
+    replicas: int = 2
+    controller_resources: dict[str, dict[str, str]] = field(
+        default_factory=lambda: {
+            "requests": {"cpu": "1", "memory": "1Gi"},
+            "limits": {"cpu": "1", "memory": "1Gi"},
+        }
+    )
+    message_retention: cdk.Duration = cdk.Duration.seconds(300)
+
+
+def chart_values(
+    *, cluster_name: str, queue_name: str, props: KarpenterProps
+) -> dict[str, Any]:
+    """Values of the ``karpenter`` chart (pure function of its inputs)."""
+    return {
+        "settings": {"clusterName": cluster_name, "interruptionQueue": queue_name},
+        "serviceAccount": {"create": True, "name": props.service_account},
+        "replicas": props.replicas,
+        "tolerations": system_tolerations(),
+        "controller": {"resources": props.controller_resources},
+    }
+
+
+class Karpenter(Construct):
+    """Karpenter's AWS side and its two Helm releases.
+
+    Exposes ``node_role`` (EC2NodeClass ``spec.role``), ``queue`` (interruption queue),
+    ``rules``, ``controller_role``, ``crd_chart`` and ``chart`` (the ``HelmChart`` constructs;
+    NodePools must depend on ``chart``), and ``policies`` (the five controller policies).
+    """
+
+    def __init__(self, scope: Construct, construct_id: str, props: KarpenterProps) -> None:
+        super().__init__(scope, construct_id)
+        cluster = props.cluster
+        name = props.cluster_name
+
+        # --- Nodes -----------------------------------------------------------------------
+        self.node_role = iam.Role(
+            self,
+            "NodeRole",
+            assumed_by=iam.ServicePrincipal("ec2.amazonaws.com"),
+            managed_policies=[iam.ManagedPolicy.from_aws_managed_policy_name(p) for p in NODE_ROLE_MANAGED_POLICIES],
+            description=f"Nodes Karpenter launches for EKS cluster {name}",
+        )
+        self.node_access_entry = eks.AccessEntry(
+            self,
+            "NodeAccessEntry",
+            cluster=cluster,
+            principal=self.node_role.role_arn,
+            access_entry_type=eks.AccessEntryType.EC2_LINUX,
+            access_policies=[],
+        )
+
+        # --- Interruption queue ----------------------------------------------------------
+        self.queue = sqs.Queue(
+            self,
+            "InterruptionQueue",
+            retention_period=props.message_retention,
+            encryption=sqs.QueueEncryption.SQS_MANAGED,
+            enforce_ssl=True,
+        )
+        self.rules: dict[str, events.Rule] = {}
+        for rule_id, source, detail_type in INTERRUPTION_EVENTS:
+            self.rules[detail_type] = events.Rule(
+                self,
+                rule_id,
+                event_pattern=events.EventPattern(source=[source], detail_type=[detail_type]),
+                targets=[targets.SqsQueue(self.queue)],
+            )
+
+        # --- Controller ------------------------------------------------------------------
+        self.policies = self._controller_policies(name)
+        self.controller_role = iam.Role(
+            self,
+            "ControllerRole",
+            assumed_by=iam.SessionTagsPrincipal(iam.ServicePrincipal(POD_IDENTITY_PRINCIPAL)),
+            managed_policies=list(self.policies.values()),
+            description=f"Karpenter controller of EKS cluster {name} (Pod Identity)",
+        )
+        self.pod_identity = eks.CfnPodIdentityAssociation(
+            self,
+            "PodIdentity",
+            cluster_name=cluster.cluster_name,
+            namespace=props.namespace,
+            service_account=props.service_account,
+            role_arn=self.controller_role.role_arn,
+        )
+        agent = cluster.eks_pod_identity_agent
+        if agent is not None:
+            self.pod_identity.node.add_dependency(agent)
+
+        self.crd_chart = cluster.add_helm_chart(
+            "KarpenterCrd",
+            chart=props.crd_chart.chart,
+            repository=props.crd_chart.repository,
+            version=props.crd_chart.version,
+            release=props.crd_chart.chart,
+            namespace=props.namespace,
+            create_namespace=True,
+            wait=True,
+        )
+        self.chart = cluster.add_helm_chart(
+            "Karpenter",
+            chart=props.chart.chart,
+            repository=props.chart.repository,
+            version=props.chart.version,
+            release=props.chart.chart,
+            namespace=props.namespace,
+            create_namespace=True,
+            skip_crds=True,  # the karpenter-crd release owns (and upgrades) the CRDs
+            wait=True,
+            timeout=cdk.Duration.minutes(15),
+            values=chart_values(cluster_name=name, queue_name=self.queue.queue_name, props=props),
+        )
+        self.chart.node.add_dependency(self.crd_chart)
+        self.chart.node.add_dependency(self.pod_identity)
+        self.chart.node.add_dependency(self.controller_role)  # its managed policies, not only the role
+        self._acknowledge_nag_findings()
+
+    def _acknowledge_nag_findings(self) -> None:
+        acknowledge(
+            self.node_role,
+            "Karpenter's node role as in its official CloudFormation: the AWS managed worker-node "
+            "policies EKS documents (join, VPC CNI, ECR pull) plus SSM core for node sessions. "
+            "It has no access to the model bucket (vLLM reads it through its own Pod Identity role).",
+            *(managed_policy_finding(name) for name in NODE_ROLE_MANAGED_POLICIES),
+        )
+        acknowledge(
+            self.queue,
+            "Karpenter's interruption queue: events are only useful within minutes (retention 300 s, as "
+            "upstream); a dead-letter queue would only hold stale interruption notices.",
+            "AwsSolutions-SQS3",
+        )
+        for policy in self.policies.values():
+            acknowledge_wildcard_resources(
+                policy,
+                "Karpenter's documented controller policy (official CloudFormation, statement Sids kept): "
+                "resource wildcards are for EC2/IAM objects Karpenter creates at run time, bounded by "
+                "region and by the kubernetes.io/cluster/<name>=owned and karpenter.sh/nodepool tag "
+                "conditions; Describe*/pricing/ListInstanceProfiles accept no resource-level scoping.",
+            )
+
+    def _controller_policies(self, name: str) -> dict[str, iam.ManagedPolicy]:
+        """The controller policy of Karpenter's CloudFormation, statement for statement."""
+        partition, region, account = cdk.Aws.PARTITION, cdk.Aws.REGION, cdk.Aws.ACCOUNT_ID
+
+        def ec2_arn(resource: str, with_account: bool = True) -> str:
+            return f"arn:{partition}:ec2:{region}:{'*' if with_account else ''}:{resource}"
+
+        owned_resource = {f"aws:ResourceTag/kubernetes.io/cluster/{name}": "owned"}
+        owned_request = {
+            f"aws:RequestTag/kubernetes.io/cluster/{name}": "owned",
+            "aws:RequestTag/eks:eks-cluster-name": name,
+        }
+        tagged_on_create = [
+            ec2_arn("fleet/*"),
+            ec2_arn("instance/*"),
+            ec2_arn("volume/*"),
+            ec2_arn("network-interface/*"),
+            ec2_arn("launch-template/*"),
+            ec2_arn("spot-instances-request/*"),
+        ]
+        instance_profiles = f"arn:{partition}:iam::{account}:instance-profile/*"
+
+        groups: dict[str, list[iam.PolicyStatement]] = {
+            "NodeLifecycle": [
+                iam.PolicyStatement(
+                    sid="AllowScopedEC2InstanceAccessActions",
+                    actions=["ec2:RunInstances", "ec2:CreateFleet"],
+                    resources=[
+                        ec2_arn("image/*", with_account=False),
+                        ec2_arn("snapshot/*", with_account=False),
+                        ec2_arn("security-group/*"),
+                        ec2_arn("subnet/*"),
+                        ec2_arn("capacity-reservation/*"),
+                    ],
+                ),
+                iam.PolicyStatement(
+                    sid="AllowScopedEC2LaunchTemplateAccessActions",
+                    actions=["ec2:RunInstances", "ec2:CreateFleet"],
+                    resources=[ec2_arn("launch-template/*")],
+                    conditions={
+                        "StringEquals": owned_resource,
+                        "StringLike": {"aws:ResourceTag/karpenter.sh/nodepool": "*"},
+                    },
+                ),
+                iam.PolicyStatement(
+                    sid="AllowScopedEC2InstanceActionsWithTags",
+                    actions=["ec2:RunInstances", "ec2:CreateFleet", "ec2:CreateLaunchTemplate"],
+                    resources=[*tagged_on_create, ec2_arn("capacity-reservation/*")],
+                    conditions={
+                        "StringEquals": owned_request,
+                        "StringLike": {"aws:RequestTag/karpenter.sh/nodepool": "*"},
+                    },
+                ),
+                iam.PolicyStatement(
+                    sid="AllowScopedResourceCreationTagging",
+                    actions=["ec2:CreateTags"],
+                    resources=tagged_on_create,
+                    conditions={
+                        "StringEquals": {
+                            **owned_request,
+                            "ec2:CreateAction": ["RunInstances", "CreateFleet", "CreateLaunchTemplate"],
+                        },
+                        "StringLike": {"aws:RequestTag/karpenter.sh/nodepool": "*"},
+                    },
+                ),
+                iam.PolicyStatement(
+                    sid="AllowScopedResourceTagging",
+                    actions=["ec2:CreateTags"],
+                    resources=[ec2_arn("instance/*")],
+                    conditions={
+                        "StringEquals": owned_resource,
+                        "StringLike": {"aws:ResourceTag/karpenter.sh/nodepool": "*"},
+                        "StringEqualsIfExists": {"aws:RequestTag/eks:eks-cluster-name": name},
+                        "ForAllValues:StringEquals": {
+                            "aws:TagKeys": ["eks:eks-cluster-name", "karpenter.sh/nodeclaim", "Name"]
+                        },
+                    },
+                ),
+                iam.PolicyStatement(
+                    sid="AllowScopedDeletion",
+                    actions=["ec2:TerminateInstances", "ec2:DeleteLaunchTemplate"],
+                    resources=[ec2_arn("instance/*"), ec2_arn("launch-template/*")],
+                    conditions={
+                        "StringEquals": owned_resource,
+                        "StringLike": {"aws:ResourceTag/karpenter.sh/nodepool": "*"},
+                    },
+                ),
+            ],
+            "IAMIntegration": [
+                iam.PolicyStatement(
+                    sid="AllowPassingInstanceRole",
+                    actions=["iam:PassRole"],
+                    resources=[self.node_role.role_arn],
+                    conditions={
+                        "StringEquals": {"iam:PassedToService": ["ec2.amazonaws.com", "ec2.amazonaws.com.cn"]}
+                    },
+                ),
+                iam.PolicyStatement(
+                    sid="AllowScopedInstanceProfileCreationActions",
+                    actions=["iam:CreateInstanceProfile"],
+                    resources=[instance_profiles],
+                    conditions={
+                        "StringEquals": {**owned_request, "aws:RequestTag/topology.kubernetes.io/region": region},
+                        "StringLike": {"aws:RequestTag/karpenter.k8s.aws/ec2nodeclass": "*"},
+                    },
+                ),
+                iam.PolicyStatement(
+                    sid="AllowScopedInstanceProfileTagActions",
+                    actions=["iam:TagInstanceProfile"],
+                    resources=[instance_profiles],
+                    conditions={
+                        "StringEquals": {
+                            **owned_resource,
+                            "aws:ResourceTag/topology.kubernetes.io/region": region,
+                            **owned_request,
+                            "aws:RequestTag/topology.kubernetes.io/region": region,
+                        },
+                        "StringLike": {
+                            "aws:ResourceTag/karpenter.k8s.aws/ec2nodeclass": "*",
+                            "aws:RequestTag/karpenter.k8s.aws/ec2nodeclass": "*",
+                        },
+                    },
+                ),
+                iam.PolicyStatement(
+                    sid="AllowScopedInstanceProfileActions",
+                    actions=[
+                        "iam:AddRoleToInstanceProfile",
+                        "iam:RemoveRoleFromInstanceProfile",
+                        "iam:DeleteInstanceProfile",
+                    ],
+                    resources=[instance_profiles],
+                    conditions={
+                        "StringEquals": {**owned_resource, "aws:ResourceTag/topology.kubernetes.io/region": region},
+                        "StringLike": {"aws:ResourceTag/karpenter.k8s.aws/ec2nodeclass": "*"},
+                    },
+                ),
+                iam.PolicyStatement(
+                    sid="AllowInstanceProfileReadActions",
+                    actions=["iam:GetInstanceProfile"],
+                    resources=[instance_profiles],
+                ),
+                iam.PolicyStatement(
+                    sid="AllowUnscopedInstanceProfileListAction",
+                    actions=["iam:ListInstanceProfiles"],
+                    resources=["*"],
+                ),
+            ],
+            "EKSIntegration": [
+                iam.PolicyStatement(
+                    sid="AllowAPIServerEndpointDiscovery",
+                    actions=["eks:DescribeCluster"],
+                    resources=[f"arn:{partition}:eks:{region}:{account}:cluster/{name}"],
+                ),
+            ],
+            "Interruption": [
+                iam.PolicyStatement(
+                    sid="AllowInterruptionQueueActions",
+                    actions=["sqs:DeleteMessage", "sqs:GetQueueUrl", "sqs:ReceiveMessage"],
+                    resources=[self.queue.queue_arn],
+                ),
+            ],
+            "ResourceDiscovery": [
+                iam.PolicyStatement(
+                    sid="AllowRegionalReadActions",
+                    actions=[
+                        "ec2:DescribeCapacityReservations",
+                        "ec2:DescribeImages",
+                        "ec2:DescribeInstances",
+                        "ec2:DescribeInstanceTypeOfferings",
+                        "ec2:DescribeInstanceTypes",
+                        "ec2:DescribeLaunchTemplates",
+                        "ec2:DescribeSecurityGroups",
+                        "ec2:DescribeSpotPriceHistory",
+                        "ec2:DescribeSubnets",
+                    ],
+                    resources=["*"],
+                    conditions={"StringEquals": {"aws:RequestedRegion": region}},
+                ),
+                iam.PolicyStatement(
+                    sid="AllowSSMReadActions",
+                    actions=["ssm:GetParameter"],
+                    resources=[f"arn:{partition}:ssm:{region}::parameter/aws/service/*"],
+                ),
+                iam.PolicyStatement(
+                    sid="AllowPricingReadActions",
+                    actions=["pricing:GetProducts"],
+                    resources=["*"],
+                ),
+            ],
+        }
+        return {
+            group: iam.ManagedPolicy(
+                self,
+                f"Controller{group}Policy",
+                statements=statements,
+                description=f"Karpenter controller ({group}) for EKS cluster {name}",
+            )
+            for group, statements in groups.items()
+        }

@@ -1,0 +1,188 @@
+"""Shared pieces of the cdk8s charts: deploy-time values, labels, and synth-time checks.
+
+Every chart in this package is a pure function of its frozen props: no I/O, no environment,
+no clock, no AWS calls. Deploy-time values (ARNs, ids, URIs) arrive as plain strings that may
+be CDK tokens at synth time; charts copy them verbatim and never parse them.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import cdk8s
+from constructs import Construct
+
+from app_config.constants import (
+    KEDA_NAMESPACE,
+    METRIC_KV_CACHE_USAGE_LEGACY,
+    OTEL_ADDON_NAME,
+    OTEL_ADDON_OTLP_GRPC_PORT,
+    OTEL_ADDON_SCALER_PORT,
+)
+
+APP_LABEL_KEY = "app"  # the pod label the collector's relabel rule and all selectors use
+PART_OF_LABEL_KEY = "app.kubernetes.io/part-of"
+MANAGED_BY_LABEL_KEY = "app.kubernetes.io/managed-by"
+PART_OF_VALUE = "qvllm"
+MANAGED_BY_VALUE = "cdk8s"
+NODEPOOL_LABEL_KEY = "karpenter.sh/nodepool"  # label Karpenter puts on every node it launches
+ARCH_LABEL_KEY = "kubernetes.io/arch"
+OS_LABEL_KEY = "kubernetes.io/os"
+ZONE_LABEL_KEY = "topology.kubernetes.io/zone"
+
+# Case B09: vLLM removed `vllm:gpu_cache_usage_perc`; no manifest may reference it.
+REMOVED_METRIC_FRAGMENTS: tuple[str, ...] = (METRIC_KV_CACHE_USAGE_LEGACY.split(":", 1)[1],)
+
+
+@dataclass(frozen=True)
+class DeployValues:
+    """Values only the cluster stack knows at deploy time (strings; may be CDK tokens).
+
+    Attributes:
+        model_uri: ``s3://<bucket>/models/<name>/`` the vLLM pods stream weights from.
+        region: AWS region of the cluster and the model bucket.
+        cluster_name: EKS cluster name; also the ``karpenter.sh/discovery`` tag value on the
+            subnets and security groups Karpenter launches nodes into.
+        node_role_name: IAM role *name* (not ARN) of Karpenter-launched nodes.
+        vllm_service_account_name: ServiceAccount the Pod Identity association binds.
+        gateway_image_uri: container image of the gateway (a ``DockerImageAsset`` URI).
+        target_group_arn: ARN of the edge stack's gateway target group (target type ip).
+        alb_security_group_id: security group of the internal ALB (allowed to reach the pods).
+        vpc_id: VPC of the target group (``vpc-...``).
+    """
+
+    model_uri: str
+    region: str
+    cluster_name: str
+    node_role_name: str
+    vllm_service_account_name: str
+    gateway_image_uri: str
+    target_group_arn: str
+    alb_security_group_id: str
+    vpc_id: str
+
+    @classmethod
+    def placeholders(cls, cluster_name: str = "qvllm", model_name: str = "mistral-7b-awq") -> "DeployValues":
+        """Fake but well-formed values for tests and ``make manifests`` (nothing is looked up)."""
+        from app_config.constants import MODELS_PREFIX, VLLM_NAME
+
+        return cls(
+            model_uri=f"s3://example-model-bucket/{MODELS_PREFIX}/{model_name}/",
+            region="us-west-2",
+            cluster_name=cluster_name,
+            node_role_name=f"{cluster_name}-karpenter-node",
+            vllm_service_account_name=VLLM_NAME,
+            gateway_image_uri="123456789012.dkr.ecr.us-west-2.amazonaws.com/cdk-hnb659fds-container-assets:gateway",
+            target_group_arn=(
+                "arn:aws:elasticloadbalancing:us-west-2:123456789012:targetgroup/qvllm-gateway/0123456789abcdef"
+            ),
+            alb_security_group_id="sg-0123456789abcdef0",
+            vpc_id="vpc-0123456789abcdef0",
+        )
+
+
+def common_labels(app: str) -> dict[str, str]:
+    """Labels on every object of ours: ``app``, ``app.kubernetes.io/part-of`` and ``managed-by``."""
+    return {APP_LABEL_KEY: app, PART_OF_LABEL_KEY: PART_OF_VALUE, MANAGED_BY_LABEL_KEY: MANAGED_BY_VALUE}
+
+
+def selector_labels(app: str) -> dict[str, str]:
+    """The immutable selector labels of a workload (``{"app": app}``)."""
+    return {APP_LABEL_KEY: app}
+
+
+def service_host(name: str, namespace: str) -> str:
+    """Cluster DNS name of a Service: ``<name>.<namespace>.svc.cluster.local``."""
+    return f"{name}.{namespace}.svc.cluster.local"
+
+
+def addon_scaler_address(addon_service: str = OTEL_ADDON_NAME, addon_namespace: str = KEDA_NAMESPACE) -> str:
+    """``host:port`` of the OTel scaler add-on's KEDA external-scaler gRPC endpoint (:4318)."""
+    return f"{service_host(addon_service, addon_namespace)}:{OTEL_ADDON_SCALER_PORT}"
+
+
+def addon_otlp_address(addon_service: str = OTEL_ADDON_NAME, addon_namespace: str = KEDA_NAMESPACE) -> str:
+    """``host:port`` of the OTel scaler add-on's OTLP gRPC receiver (:4317)."""
+    return f"{service_host(addon_service, addon_namespace)}:{OTEL_ADDON_OTLP_GRPC_PORT}"
+
+
+def format_number(value: float | int) -> str:
+    """A number as Kubernetes/KEDA string metadata wants it: ``25.0`` -> ``"25"``, ``0.5`` -> ``"0.5"``."""
+    if isinstance(value, bool):
+        raise TypeError("booleans are not numbers here")
+    if float(value).is_integer():
+        return str(int(value))
+    return repr(float(value))
+
+
+class ManifestCheckError(ValueError):
+    """A rendered manifest breaks a synth-time rule; the message names the object and the rule."""
+
+
+def check_no_removed_metrics(manifests: Iterable[Mapping[str, Any]]) -> None:
+    """Case B09: fail if any manifest mentions a metric vLLM no longer emits.
+
+    Raises:
+        ManifestCheckError: naming ``kind/name`` of each offending object and the fragment found.
+    """
+    problems = []
+    for obj in manifests:
+        text = json.dumps(obj)
+        for fragment in REMOVED_METRIC_FRAGMENTS:
+            if fragment in text:
+                meta = obj.get("metadata", {})
+                problems.append(f"{obj.get('kind')}/{meta.get('name')} references removed metric {fragment!r}")
+    if problems:
+        raise ManifestCheckError(
+            "rendered manifests reference a vLLM metric that no longer exists (use "
+            "vllm:kv_cache_usage_perc): " + "; ".join(problems)
+        )
+
+
+class QvllmChart(cdk8s.Chart):
+    """Base of our charts: stable resource names (no hashes) and synth-time checks.
+
+    Subclasses declare their objects in ``__init__`` and finish with :meth:`_check`, so a bad
+    chart fails where it is built (inside ``cdk synth``), not at apply time. (A cdk8s
+    ``IValidation`` cannot do this: ``Chart.toJson`` runs validations, and a validation that
+    renders the chart would re-enter it.)
+    """
+
+    def __init__(self, scope: Construct, id: str) -> None:
+        super().__init__(scope, id, disable_resource_name_hashes=True)
+
+    def manifests(self) -> list[dict[str, Any]]:
+        """The chart's objects as plain dicts, in declaration order."""
+        return [dict(obj) for obj in self.to_json()]
+
+    def _check(self) -> None:
+        """Run the synth-time checks over this chart's objects (raises ManifestCheckError)."""
+        check_no_removed_metrics(self.manifests())
+
+
+def _camel(name: str) -> str:
+    head, *rest = name.split("_")
+    return head + "".join(part.capitalize() for part in rest)
+
+
+def k8s_object(
+    scope: Construct,
+    id: str,
+    *,
+    api_version: str,
+    kind: str,
+    metadata: cdk8s.ApiObjectMetadata,
+    **fields: Any,
+) -> cdk8s.ApiObject:
+    """A ``cdk8s.ApiObject`` with top-level fields (``spec``, ``data``, ``rules``, ``role_ref``...).
+
+    The Python binding of ``ApiObject`` takes only apiVersion, kind and metadata; other fields
+    are added as JSON patches. Snake-case field names become camelCase (``role_ref`` -> ``roleRef``).
+    """
+    obj = cdk8s.ApiObject(scope, id, api_version=api_version, kind=kind, metadata=metadata)
+    for key, value in fields.items():
+        obj.add_json_patch(cdk8s.JsonPatch.add(f"/{_camel(key)}", value))
+    return obj

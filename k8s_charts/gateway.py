@@ -1,0 +1,218 @@
+"""The FastAPI gateway: Deployment on the CPU NodePool, Service, PDB and TargetGroupBinding.
+
+The edge stack creates the internal ALB and an ``ip`` target group in CDK; the AWS Load
+Balancer Controller registers the gateway pods in it through the TargetGroupBinding, and opens
+the pods' port to the ALB's security group (``networking.ingress``). The container env is built
+with :func:`services.gateway.settings.settings_env`, the gateway's own settings module, so the
+variable names cannot drift.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import cdk8s
+from constructs import Construct
+
+from app_config.constants import (
+    CPU_NODEPOOL_NAME,
+    GATEWAY_APP_LABEL,
+    GATEWAY_HEALTH_PATH,
+    GATEWAY_NAME,
+    GATEWAY_PORT,
+    GATEWAY_READY_PATH,
+    INFERENCE_NAMESPACE,
+    VLLM_NAME,
+    VLLM_PORT,
+)
+from app_config.model import GatewayConfig
+from k8s_charts.common import (
+    k8s_object,
+    ARCH_LABEL_KEY,
+    NODEPOOL_LABEL_KEY,
+    ZONE_LABEL_KEY,
+    QvllmChart,
+    common_labels,
+    selector_labels,
+    service_host,
+)
+from services.gateway.settings import settings_env
+
+TARGET_GROUP_BINDING_API_VERSION = "elbv2.k8s.aws/v1beta1"
+CONTAINER_NAME = "gateway"
+PORT_NAME = "http"
+PRE_STOP_SECONDS = 10  # ALB deregistration is asynchronous: keep serving while it happens
+TERMINATION_GRACE_SECONDS = 60
+
+
+@dataclass(frozen=True)
+class GatewayProps:
+    """Props of :class:`GatewayChart`.
+
+    Attributes:
+        gateway: the ``gateway`` config section (replicas, admission control, timeouts, requests).
+        served_model_name: the model name clients send (``config.model.served_model_name``).
+        image_uri: the gateway image (``DockerImageAsset.image_uri``; may be a token).
+        target_group_arn: the edge stack's gateway target group (target type ip; may be a token).
+        alb_security_group_id: the internal ALB's security group (may be a token).
+        vpc_id: VPC id of the target group, or None to let the controller look it up.
+        image_architectures: CPU architectures the image is built for; pods only go to those
+            nodes (a ``DockerImageAsset`` builds one platform, while the CPU pool admits two).
+        namespace: namespace of every object in the chart.
+        upstream_namespace: namespace of the vLLM Service the gateway proxies to.
+    """
+
+    gateway: GatewayConfig
+    served_model_name: str
+    image_uri: str
+    target_group_arn: str
+    alb_security_group_id: str
+    vpc_id: str | None = None
+    image_architectures: tuple[str, ...] = ("amd64",)
+    namespace: str = INFERENCE_NAMESPACE
+    upstream_namespace: str = INFERENCE_NAMESPACE
+
+
+def upstream_url(namespace: str = INFERENCE_NAMESPACE) -> str:
+    """Base URL of the vLLM Service, e.g. ``http://vllm.inference.svc.cluster.local:8000``."""
+    return f"http://{service_host(VLLM_NAME, namespace)}:{VLLM_PORT}"
+
+
+def gateway_env(props: GatewayProps) -> list[dict[str, str]]:
+    """The container env (``GATEWAY_*``) from the config, via the gateway's settings module."""
+    gw = props.gateway
+    env = settings_env(
+        upstream_url=upstream_url(props.upstream_namespace),
+        served_model_name=props.served_model_name,
+        max_in_flight=gw.max_in_flight,
+        max_queue=gw.max_queue,
+        queue_timeout_seconds=gw.queue_timeout_seconds,
+        heartbeat_interval_seconds=gw.heartbeat_interval_seconds,
+        connect_timeout_seconds=gw.upstream_connect_timeout_seconds,
+        read_timeout_seconds=gw.upstream_read_timeout_seconds,
+        max_body_bytes=gw.max_body_bytes,
+        port=GATEWAY_PORT,
+    )
+    return [{"name": k, "value": v} for k, v in env.items()]
+
+
+class GatewayChart(QvllmChart):
+    """Gateway Deployment (CPU pool), Service :8000, PDB and ``TargetGroupBinding`` (ip targets)."""
+
+    def __init__(self, scope: Construct, id: str, props: GatewayProps) -> None:
+        super().__init__(scope, id)
+        ns = props.namespace
+        gw = props.gateway
+        labels = common_labels(GATEWAY_APP_LABEL)
+        selector = selector_labels(GATEWAY_APP_LABEL)
+
+        container: dict[str, Any] = {
+            "name": CONTAINER_NAME,
+            "image": props.image_uri,
+            "env": gateway_env(props),
+            "ports": [{"name": PORT_NAME, "containerPort": GATEWAY_PORT, "protocol": "TCP"}],
+            "resources": {
+                "requests": {"cpu": gw.cpu_request, "memory": gw.memory_request},
+                "limits": {"memory": gw.memory_request},
+            },
+            "readinessProbe": {
+                "httpGet": {"path": GATEWAY_READY_PATH, "port": PORT_NAME},
+                "periodSeconds": 5,
+                "failureThreshold": 2,
+            },
+            "livenessProbe": {
+                "httpGet": {"path": GATEWAY_HEALTH_PATH, "port": PORT_NAME},
+                "periodSeconds": 10,
+                "failureThreshold": 3,
+            },
+            "lifecycle": {"preStop": {"sleep": {"seconds": PRE_STOP_SECONDS}}},
+            "securityContext": {
+                "allowPrivilegeEscalation": False,
+                "capabilities": {"drop": ["ALL"]},
+                "seccompProfile": {"type": "RuntimeDefault"},
+            },
+        }
+        pod_spec: dict[str, Any] = {
+            "terminationGracePeriodSeconds": TERMINATION_GRACE_SECONDS,
+            "nodeSelector": {NODEPOOL_LABEL_KEY: CPU_NODEPOOL_NAME},
+            "affinity": {
+                "nodeAffinity": {
+                    "requiredDuringSchedulingIgnoredDuringExecution": {
+                        "nodeSelectorTerms": [
+                            {
+                                "matchExpressions": [
+                                    {"key": ARCH_LABEL_KEY, "operator": "In", "values": list(props.image_architectures)}
+                                ]
+                            }
+                        ]
+                    }
+                }
+            },
+            "topologySpreadConstraints": [
+                {
+                    "maxSkew": 1,
+                    "topologyKey": ZONE_LABEL_KEY,
+                    "whenUnsatisfiable": "ScheduleAnyway",
+                    "labelSelector": {"matchLabels": selector},
+                }
+            ],
+            "containers": [container],
+        }
+        k8s_object(
+            self,
+            "deployment",
+            api_version="apps/v1",
+            kind="Deployment",
+            metadata=cdk8s.ApiObjectMetadata(name=GATEWAY_NAME, namespace=ns, labels=labels),
+            spec={
+                "replicas": gw.replicas,
+                "selector": {"matchLabels": selector},
+                "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0}},
+                "template": {"metadata": {"labels": labels}, "spec": pod_spec},
+            },
+        )
+        k8s_object(
+            self,
+            "service",
+            api_version="v1",
+            kind="Service",
+            metadata=cdk8s.ApiObjectMetadata(name=GATEWAY_NAME, namespace=ns, labels=labels),
+            spec={
+                "type": "ClusterIP",
+                "selector": selector,
+                "ports": [{"name": PORT_NAME, "port": GATEWAY_PORT, "targetPort": GATEWAY_PORT, "protocol": "TCP"}],
+            },
+        )
+        k8s_object(
+            self,
+            "pdb",
+            api_version="policy/v1",
+            kind="PodDisruptionBudget",
+            metadata=cdk8s.ApiObjectMetadata(name=GATEWAY_NAME, namespace=ns, labels=labels),
+            spec={"maxUnavailable": 1, "selector": {"matchLabels": selector}},
+        )
+        tgb_spec: dict[str, Any] = {
+            "serviceRef": {"name": GATEWAY_NAME, "port": GATEWAY_PORT},
+            "targetGroupARN": props.target_group_arn,
+            "targetType": "ip",
+            "networking": {
+                "ingress": [
+                    {
+                        "from": [{"securityGroup": {"groupID": props.alb_security_group_id}}],
+                        "ports": [{"port": GATEWAY_PORT, "protocol": "TCP"}],
+                    }
+                ]
+            },
+        }
+        if props.vpc_id is not None:
+            tgb_spec["vpcID"] = props.vpc_id
+        k8s_object(
+            self,
+            "target-group-binding",
+            api_version=TARGET_GROUP_BINDING_API_VERSION,
+            kind="TargetGroupBinding",
+            metadata=cdk8s.ApiObjectMetadata(name=GATEWAY_NAME, namespace=ns, labels=labels),
+            spec=tgb_spec,
+        )
+        self._check()

@@ -1,0 +1,301 @@
+"""The OpenTelemetry collector that feeds vLLM's queue metrics to the KEDA OTel scaler add-on.
+
+It scrapes ``app=vllm`` pods on the vLLM API port (vLLM serves ``/metrics`` there) every 5 s
+with the Prometheus receiver (Kubernetes pod discovery, limited to the inference namespace),
+sends the scaling metrics by OTLP gRPC to the add-on (:4317, plaintext inside the cluster) and
+exposes everything it scraped on a Prometheus endpoint (:8889) for the dashboard.
+
+Metric names (case B08): the names are the constants in :mod:`app_config.constants`, exactly as
+vLLM exposes them (``vllm:num_requests_running``). What the pinned collector
+(``otel/opentelemetry-collector-contrib:0.159.0``) does with them, from its sources:
+
+* the Prometheus receiver keeps a scraped metric's name (colons included) as the OTLP metric
+  name; no receiver feature gate renames metrics any more (0.15x gates:
+  ``receiver.prometheusreceiver.EnableCreatedTimestampZeroIngestion`` and
+  ``...IgnoreScopeInfoMetric`` only). The old ``pkg.translator.prometheus.NormalizeName`` gate,
+  the one that rewrote colons in open-telemetry/opentelemetry-collector-contrib#13638, is no
+  longer registered (only ``pkg.translator.prometheus.PermissiveLabelSanitization`` is), so it
+  must not be passed: an unknown ``--feature-gates`` id stops the collector at start;
+* the OTLP exporter forwards names unchanged, so the add-on sees ``vllm:num_requests_running``;
+* the Prometheus exporter translates OTLP names with ``translation_strategy``. We set
+  ``NoUTF8EscapingWithSuffixes``: no character escaping (colons stay; they are also legal in the
+  legacy Prometheus charset), while ``_total`` of counters is kept/re-added. The deprecated
+  ``add_metric_suffixes`` is not used (ignored once ``translation_strategy`` is set).
+
+Only one replica runs: two collectors would each forward the same samples.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+import cdk8s
+import yaml
+from constructs import Construct
+
+from app_config.constants import (
+    INFERENCE_NAMESPACE,
+    KEDA_NAMESPACE,
+    METRIC_KV_CACHE_USAGE,
+    METRIC_RUNNING,
+    METRIC_WAITING,
+    OTEL_ADDON_NAME,
+    OTEL_COLLECTOR_CONFIG_KEY,
+    OTEL_COLLECTOR_HEALTH_PORT,
+    OTEL_COLLECTOR_NAME,
+    OTEL_COLLECTOR_PROMETHEUS_PORT,
+    OTEL_SCRAPE_INTERVAL_SECONDS,
+    SYSTEM_TAINT_KEY,
+    SYSTEM_TAINT_VALUE,
+    VLLM_APP_LABEL,
+    VLLM_METRICS_PATH,
+    VLLM_PORT,
+)
+from app_config.versions import OTEL_COLLECTOR_IMAGE
+from k8s_charts.common import k8s_object, APP_LABEL_KEY, QvllmChart, addon_otlp_address, common_labels, selector_labels
+
+SCRAPE_JOB = "vllm"
+CONFIG_DIR = "/conf"
+CONFIG_VOLUME = "config"
+PROMETHEUS_PORT_NAME = "prometheus"
+HEALTH_PORT_NAME = "health"
+SCALER_PIPELINE = "metrics/scaler"
+DASHBOARD_PIPELINE = "metrics/dashboard"
+SCALER_FILTER = "filter/scaler"
+OTLP_EXPORTER = "otlp_grpc"  # the OTLP gRPC exporter's name since collector 0.144 (`otlp` warns)
+PROMETHEUS_TRANSLATION_STRATEGY = "NoUTF8EscapingWithSuffixes"
+DEFAULT_SCALER_METRICS: tuple[str, ...] = (METRIC_RUNNING, METRIC_WAITING, METRIC_KV_CACHE_USAGE)
+
+# Names in a PromQL-like query: metric names may hold colons; functions are followed by "(".
+_QUERY_NAME = re.compile(r"[A-Za-z_:][A-Za-z0-9_:]*")
+_QUERY_WORDS = frozenset({"by", "without", "on", "ignoring", "group_left", "group_right", "and", "or", "unless", "bool"})
+
+
+def metric_names_in_query(query: str) -> list[str]:
+    """Metric names a ScaledObject ``metricQuery`` reads (``sum(vllm:x{a="b"})`` -> ``["vllm:x"]``).
+
+    Label matchers (``{...}``), grouping label lists, string literals and function names are skipped.
+    """
+    text = re.sub(r"\{[^}]*\}", " ", query)
+    text = re.sub(r"\b(by|without|on|ignoring)\s*\([^)]*\)", " ", text)
+    text = re.sub(r"\"[^\"]*\"|'[^']*'", " ", text)
+    names: list[str] = []
+    for match in _QUERY_NAME.finditer(text):
+        name = match.group(0)
+        rest = text[match.end():].lstrip()
+        if rest.startswith("(") or name in _QUERY_WORDS or name in names:
+            continue
+        if match.start() > 0 and (text[match.start() - 1].isdigit() or text[match.start() - 1] == "."):
+            continue
+        names.append(name)
+    return names
+
+
+def escape_dollars(text: str) -> str:
+    """Write ``$`` as ``$$``: the collector expands ``$VAR``/``${...}`` in its config file."""
+    return text.replace("$", "$$")
+
+
+def keep_metrics_condition(names: Iterable[str]) -> str:
+    """OTTL condition of the filter processor: drop every metric whose name is not in ``names``."""
+    quoted = " or ".join(f'name == "{n}"' for n in names)
+    return f"not ({quoted})"
+
+
+@dataclass(frozen=True)
+class OtelCollectorProps:
+    """Props of :class:`OtelCollectorChart`.
+
+    Attributes:
+        namespace: where the collector runs (its ServiceAccount, Deployment, Service, ConfigMap).
+        scrape_namespace: namespace of the vLLM pods (pod discovery and the Role are limited to it).
+        scaler_metrics: metric names forwarded to the add-on (all others stay on :8889 only);
+            must hold every name the ScaledObject queries.
+        addon_service: Service name of the OTel scaler add-on.
+        addon_namespace: namespace of the add-on.
+        image: collector image (contrib distribution, for the filter processor).
+    """
+
+    namespace: str = INFERENCE_NAMESPACE
+    scrape_namespace: str = INFERENCE_NAMESPACE
+    scaler_metrics: tuple[str, ...] = DEFAULT_SCALER_METRICS
+    addon_service: str = OTEL_ADDON_NAME
+    addon_namespace: str = KEDA_NAMESPACE
+    image: str = OTEL_COLLECTOR_IMAGE
+
+
+def collector_config(props: OtelCollectorProps) -> dict[str, Any]:
+    """The collector configuration (before ``$`` escaping), as a dict."""
+    label_source = f"__meta_kubernetes_pod_label_{APP_LABEL_KEY}"
+    return {
+        "extensions": {"health_check": {"endpoint": f"0.0.0.0:{OTEL_COLLECTOR_HEALTH_PORT}"}},
+        "receivers": {
+            "prometheus": {
+                "config": {
+                    "scrape_configs": [
+                        {
+                            "job_name": SCRAPE_JOB,
+                            "scrape_interval": f"{OTEL_SCRAPE_INTERVAL_SECONDS}s",
+                            "scrape_timeout": f"{max(1, OTEL_SCRAPE_INTERVAL_SECONDS - 1)}s",
+                            "metrics_path": VLLM_METRICS_PATH,
+                            "kubernetes_sd_configs": [
+                                {"role": "pod", "namespaces": {"names": [props.scrape_namespace]}}
+                            ],
+                            "relabel_configs": [
+                                {"source_labels": [label_source], "regex": VLLM_APP_LABEL, "action": "keep"},
+                                {
+                                    "source_labels": ["__meta_kubernetes_pod_container_port_number"],
+                                    "regex": str(VLLM_PORT),
+                                    "action": "keep",
+                                },
+                                {"source_labels": ["__meta_kubernetes_namespace"], "target_label": "namespace"},
+                                {"source_labels": ["__meta_kubernetes_pod_name"], "target_label": "pod"},
+                            ],
+                        }
+                    ]
+                }
+            }
+        },
+        "processors": {
+            SCALER_FILTER: {
+                "error_mode": "ignore",
+                "metrics": {"metric": [keep_metrics_condition(props.scaler_metrics)]},
+            }
+        },
+        "exporters": {
+            OTLP_EXPORTER: {
+                "endpoint": addon_otlp_address(props.addon_service, props.addon_namespace),
+                "tls": {"insecure": True},
+            },
+            "prometheus": {
+                "endpoint": f"0.0.0.0:{OTEL_COLLECTOR_PROMETHEUS_PORT}",
+                "translation_strategy": PROMETHEUS_TRANSLATION_STRATEGY,
+            },
+        },
+        "service": {
+            "extensions": ["health_check"],
+            "pipelines": {
+                SCALER_PIPELINE: {
+                    "receivers": ["prometheus"],
+                    "processors": [SCALER_FILTER],
+                    "exporters": [OTLP_EXPORTER],
+                },
+                DASHBOARD_PIPELINE: {"receivers": ["prometheus"], "exporters": ["prometheus"]},
+            },
+        },
+    }
+
+
+def collector_config_text(props: OtelCollectorProps) -> str:
+    """The ConfigMap's ``config.yaml``: YAML with every ``$`` written as ``$$``."""
+    return escape_dollars(yaml.safe_dump(collector_config(props), sort_keys=False, width=10_000))
+
+
+class OtelCollectorChart(QvllmChart):
+    """ServiceAccount, Role + RoleBinding (pods get/list/watch), ConfigMap, Deployment (1 replica), Service :8889."""
+
+    def __init__(self, scope: Construct, id: str, props: OtelCollectorProps) -> None:
+        super().__init__(scope, id)
+        ns = props.namespace
+        name = OTEL_COLLECTOR_NAME
+        labels = common_labels(name)
+        selector = selector_labels(name)
+
+        k8s_object(
+            self,
+            "service-account",
+            api_version="v1",
+            kind="ServiceAccount",
+            metadata=cdk8s.ApiObjectMetadata(name=name, namespace=ns, labels=labels),
+        )
+        k8s_object(
+            self,
+            "role",
+            api_version="rbac.authorization.k8s.io/v1",
+            kind="Role",
+            metadata=cdk8s.ApiObjectMetadata(name=name, namespace=props.scrape_namespace, labels=labels),
+            rules=[{"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "list", "watch"]}],
+        )
+        k8s_object(
+            self,
+            "role-binding",
+            api_version="rbac.authorization.k8s.io/v1",
+            kind="RoleBinding",
+            metadata=cdk8s.ApiObjectMetadata(name=name, namespace=props.scrape_namespace, labels=labels),
+            role_ref={"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": name},
+            subjects=[{"kind": "ServiceAccount", "name": name, "namespace": ns}],
+        )
+        k8s_object(
+            self,
+            "config",
+            api_version="v1",
+            kind="ConfigMap",
+            metadata=cdk8s.ApiObjectMetadata(name=name, namespace=ns, labels=labels),
+            data={OTEL_COLLECTOR_CONFIG_KEY: collector_config_text(props)},
+        )
+        container = {
+            "name": "otel-collector",
+            "image": props.image,
+            "args": [f"--config={CONFIG_DIR}/{OTEL_COLLECTOR_CONFIG_KEY}"],
+            "ports": [
+                {"name": PROMETHEUS_PORT_NAME, "containerPort": OTEL_COLLECTOR_PROMETHEUS_PORT, "protocol": "TCP"},
+                {"name": HEALTH_PORT_NAME, "containerPort": OTEL_COLLECTOR_HEALTH_PORT, "protocol": "TCP"},
+            ],
+            "resources": {"requests": {"cpu": "100m", "memory": "256Mi"}, "limits": {"memory": "512Mi"}},
+            "readinessProbe": {"httpGet": {"path": "/", "port": HEALTH_PORT_NAME}, "periodSeconds": 5},
+            "livenessProbe": {"httpGet": {"path": "/", "port": HEALTH_PORT_NAME}, "periodSeconds": 15},
+            "volumeMounts": [{"name": CONFIG_VOLUME, "mountPath": CONFIG_DIR, "readOnly": True}],
+            "securityContext": {
+                "allowPrivilegeEscalation": False,
+                "readOnlyRootFilesystem": True,
+                "runAsNonRoot": True,
+                "capabilities": {"drop": ["ALL"]},
+                "seccompProfile": {"type": "RuntimeDefault"},
+            },
+        }
+        k8s_object(
+            self,
+            "deployment",
+            api_version="apps/v1",
+            kind="Deployment",
+            metadata=cdk8s.ApiObjectMetadata(name=name, namespace=ns, labels=labels),
+            spec={
+                "replicas": 1,
+                "strategy": {"type": "Recreate"},
+                "selector": {"matchLabels": selector},
+                "template": {
+                    "metadata": {"labels": labels},
+                    "spec": {
+                        "serviceAccountName": name,
+                        "tolerations": [
+                            {"key": SYSTEM_TAINT_KEY, "operator": "Equal", "value": SYSTEM_TAINT_VALUE, "effect": "NoSchedule"}
+                        ],
+                        "containers": [container],
+                        "volumes": [{"name": CONFIG_VOLUME, "configMap": {"name": name}}],
+                    },
+                },
+            },
+        )
+        k8s_object(
+            self,
+            "service",
+            api_version="v1",
+            kind="Service",
+            metadata=cdk8s.ApiObjectMetadata(name=name, namespace=ns, labels=labels),
+            spec={
+                "type": "ClusterIP",
+                "selector": selector,
+                "ports": [
+                    {
+                        "name": PROMETHEUS_PORT_NAME,
+                        "port": OTEL_COLLECTOR_PROMETHEUS_PORT,
+                        "targetPort": OTEL_COLLECTOR_PROMETHEUS_PORT,
+                        "protocol": "TCP",
+                    }
+                ],
+            },
+        )
+        self._check()

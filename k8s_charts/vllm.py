@@ -1,0 +1,185 @@
+"""vLLM on the GPU NodePool: ServiceAccount, Deployment, Service and PodDisruptionBudget.
+
+The Deployment has no ``replicas`` field: KEDA's HPA owns the replica count, and a
+``replicas`` in the manifest would reset it on every apply. Weights stream from S3 with the
+Run:ai streamer using the pod's own Pod Identity role (the node role cannot read the bucket).
+Values: DESIGN section 2 (args, probes, /dev/shm).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import cdk8s
+from constructs import Construct
+
+from app_config.constants import (
+    GPU_NODEPOOL_NAME,
+    GPU_RESOURCE,
+    GPU_TAINT_KEY,
+    INFERENCE_NAMESPACE,
+    VLLM_APP_LABEL,
+    VLLM_HEALTH_PATH,
+    VLLM_NAME,
+    VLLM_PORT,
+)
+from app_config.model import ModelConfig, VllmConfig
+from k8s_charts.common import k8s_object, NODEPOOL_LABEL_KEY, QvllmChart, common_labels, selector_labels
+
+CONTAINER_NAME = "vllm"
+PORT_NAME = "http"
+SHM_VOLUME = "dshm"
+SHM_PATH = "/dev/shm"
+STARTUP_PERIOD_SECONDS = 10
+READINESS_PERIOD_SECONDS = 5
+LIVENESS_PERIOD_SECONDS = 15
+LIVENESS_FAILURE_THRESHOLD = 4  # 60 s of failed /health before a restart
+
+
+def vllm_args(vllm: VllmConfig, model: ModelConfig, model_uri: str) -> list[str]:
+    """The ``vllm serve`` arguments (the image's entrypoint is ``vllm serve``).
+
+    ``--model`` is the S3 URI the Run:ai streamer reads; ``--served-model-name`` is what
+    clients send. Other flags come from ``config.vllm`` (DESIGN section 2), then ``extra_args``.
+    """
+    args = [
+        "--model", model_uri,
+        "--served-model-name", model.served_model_name,
+        "--host", "0.0.0.0",
+        "--port", str(VLLM_PORT),
+        "--load-format", vllm.load_format,
+    ]
+    if vllm.quantization:
+        args += ["--quantization", vllm.quantization]
+    args += [
+        "--max-model-len", str(vllm.max_model_len),
+        "--max-num-seqs", str(vllm.max_num_seqs),
+        "--gpu-memory-utilization", f"{vllm.gpu_memory_utilization:g}",
+    ]
+    if vllm.gpus_per_pod > 1:
+        args += ["--tensor-parallel-size", str(vllm.gpus_per_pod)]
+    return args + list(vllm.extra_args)
+
+
+@dataclass(frozen=True)
+class VllmProps:
+    """Props of :class:`VllmChart`.
+
+    Attributes:
+        vllm: the ``vllm`` config section (image, args, resources, probes, grace period).
+        model: the ``model`` config section (served model name).
+        model_uri: ``s3://<bucket>/models/<name>/`` (may be a CDK token).
+        region: AWS region for the S3 client (``AWS_REGION``; may be a token).
+        service_account_name: ServiceAccount bound to the model-reader role by Pod Identity.
+        namespace: namespace of every object in the chart.
+    """
+
+    vllm: VllmConfig
+    model: ModelConfig
+    model_uri: str
+    region: str
+    service_account_name: str = VLLM_NAME
+    namespace: str = INFERENCE_NAMESPACE
+
+
+class VllmChart(QvllmChart):
+    """ServiceAccount, Deployment (no replicas), Service :8000 and PDB (maxUnavailable 1) of vLLM."""
+
+    def __init__(self, scope: Construct, id: str, props: VllmProps) -> None:
+        super().__init__(scope, id)
+        ns = props.namespace
+        labels = common_labels(VLLM_APP_LABEL)
+        selector = selector_labels(VLLM_APP_LABEL)
+        vllm = props.vllm
+
+        k8s_object(
+            self,
+            "service-account",
+            api_version="v1",
+            kind="ServiceAccount",
+            metadata=cdk8s.ApiObjectMetadata(name=props.service_account_name, namespace=ns, labels=labels),
+        )
+
+        gpus = str(vllm.gpus_per_pod)
+        container: dict[str, Any] = {
+            "name": CONTAINER_NAME,
+            "image": vllm.image,
+            "args": vllm_args(vllm, props.model, props.model_uri),
+            "env": [
+                {"name": "AWS_REGION", "value": props.region},
+                {"name": "AWS_DEFAULT_REGION", "value": props.region},
+                {"name": "RUNAI_STREAMER_CONCURRENCY", "value": str(vllm.streamer_concurrency)},
+            ],
+            "ports": [{"name": PORT_NAME, "containerPort": VLLM_PORT, "protocol": "TCP"}],
+            "resources": {
+                "requests": {"cpu": vllm.cpu_request, "memory": vllm.memory_request, GPU_RESOURCE: gpus},
+                "limits": {"memory": vllm.memory_request, GPU_RESOURCE: gpus},
+            },
+            "startupProbe": {
+                "httpGet": {"path": VLLM_HEALTH_PATH, "port": PORT_NAME},
+                "periodSeconds": STARTUP_PERIOD_SECONDS,
+                "failureThreshold": math.ceil(vllm.startup_timeout_seconds / STARTUP_PERIOD_SECONDS),
+                "timeoutSeconds": 5,
+            },
+            "readinessProbe": {
+                "httpGet": {"path": VLLM_HEALTH_PATH, "port": PORT_NAME},
+                "periodSeconds": READINESS_PERIOD_SECONDS,
+                "failureThreshold": 3,
+                "timeoutSeconds": 3,
+            },
+            "livenessProbe": {
+                "httpGet": {"path": VLLM_HEALTH_PATH, "port": PORT_NAME},
+                "periodSeconds": LIVENESS_PERIOD_SECONDS,
+                "failureThreshold": LIVENESS_FAILURE_THRESHOLD,
+                "timeoutSeconds": 5,
+            },
+            # Endpoints drop the pod first; the sleep lets the gateway stop sending before
+            # SIGTERM, then vLLM drains in-flight requests within the grace period.
+            "lifecycle": {"preStop": {"sleep": {"seconds": vllm.pre_stop_delay_seconds}}},
+            "volumeMounts": [{"name": SHM_VOLUME, "mountPath": SHM_PATH}],
+        }
+        pod_spec: dict[str, Any] = {
+            "serviceAccountName": props.service_account_name,
+            "terminationGracePeriodSeconds": vllm.termination_grace_period_seconds,
+            "nodeSelector": {NODEPOOL_LABEL_KEY: GPU_NODEPOOL_NAME},
+            "tolerations": [{"key": GPU_TAINT_KEY, "operator": "Exists", "effect": "NoSchedule"}],
+            "containers": [container],
+            "volumes": [{"name": SHM_VOLUME, "emptyDir": {"medium": "Memory", "sizeLimit": vllm.shm_size}}],
+        }
+        k8s_object(
+            self,
+            "deployment",
+            api_version="apps/v1",
+            kind="Deployment",
+            metadata=cdk8s.ApiObjectMetadata(name=VLLM_NAME, namespace=ns, labels=labels),
+            spec={
+                # No "replicas": KEDA owns it.
+                "selector": {"matchLabels": selector},
+                "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0}},
+                "template": {"metadata": {"labels": labels}, "spec": pod_spec},
+            },
+        )
+        k8s_object(
+            self,
+            "service",
+            api_version="v1",
+            kind="Service",
+            metadata=cdk8s.ApiObjectMetadata(name=VLLM_NAME, namespace=ns, labels=labels),
+            spec={
+                "type": "ClusterIP",
+                "selector": selector,
+                "ports": [{"name": PORT_NAME, "port": VLLM_PORT, "targetPort": VLLM_PORT, "protocol": "TCP"}],
+            },
+        )
+        k8s_object(
+            self,
+            "pdb",
+            api_version="policy/v1",
+            kind="PodDisruptionBudget",
+            metadata=cdk8s.ApiObjectMetadata(name=VLLM_NAME, namespace=ns, labels=labels),
+            # maxUnavailable 1 never blocks draining the only pod (minAvailable 1 would, forever).
+            spec={"maxUnavailable": 1, "selector": {"matchLabels": selector}},
+        )
+        self._check()

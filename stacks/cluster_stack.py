@@ -1,0 +1,299 @@
+"""Cluster stack: EKS, its add-ons (Karpenter, KEDA + OTel scaler add-on, load balancer controller,
+metrics-server) and our cdk8s charts, with explicit apply/delete ordering.
+
+Apply order (CloudFormation creates along dependencies, deletes in reverse):
+
+    cluster + system node group + core add-ons
+      -> teardown cleanup custom resource (issue 7)
+        -> controllers: Karpenter (CRDs, then controller), KEDA, OTel add-on, metrics-server, LB controller
+          -> namespaces -> NodePools/EC2NodeClasses -> vLLM -> ScaledObject
+                                                    -> gateway (+ TargetGroupBinding)
+                        -> OTel collector
+
+So ``cdk destroy`` deletes our workloads while the controllers still run (they clean up the EC2
+instances and target registrations they made), then the controllers, then the cleanup resource
+(which removes whatever the controllers left for this cluster), then the node group, the cluster,
+and, in the network stack, the VPC.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import aws_cdk as cdk
+import cdk8s
+from aws_cdk import aws_ecr_assets as ecr_assets
+from aws_cdk import aws_eks_v2 as eks
+from constructs import Construct, IConstruct
+
+from app_config import AppConfig, versions
+from app_config.constants import INFERENCE_NAMESPACE, VLLM_NAME
+from cdk_constructs.controller_cleanup import ControllerCleanup, ControllerCleanupProps
+from cdk_constructs.eks_cluster import EksCluster, EksClusterProps
+from cdk_constructs.helm_oci_guard import check_oci_helm_support
+from cdk_constructs.karpenter import Karpenter, KarpenterProps
+from cdk_constructs.keda import Keda, KedaProps, keda_pin
+from cdk_constructs.metrics_server import MetricsServer, MetricsServerProps
+from cdk_constructs.model_store import ModelStore
+from cdk_constructs.nag import acknowledge_wildcard_resources
+from cdk_constructs.pod_identity_role import PodIdentityRole, PodIdentityRoleProps
+from k8s_charts.gateway import GatewayChart, GatewayProps
+from k8s_charts.karpenter_nodepools import KarpenterNodePoolsChart, KarpenterNodePoolsProps
+from k8s_charts.namespaces import NamespacesChart, NamespacesProps
+from k8s_charts.otel_collector import OtelCollectorChart, OtelCollectorProps
+from k8s_charts.scaled_object import ScaledObjectChart, ScaledObjectProps
+from k8s_charts.vllm import VllmChart, VllmProps
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+GATEWAY_DOCKERFILE = "docker/gateway/Dockerfile"  # relative to the build context (the repo root)
+GATEWAY_IMAGE_PLATFORM = ecr_assets.Platform.LINUX_AMD64
+GATEWAY_IMAGE_ARCHITECTURES = ("amd64",)  # must match GATEWAY_IMAGE_PLATFORM
+
+
+def helm_chart_pins(config: AppConfig) -> tuple[versions.HelmChartPin, ...]:
+    """Every Helm chart this stack installs (for the B12 guard and the README table)."""
+    return (
+        versions.KARPENTER_CRD,
+        versions.KARPENTER,
+        keda_pin(config.scaling.keda_flavor),
+        versions.OTEL_ADDON,
+        versions.METRICS_SERVER,
+        versions.AWS_LOAD_BALANCER_CONTROLLER,
+    )
+
+
+@dataclass(frozen=True)
+class Workloads:
+    """The embedded cdk8s charts (each a ``KubernetesManifest``), by role."""
+
+    namespaces: eks.KubernetesManifest
+    nodepools: eks.KubernetesManifest
+    vllm: eks.KubernetesManifest
+    scaled_object: eks.KubernetesManifest
+    gateway: eks.KubernetesManifest
+    collector: eks.KubernetesManifest
+
+    def all(self) -> tuple[eks.KubernetesManifest, ...]:
+        return (self.namespaces, self.nodepools, self.vllm, self.scaled_object, self.gateway, self.collector)
+
+
+class ClusterStack(cdk.Stack):
+    """The EKS cluster with everything that runs in it.
+
+    Exposes ``eks`` (:class:`EksCluster`), ``cluster``, ``karpenter``, ``keda``,
+    ``metrics_server``, ``vllm_identity`` (the vLLM Pod Identity role), ``gateway_image``,
+    ``controllers`` (constructs the workloads wait on), ``workloads`` and ``cleanup``
+    (the teardown custom resource, or ``None`` when disabled/unavailable).
+
+    Raises:
+        cdk_constructs.helm_oci_guard.HelmOciSupportError: the installed aws-cdk-lib cannot
+            install the ``oci://`` charts with the v35 kubectl layer (case B12).
+    """
+
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        config: AppConfig,
+        vpc: Any,
+        model_store: ModelStore,
+        edge: Any,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(
+            scope,
+            construct_id,
+            description="qvllm: EKS cluster, Karpenter, KEDA + OTel scaler, LB controller, vLLM and gateway",
+            **kwargs,
+        )
+        name = config.cluster_name
+        # Case B12: fail at synth, not at deploy, if this aws-cdk-lib cannot pull OCI charts with Helm 4.
+        check_oci_helm_support(helm_chart_pins(config), kubectl_layer_version=versions.KUBECTL_LAYER_VERSION)
+
+        self.eks = EksCluster(self, "Eks", EksClusterProps(config=config.cluster, cluster_name=name, vpc=vpc))
+        cluster = self.cluster = self.eks.cluster
+
+        self.karpenter = Karpenter(self, "Karpenter", KarpenterProps(cluster=cluster, cluster_name=name))
+        self.keda = Keda(self, "Keda", KedaProps(cluster=cluster, flavor=config.scaling.keda_flavor))
+        self.metrics_server = MetricsServer(self, "MetricsServer", MetricsServerProps(cluster=cluster))
+        for chart in (
+            self.karpenter.crd_chart,
+            self.karpenter.chart,
+            self.keda.keda_chart,
+            self.keda.otel_addon_chart,
+            self.metrics_server.chart,
+        ):
+            # Controllers run on the system nodes and resolve names through CoreDNS.
+            chart.node.add_dependency(self.eks.system_nodegroup)
+            chart.node.add_dependency(self.eks.addons["coredns"])
+        self.controllers: tuple[IConstruct, ...] = (
+            self.karpenter.crd_chart,
+            self.karpenter.chart,
+            self.keda.keda_chart,
+            self.keda.otel_addon_chart,
+            self.metrics_server.chart,
+            self.eks.alb_controller,
+        )
+
+        self.cleanup = self._teardown_cleanup(config)
+
+        self.vllm_identity = PodIdentityRole(
+            self,
+            "VllmIdentity",
+            PodIdentityRoleProps(
+                cluster=cluster,
+                namespace=INFERENCE_NAMESPACE,
+                service_account=VLLM_NAME,
+                description=f"vLLM pods of EKS cluster {name}: read the model prefix only",
+            ),
+        )
+        model_store.grant_read_model(self.vllm_identity.role)
+        acknowledge_wildcard_resources(
+            self.vllm_identity.role.node.find_child("DefaultPolicy"),
+            "The only wildcard is the model prefix itself (s3://<bucket>/models/<name>/*): vLLM streams "
+            "every weight file under it; ListBucket is limited to that prefix by an s3:prefix condition.",
+        )
+
+        self.gateway_image = ecr_assets.DockerImageAsset(
+            self,
+            "GatewayImage",
+            directory=str(REPO_ROOT),
+            file=GATEWAY_DOCKERFILE,
+            platform=GATEWAY_IMAGE_PLATFORM,
+        )
+
+        self.workloads = self._embed_charts(config, model_store=model_store, edge=edge, vpc=vpc)
+
+        cdk.CfnOutput(self, "ClusterName", value=cluster.cluster_name)
+        cdk.CfnOutput(self, "KarpenterInterruptionQueueName", value=self.karpenter.queue.queue_name)
+        cdk.CfnOutput(self, "VllmRoleArn", value=self.vllm_identity.role.role_arn)
+
+    # ------------------------------------------------------------------------------
+    def _teardown_cleanup(self, config: AppConfig) -> Construct | None:
+        """The cleanup custom resource (issue 7), ordered between the controllers and the cluster.
+
+        It must be *created* after the cluster and the system node group and *deleted* before
+        them, but after every controller: so it depends on the cluster resource and the node
+        group, and every controller depends on it. (It depends on the CfnCluster, not on the
+        Cluster construct, whose subtree also holds the charts: that would be a cycle.)
+        """
+        if not config.teardown.cleanup_controller_resources:
+            return None
+        cleanup = ControllerCleanup(
+            self,
+            "ControllerCleanup",
+            ControllerCleanupProps(
+                cluster_name=config.cluster_name,
+                cluster=self.cluster,
+                vpc=self.cluster.vpc,
+                node_role=self.karpenter.node_role,
+                config=config.teardown,
+            ),
+        )
+        cluster_resource = self.cluster.node.default_child
+        assert cluster_resource is not None
+        cleanup.node.add_dependency(cluster_resource)
+        cleanup.node.add_dependency(self.eks.system_nodegroup)
+        for controller in self.controllers:
+            controller.node.add_dependency(cleanup)
+        return cleanup
+
+    # ------------------------------------------------------------------------------
+    def _embed_charts(self, config: AppConfig, *, model_store: ModelStore, edge: Any, vpc: Any) -> Workloads:
+        """Render our cdk8s charts and apply them with explicit dependencies."""
+        cluster = self.cluster
+        app = cdk8s.App()
+
+        def add(construct_id: str, chart: cdk8s.Chart, *after: IConstruct) -> eks.KubernetesManifest:
+            manifest = cluster.add_cdk8s_chart(construct_id, chart)
+            for dependency in after:
+                manifest.node.add_dependency(dependency)
+            return manifest
+
+        karpenter, keda = self.karpenter, self.keda
+        namespaces = add("NamespacesManifest", NamespacesChart(app, "namespaces", NamespacesProps()))
+        # NodePools/EC2NodeClasses: after the Karpenter chart (CRDs + controller) and its node role's access entry.
+        nodepools = add(
+            "NodePoolsManifest",
+            KarpenterNodePoolsChart(
+                app,
+                "karpenter-nodepools",
+                KarpenterNodePoolsProps(
+                    karpenter=config.karpenter,
+                    cluster_name=config.cluster_name,
+                    node_role_name=karpenter.node_role.role_name,
+                ),
+            ),
+            karpenter.crd_chart,
+            karpenter.chart,
+            karpenter.node_access_entry,
+        )
+        # vLLM: deleted before the NodePools (pods go before the nodes), bound to its Pod Identity role.
+        vllm = add(
+            "VllmManifest",
+            VllmChart(
+                app,
+                "vllm",
+                VllmProps(
+                    vllm=config.vllm,
+                    model=config.model,
+                    model_uri=model_store.model_uri,
+                    region=self.region,
+                    service_account_name=VLLM_NAME,
+                ),
+            ),
+            namespaces,
+            nodepools,
+            self.vllm_identity.association,
+        )
+        # ScaledObject: after KEDA (CRD + admission webhook) and the add-on it asks for metrics.
+        scaled_object = add(
+            "ScaledObjectManifest",
+            ScaledObjectChart(app, "scaled-object", ScaledObjectProps(scaling=config.scaling)),
+            namespaces,
+            vllm,
+            keda.keda_chart,
+            keda.otel_addon_chart,
+        )
+        # Gateway + TargetGroupBinding: after the load balancer controller (CRD + webhook).
+        gateway = add(
+            "GatewayManifest",
+            GatewayChart(
+                app,
+                "gateway",
+                GatewayProps(
+                    gateway=config.gateway,
+                    served_model_name=config.model.served_model_name,
+                    image_uri=self.gateway_image.image_uri,
+                    target_group_arn=edge.target_group.target_group_arn,
+                    alb_security_group_id=edge.alb_security_group.security_group_id,
+                    vpc_id=vpc.vpc_id,
+                    image_architectures=GATEWAY_IMAGE_ARCHITECTURES,
+                ),
+            ),
+            namespaces,
+            nodepools,
+            self.eks.alb_controller,
+        )
+        collector = add(
+            "OtelCollectorManifest",
+            OtelCollectorChart(app, "otel-collector", OtelCollectorProps()),
+            namespaces,
+            keda.otel_addon_chart,
+        )
+        workloads = Workloads(
+            namespaces=namespaces,
+            nodepools=nodepools,
+            vllm=vllm,
+            scaled_object=scaled_object,
+            gateway=gateway,
+            collector=collector,
+        )
+        # Teardown: every workload manifest goes before every controller.
+        for manifest in workloads.all():
+            for controller in self.controllers:
+                manifest.node.add_dependency(controller)
+        return workloads

@@ -1,0 +1,299 @@
+"""Property assertions on the synthesized cluster stack (issues 2 and 3, teardown ordering of issue 7)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from aws_cdk.assertions import Match
+
+from app_config import versions
+from app_config.constants import (
+    INFERENCE_NAMESPACE,
+    KARPENTER_NAMESPACE,
+    OTEL_ADDON_NAME,
+    SYSTEM_TAINT_KEY,
+    SYSTEM_TAINT_VALUE,
+    VLLM_NAME,
+)
+from cdk_constructs.karpenter import INTERRUPTION_EVENTS
+
+
+def of_type(resources: dict, cfn_type: str) -> dict:
+    return {k: r for k, r in resources.items() if r["Type"] == cfn_type}
+
+
+def helm_charts(resources: dict) -> dict[str, tuple[str, dict]]:
+    """chart name -> (logical id, resource)."""
+    return {r["Properties"]["Chart"]: (k, r) for k, r in of_type(resources, "Custom::AWSCDK-EKS-HelmChart").items()}
+
+
+def manifest_kinds(resource: dict) -> set[str]:
+    text = json.dumps(resource["Properties"]["Manifest"])
+    return {kind for kind in ("NodePool", "EC2NodeClass", "ScaledObject", "TargetGroupBinding", "Deployment", "Namespace") if f'\\"kind\\":\\"{kind}\\"' in text}
+
+
+def manifests_with(resources: dict, kind: str) -> dict:
+    return {k: r for k, r in of_type(resources, "Custom::AWSCDK-EKS-KubernetesResource").items() if kind in manifest_kinds(r)}
+
+
+def depends_on(resource: dict) -> set[str]:
+    return set(resource.get("DependsOn", []))
+
+
+def policy_statements(resources: dict, role_logical_id: str) -> list[dict]:
+    out = []
+    for r in resources.values():
+        if r["Type"] in ("AWS::IAM::Policy",) and {"Ref": role_logical_id} in r["Properties"].get("Roles", []):
+            out += r["Properties"]["PolicyDocument"]["Statement"]
+    return out
+
+
+# --- cluster -------------------------------------------------------------------------
+def test_eks_version_logging_encryption_and_endpoint(template) -> None:
+    template.has_resource_properties(
+        "AWS::EKS::Cluster",
+        {
+            "Version": "1.35",
+            "Logging": {
+                "ClusterLogging": {
+                    "EnabledTypes": [
+                        {"Type": t} for t in ("api", "audit", "authenticator", "controllerManager", "scheduler")
+                    ]
+                }
+            },
+            "EncryptionConfig": [{"Provider": {"KeyArn": Match.any_value()}, "Resources": ["secrets"]}],
+            "ResourcesVpcConfig": Match.object_like(
+                {"EndpointPublicAccess": True, "EndpointPrivateAccess": True, "PublicAccessCidrs": ["0.0.0.0/0"]}
+            ),
+            "AccessConfig": Match.object_like({"AuthenticationMode": "API"}),
+        },
+    )
+    template.has_resource_properties("AWS::KMS::Key", {"EnableKeyRotation": True})
+
+
+def test_endpoint_cidrs_come_from_config(tmp_path) -> None:
+    from aws_cdk.assertions import Template
+
+    from app_config import config_from_dict
+    from stacks.app_builder import build_app
+    from tests.support.cdk_app import new_app
+
+    app = new_app(tmp_path)
+    stacks = build_app(app, config_from_dict({"cluster": {"public_access_cidrs": ["203.0.113.0/24"]}}), nag=False)
+    Template.from_stack(stacks.cluster).has_resource_properties(
+        "AWS::EKS::Cluster",
+        {"ResourcesVpcConfig": Match.object_like({"PublicAccessCidrs": ["203.0.113.0/24"], "EndpointPrivateAccess": True})},
+    )
+
+
+def test_system_node_group_is_al2023_two_nodes_tainted(template) -> None:
+    template.has_resource_properties(
+        "AWS::EKS::Nodegroup",
+        {
+            "AmiType": "AL2023_x86_64_STANDARD",
+            "CapacityType": "ON_DEMAND",
+            "ScalingConfig": {"MinSize": 2, "DesiredSize": 2, "MaxSize": 3},
+            "Taints": [{"Effect": "NO_SCHEDULE", "Key": SYSTEM_TAINT_KEY, "Value": SYSTEM_TAINT_VALUE}],
+        },
+    )
+
+
+def test_kubectl_provider_uses_the_v35_layer(resources) -> None:
+    layers = of_type(resources, "AWS::Lambda::LayerVersion")
+    assert any("kubectl" in json.dumps(r["Properties"]).lower() for r in layers.values())
+    assert of_type(resources, "AWS::EKS::Cluster")
+
+
+@pytest.mark.parametrize("addon", ["vpc-cni", "kube-proxy", "coredns", "eks-pod-identity-agent"])
+def test_core_addons(template, addon: str) -> None:
+    template.has_resource_properties("AWS::EKS::Addon", {"AddonName": addon})
+
+
+def test_coredns_waits_for_the_node_group(resources) -> None:
+    nodegroup = next(iter(of_type(resources, "AWS::EKS::Nodegroup")))
+    coredns = next(r for r in of_type(resources, "AWS::EKS::Addon").values() if r["Properties"]["AddonName"] == "coredns")
+    assert nodegroup in depends_on(coredns)
+
+
+# --- Helm charts -----------------------------------------------------------------------
+def test_helm_chart_versions_are_the_pinned_ones(resources) -> None:
+    charts = helm_charts(resources)
+    for pin in (
+        versions.KARPENTER_CRD,
+        versions.KARPENTER,
+        versions.KEDA,
+        versions.OTEL_ADDON,
+        versions.METRICS_SERVER,
+        versions.AWS_LOAD_BALANCER_CONTROLLER,
+    ):
+        props = charts[pin.chart][1]["Properties"]
+        assert (props["Repository"], props["Version"]) == (pin.repository, pin.version), pin
+
+
+def test_karpenter_chart_values(resources) -> None:
+    _, chart = helm_charts(resources)["karpenter"]
+    values = json.loads(json.dumps(chart["Properties"]["Values"]))  # a Fn::Join of JSON text
+    text = json.dumps(values)
+    assert '\\"clusterName\\":\\"qvllm\\"' in text
+    assert "interruptionQueue" in text and "KarpenterInterruptionQueue" in text  # the queue NAME (GetAtt QueueName)
+    assert "QueueName" in text
+    assert '\\"replicas\\":2' in text
+    assert SYSTEM_TAINT_KEY in text
+    assert chart["Properties"]["Namespace"] == KARPENTER_NAMESPACE
+
+
+def test_otel_addon_release_is_the_scaler_service_name(resources) -> None:
+    _, addon = helm_charts(resources)["otel-add-on"]
+    assert addon["Properties"]["Release"] == OTEL_ADDON_NAME
+    text = json.dumps(addon["Properties"]["Values"])
+    assert '\\"otelOperator\\":{\\"enabled\\":false}' in text
+    assert '\\"otelCollector\\":{\\"enabled\\":false}' in text
+
+
+def test_kedify_flavor_switches_the_keda_chart(tmp_path) -> None:
+    from app_config import config_from_dict
+    from stacks.app_builder import build_app
+    from tests.support.cdk_app import new_app
+
+    app = new_app(tmp_path)
+    stacks = build_app(app, config_from_dict({"scaling": {"keda_flavor": "kedify"}}), nag=False)
+    keda = stacks.cluster.keda.keda_chart
+    assert (keda.repository, keda.version) == (versions.KEDIFY_KEDA.repository, versions.KEDIFY_KEDA.version)
+
+
+# --- Karpenter AWS side ---------------------------------------------------------------
+def test_interruption_rules_use_upstream_event_names(resources) -> None:
+    patterns = {
+        (r["Properties"]["EventPattern"]["source"][0], r["Properties"]["EventPattern"]["detail-type"][0])
+        for r in of_type(resources, "AWS::Events::Rule").values()
+    }
+    assert patterns == {
+        ("aws.health", "AWS Health Event"),
+        ("aws.ec2", "EC2 Spot Instance Interruption Warning"),
+        ("aws.ec2", "EC2 Instance Rebalance Recommendation"),
+        ("aws.ec2", "EC2 Instance State-change Notification"),
+    }
+    assert {d for _, _, d in INTERRUPTION_EVENTS} == {d for _, d in patterns}
+    for rule in of_type(resources, "AWS::Events::Rule").values():
+        assert rule["Properties"]["Targets"][0]["Arn"]["Fn::GetAtt"][1] == "Arn"
+
+
+def test_interruption_queue_is_encrypted_and_short_lived(template) -> None:
+    template.has_resource_properties("AWS::SQS::Queue", {"SqsManagedSseEnabled": True, "MessageRetentionPeriod": 300})
+
+
+def test_karpenter_node_role_access_entry_is_ec2_linux(template) -> None:
+    template.has_resource_properties("AWS::EKS::AccessEntry", {"Type": "EC2_LINUX"})
+
+
+def test_karpenter_controller_policy_statements(resources) -> None:
+    sids: dict[str, dict] = {}
+    for policy in of_type(resources, "AWS::IAM::ManagedPolicy").values():
+        for st in policy["Properties"]["PolicyDocument"]["Statement"]:
+            if "Sid" in st:
+                sids[st["Sid"]] = st
+    assert {
+        "AllowScopedEC2InstanceAccessActions",
+        "AllowScopedEC2LaunchTemplateAccessActions",
+        "AllowScopedEC2InstanceActionsWithTags",
+        "AllowScopedResourceCreationTagging",
+        "AllowScopedResourceTagging",
+        "AllowScopedDeletion",
+        "AllowRegionalReadActions",
+        "AllowSSMReadActions",
+        "AllowPricingReadActions",
+        "AllowInterruptionQueueActions",
+        "AllowPassingInstanceRole",
+        "AllowScopedInstanceProfileCreationActions",
+        "AllowScopedInstanceProfileTagActions",
+        "AllowScopedInstanceProfileActions",
+        "AllowInstanceProfileReadActions",
+        "AllowUnscopedInstanceProfileListAction",
+        "AllowAPIServerEndpointDiscovery",
+    } <= set(sids)
+    deletion = sids["AllowScopedDeletion"]
+    assert deletion["Condition"]["StringEquals"] == {"aws:ResourceTag/kubernetes.io/cluster/qvllm": "owned"}
+    assert deletion["Condition"]["StringLike"] == {"aws:ResourceTag/karpenter.sh/nodepool": "*"}
+    assert sorted(deletion["Action"]) == ["ec2:DeleteLaunchTemplate", "ec2:TerminateInstances"]
+    assert sids["AllowPassingInstanceRole"]["Condition"] == {
+        "StringEquals": {"iam:PassedToService": ["ec2.amazonaws.com", "ec2.amazonaws.com.cn"]}
+    }
+    assert sorted(sids["AllowInterruptionQueueActions"]["Action"]) == [
+        "sqs:DeleteMessage",
+        "sqs:GetQueueUrl",
+        "sqs:ReceiveMessage",
+    ]
+
+
+def test_pod_identity_associations(template) -> None:
+    template.has_resource_properties(
+        "AWS::EKS::PodIdentityAssociation", {"Namespace": KARPENTER_NAMESPACE, "ServiceAccount": "karpenter"}
+    )
+    template.has_resource_properties(
+        "AWS::EKS::PodIdentityAssociation", {"Namespace": INFERENCE_NAMESPACE, "ServiceAccount": VLLM_NAME}
+    )
+
+
+# --- vLLM role: the model prefix only --------------------------------------------------
+def test_vllm_role_reads_only_the_model_prefix(cluster_app, resources) -> None:
+    stacks, _ = cluster_app
+    role_id = stacks.cluster.get_logical_id(stacks.cluster.vllm_identity.role.node.default_child)
+    statements = policy_statements(resources, role_id)
+    by_action = {json.dumps(st["Action"]): st for st in statements}
+    assert set(by_action) == {'"s3:GetObject"', '"s3:ListBucket"'}
+    get = by_action['"s3:GetObject"']
+    assert get["Resource"]["Fn::Join"][1][-1] == "/models/mistral-7b-awq/*"
+    listing = by_action['"s3:ListBucket"']
+    assert listing["Condition"] == {"StringLike": {"s3:prefix": ["models/mistral-7b-awq/", "models/mistral-7b-awq/*"]}}
+    trust = resources[role_id]["Properties"]["AssumeRolePolicyDocument"]["Statement"][0]
+    assert trust["Principal"] == {"Service": "pods.eks.amazonaws.com"}
+    assert sorted(trust["Action"]) == ["sts:AssumeRole", "sts:TagSession"]
+
+
+def test_node_roles_do_not_read_the_model_bucket(resources) -> None:
+    for logical_id, role in of_type(resources, "AWS::IAM::Role").items():
+        principal = json.dumps(role["Properties"]["AssumeRolePolicyDocument"])
+        if "ec2.amazonaws.com" not in principal:
+            continue
+        text = json.dumps(policy_statements(resources, logical_id)) + json.dumps(role["Properties"].get("Policies", []))
+        assert "s3:" not in text and "ModelStore" not in text, logical_id
+
+
+# --- ordering ---------------------------------------------------------------------------
+def test_karpenter_crd_chart_before_karpenter(resources) -> None:
+    charts = helm_charts(resources)
+    crd_id, _ = charts["karpenter-crd"]
+    assert crd_id in depends_on(charts["karpenter"][1])
+
+
+def test_workloads_depend_on_their_controllers(resources) -> None:
+    charts = helm_charts(resources)
+    karpenter, keda, addon, alb = (charts[n][0] for n in ("karpenter", "keda", "otel-add-on", "aws-load-balancer-controller"))
+    (nodepools,) = manifests_with(resources, "NodePool").values()
+    (scaled,) = manifests_with(resources, "ScaledObject").values()
+    (tgb,) = manifests_with(resources, "TargetGroupBinding").values()
+    assert karpenter in depends_on(nodepools)
+    assert {keda, addon} <= depends_on(scaled)
+    assert alb in depends_on(tgb)
+
+
+def test_every_workload_manifest_goes_before_every_controller(resources) -> None:
+    controllers = {k for k, _ in helm_charts(resources).values()}
+    ours = [r for r in of_type(resources, "Custom::AWSCDK-EKS-KubernetesResource").values() if manifest_kinds(r)]
+    assert len(ours) >= 5
+    for manifest in ours:
+        assert controllers <= depends_on(manifest)
+
+
+def test_controllers_wait_for_the_cleanup_resource_which_waits_for_the_cluster(resources) -> None:
+    cleanup = of_type(resources, "Custom::ControllerCleanup") or {
+        k: r for k, r in resources.items() if "ControllerCleanup" in k and r["Type"].startswith("Custom::")
+    }
+    assert len(cleanup) == 1
+    (cleanup_id, cleanup_res), = cleanup.items()
+    cluster_id = next(iter(of_type(resources, "AWS::EKS::Cluster")))
+    nodegroup_id = next(iter(of_type(resources, "AWS::EKS::Nodegroup")))
+    assert {cluster_id, nodegroup_id} <= depends_on(cleanup_res)
+    for chart_id, chart in helm_charts(resources).values():
+        assert cleanup_id in depends_on(chart), chart_id

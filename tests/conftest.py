@@ -1,0 +1,53 @@
+"""Suite-wide fixtures: the repo paths and ONE synthesized app with the default config.
+
+Synthesizing the whole app costs 10-20 s, so every test that only reads the default app's
+templates shares the session fixture ``default_app`` instead of building its own.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+SHARED_DIR = REPO_ROOT.parent / "shared"
+CRD_DIR = SHARED_DIR / "schemas" / "crds"
+
+# jsii runs the CDK's JavaScript on Node 22 from npm (the machine's Node 20 is end of life).
+_node = REPO_ROOT / "node_modules" / ".bin" / "node"
+if _node.exists():
+    os.environ.setdefault("JSII_NODE", str(_node))
+os.environ.setdefault("JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION", "1")
+
+
+@dataclass(frozen=True)
+class SynthesizedApp:
+    """The default app, built and synthesized once.
+
+    Attributes:
+        stacks: :class:`stacks.app_builder.AppStacks` (construct objects).
+        assembly: the ``CloudAssembly`` from ``app.synth()`` (cdk-nag ran; synth raised on findings).
+        templates: stack name -> CloudFormation template (dict).
+    """
+
+    stacks: object
+    assembly: object
+    templates: dict
+
+
+@pytest.fixture(scope="session")
+def default_app(tmp_path_factory: pytest.TempPathFactory) -> SynthesizedApp:
+    """Build the app from the default config with cdk-nag on, and synthesize it once."""
+    from app_config import config_from_dict
+    from stacks.app_builder import build_app
+    from tests.support.cdk_app import new_app
+
+    outdir = tmp_path_factory.mktemp("cdk.out")
+    app = new_app(outdir)
+    stacks = build_app(app, config_from_dict({}), nag=True)
+    assembly = app.synth()
+    templates = {stack.stack_name: stack.template for stack in assembly.stacks}
+    return SynthesizedApp(stacks=stacks, assembly=assembly, templates=templates)

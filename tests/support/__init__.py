@@ -1,0 +1,1 @@
+"""Reusable test helpers (servers, builders). Each module has one owner area."""
