@@ -1,0 +1,189 @@
+"""The model upload custom resource: copies a Hugging Face repo into the model bucket on deploy.
+
+CDK Provider framework with ``on_event`` + ``is_complete`` Lambda functions (Python, arm64),
+code in ``services/model_upload`` (stdlib + boto3 + urllib3 only: no bundling, synth stays
+offline). ``on_event`` resolves the revision and fails fast on auth/404; ``is_complete`` copies
+what fits in one invocation and is called every :data:`QUERY_INTERVAL` until done, resuming from
+the state kept in S3. The Provider's total timeout (:data:`TOTAL_TIMEOUT`) and the custom
+resource's ``ServiceTimeout`` (:data:`SERVICE_TIMEOUT`) are both below one hour, so a copy that
+cannot finish fails the stack instead of leaving it waiting for CloudFormation's hour (case B21).
+
+Sizing: ``is_complete`` gets 3008 MB (Lambda allocates CPU, about 2 vCPU here, and network in
+proportion to memory; sha256 of every byte is CPU-bound) and the 15-minute maximum timeout;
+8 files in parallel with 64 MiB parts bound memory to 16 parts in flight (1 GiB). It stops
+starting files well before its timeout (see the handler), so a 5 GB shard in flight still
+completes. A 7B model (about 4 GiB) fits in one or two invocations.
+
+IAM: the functions' role may write/read/list only ``models/<name>/`` of the bucket
+(:meth:`ModelStore.grant_write_model`), read only the named token secret, and write only its own
+log groups (no managed policy).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import aws_cdk as cdk
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_logs as logs
+from aws_cdk import aws_secretsmanager as secretsmanager
+from aws_cdk import custom_resources as cr
+from constructs import Construct
+
+from app_config.constants import COMPLETION_MANIFEST, MODELS_PREFIX
+from app_config.model import ModelConfig
+from cdk_constructs.model_store import ModelStore
+from cdk_constructs.nag import acknowledge, acknowledge_managed_policies, acknowledge_wildcard_resources
+
+SERVICES_DIR = Path(__file__).resolve().parents[1] / "services"
+HANDLER_PACKAGE = "model_upload"  # services/model_upload, shipped as a package (relative imports)
+RESOURCE_TYPE = "Custom::ModelUpload"
+LAMBDA_RUNTIME = lambda_.Runtime.PYTHON_3_13
+QUERY_INTERVAL = cdk.Duration.seconds(30)
+TOTAL_TIMEOUT = cdk.Duration.minutes(50)  # Provider framework: its waiter gives up and answers FAILED
+SERVICE_TIMEOUT = cdk.Duration.minutes(55)  # CloudFormation's own limit for this resource (max 3600 s)
+COPY_TIMEOUT = cdk.Duration.minutes(15)  # Lambda maximum
+COPY_MEMORY_MB = 3008
+COPY_WORKERS = 8
+COPY_PART_SIZE = 64 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class ModelUploadProps:
+    """Props of :class:`ModelUpload`.
+
+    Attributes:
+        model: the ``model`` config section (repo id, revision, patterns, token secret, purge).
+        model_store: the bucket construct; the upload writes under its ``model_prefix``.
+    """
+
+    model: ModelConfig
+    model_store: ModelStore
+
+
+class ModelUpload(Construct):
+    """``Custom::ModelUpload``: the model's files verified under ``s3://<bucket>/models/<name>/``.
+
+    Exposes ``resource`` (the ``cdk.CustomResource``), ``provider``, ``role``, ``revision`` (the
+    commit sha the revision resolved to, a token) and ``model_uri``.
+    """
+
+    def __init__(self, scope: Construct, construct_id: str, props: ModelUploadProps) -> None:
+        super().__init__(scope, construct_id)
+        model, store = props.model, props.model_store
+        if TOTAL_TIMEOUT.to_seconds() >= SERVICE_TIMEOUT.to_seconds() or SERVICE_TIMEOUT.to_seconds() >= 3600:
+            raise ValueError("provider total timeout must be below the service timeout, itself below 3600 s")
+
+        self.role = iam.Role(
+            self, "Role", assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"),
+            description=f"Model upload handler: writes {store.model_prefix} of the model bucket",
+        )
+        store.grant_write_model(self.role)
+        if model.hf_token_secret_name:
+            secret = secretsmanager.Secret.from_secret_name_v2(self, "HfToken", model.hf_token_secret_name)
+            secret.grant_read(self.role)
+
+        code = lambda_.Code.from_asset(
+            str(SERVICES_DIR),
+            exclude=["*", f"!{HANDLER_PACKAGE}", f"!{HANDLER_PACKAGE}/*.py", "**/__pycache__"],
+        )
+        environment = {
+            "QVLLM_COMPLETION_MANIFEST": COMPLETION_MANIFEST,
+            "QVLLM_MODELS_PREFIX": MODELS_PREFIX,
+            "UPLOAD_WORKERS": str(COPY_WORKERS),
+            "UPLOAD_PART_SIZE": str(COPY_PART_SIZE),
+        }
+        sizes = {"on_event": (cdk.Duration.minutes(3), 512), "is_complete": (COPY_TIMEOUT, COPY_MEMORY_MB)}
+        functions: dict[str, lambda_.Function] = {}
+        for name, (timeout, memory) in sizes.items():
+            pascal = name.title().replace("_", "")
+            log_group = logs.LogGroup(
+                self, f"{pascal}Logs", retention=logs.RetentionDays.ONE_MONTH, removal_policy=cdk.RemovalPolicy.DESTROY,
+            )
+            log_group.grant_write(self.role)
+            functions[name] = lambda_.Function(
+                self, pascal,
+                runtime=LAMBDA_RUNTIME,
+                architecture=lambda_.Architecture.ARM_64,
+                code=code,
+                handler=f"{HANDLER_PACKAGE}.handler.{name}",
+                timeout=timeout,
+                memory_size=memory,
+                role=self.role,
+                environment=environment,
+                log_group=log_group,
+                description=f"Model upload {name}: {model.hf_repo_id} -> {store.model_prefix}",
+            )
+
+        self.provider = cr.Provider(
+            self, "Provider",
+            on_event_handler=functions["on_event"],
+            is_complete_handler=functions["is_complete"],
+            query_interval=QUERY_INTERVAL,
+            total_timeout=TOTAL_TIMEOUT,
+            log_group=logs.LogGroup(
+                self, "ProviderLogs", retention=logs.RetentionDays.ONE_MONTH, removal_policy=cdk.RemovalPolicy.DESTROY,
+            ),
+        )
+
+        properties: dict[str, object] = {
+            "Bucket": store.bucket.bucket_name,
+            "Prefix": store.model_prefix,
+            "RepoId": model.hf_repo_id,
+            "Revision": model.revision,
+            "AllowPatterns": list(model.allow_patterns),
+            "HubEndpoint": model.hf_endpoint,
+            "PurgeOnDelete": "true" if model.purge_on_delete else "false",
+        }
+        if model.hf_token_secret_name:
+            properties["TokenSecretName"] = model.hf_token_secret_name
+        self.resource = cdk.CustomResource(
+            self, "Resource",
+            service_token=self.provider.service_token,
+            resource_type=RESOURCE_TYPE,
+            service_timeout=SERVICE_TIMEOUT,
+            properties=properties,
+        )
+        default_policy = self.role.node.try_find_child("DefaultPolicy")
+        if default_policy is not None:
+            self.resource.node.add_dependency(default_policy)
+        self.revision = self.resource.get_att_string("Revision")
+        self.model_uri = store.model_uri
+        self._acknowledge(default_policy)
+
+    def _acknowledge(self, default_policy: Construct | None) -> None:
+        """cdk-nag findings, each acknowledged by exact id where the id is known."""
+        if default_policy is not None:
+            acknowledge_wildcard_resources(
+                default_policy,
+                "Object-level S3 actions are limited to the model prefix (<bucket>/models/<name>/*): the "
+                "copied file names come from the Hugging Face repo at deploy time. ListBucket is limited "
+                "to that prefix by an s3:prefix condition.",
+            )
+        for child in self.provider.node.find_all():
+            if isinstance(child, iam.CfnRole):
+                acknowledge_managed_policies(
+                    child,
+                    "CDK Provider framework (aws-cdk-lib code): its functions use the AWS managed Lambda "
+                    "basic execution policy (CloudWatch Logs only).",
+                )
+            elif isinstance(child, iam.CfnPolicy):
+                acknowledge_wildcard_resources(
+                    child,
+                    "CDK Provider framework: it may invoke any version (<function ARN>:*) of this construct's "
+                    "own on_event/is_complete functions and run its own waiter state machine, nothing else.",
+                )
+        acknowledge(
+            self.provider,
+            "CDK Provider framework functions and waiter state machine are generated by aws-cdk-lib: their "
+            "Node.js runtime, state-machine logging and X-Ray tracing are not configurable from here.",
+            "AwsSolutions-L1", "AwsSolutions-SF1", "AwsSolutions-SF2",
+        )
+        acknowledge(
+            self,
+            "The copy handlers are pinned to the Python 3.13 Lambda runtime, the one their stdlib + boto3 + "
+            "urllib3 code is tested against; moving to a newer runtime is a deliberate, tested bump.",
+            "AwsSolutions-L1",
+        )

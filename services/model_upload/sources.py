@@ -1,0 +1,391 @@
+"""Where model files come from: the Hugging Face hub (:class:`HubSource`) or a local folder
+(:class:`LocalSource`).
+
+Runs in the AWS Lambda Python runtime with no extra packages: HTTP goes through ``urllib3``
+(carried by the runtime as a botocore dependency), nothing else outside the stdlib.
+
+Hub protocol used (the same endpoints ``huggingface_hub`` uses):
+
+* ``GET {endpoint}/api/models/{repo_id}/revision/{revision}?blobs=true`` -> JSON with ``sha``
+  (the commit the revision resolves to) and ``siblings``: ``rfilename``, ``size``, ``blobId``
+  (git blob sha1) and, for LFS files, ``lfs: {sha256, size, pointerSize}``.
+* ``GET {endpoint}/{repo_id}/resolve/{commit}/{path}`` -> the bytes, usually after a 302 to a
+  CDN; ``Range: bytes=N-`` is honoured (206), which is how an interrupted stream resumes.
+* Errors carry ``X-Error-Code`` (``GatedRepo``, ``RepoNotFound``, ``RevisionNotFound``,
+  ``EntryNotFound``) and ``X-Error-Message``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import BinaryIO, Protocol
+from urllib.parse import quote
+
+import urllib3
+from urllib3.exceptions import HTTPError as Urllib3HTTPError
+from urllib3.util import Retry, Timeout
+
+from .errors import (
+    ConfigurationError,
+    SourceAuthError,
+    SourceNetworkError,
+    SourceNotFoundError,
+    redact,
+)
+
+DEFAULT_HUB_ENDPOINT = "https://huggingface.co"
+READ_CHUNK = 1024 * 1024  # bytes per read() from a stream
+_RETRY_STATUSES = (429, 500, 502, 503, 504)
+_MAX_STREAM_RESUMES = 5
+
+
+@dataclass(frozen=True)
+class FileEntry:
+    """One file of a snapshot.
+
+    Attributes:
+        path: POSIX path relative to the repo / folder root (the S3 key suffix).
+        size: size in bytes, as the source publishes it.
+        sha256: expected sha256 hex digest: the hub's LFS ``sha256``, or (local files) the
+            digest computed when listing. ``None`` for hub files stored in git (not LFS).
+        git_oid: the hub's git blob sha1 (``blobId``) for non-LFS files, else ``None``.
+    """
+
+    path: str
+    size: int
+    sha256: str | None = None
+    git_oid: str | None = None
+
+    @property
+    def identity(self) -> tuple[str, str]:
+        """``("sha256", hex)`` or ``("git-oid", hex)``: what a copied object must match."""
+        if self.sha256:
+            return ("sha256", self.sha256)
+        if self.git_oid:
+            return ("git-oid", self.git_oid)
+        raise ConfigurationError(f"source published no digest for {self.path!r}")
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """A listing of a source at one point: ``commit`` (hub sha or ``None``) and ``files``."""
+
+    commit: str | None
+    files: tuple[FileEntry, ...]
+
+
+class Reader(Protocol):
+    """A byte stream of one file: ``read(n) -> bytes`` (``b""`` at end) and ``close()``."""
+
+    def read(self, n: int) -> bytes: ...
+
+    def close(self) -> None: ...
+
+
+class Source(Protocol):
+    """What :func:`services.model_upload.copy.copy_model` needs from a source."""
+
+    def describe(self) -> dict[str, str]:
+        """JSON-safe description for the manifest (no secrets)."""
+
+    def resolve(self) -> Snapshot:
+        """List the files (and resolve the revision to a commit)."""
+
+    def open(self, entry: FileEntry, commit: str | None) -> Reader:
+        """Open ``entry`` for streaming."""
+
+    def check_access(self, entry: FileEntry, commit: str | None) -> None:
+        """Fail fast (auth/404) before any byte is written."""
+
+
+# ---------------------------------------------------------------------------------
+# Hugging Face hub
+# ---------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class HubSource:
+    """A Hugging Face model repo at a revision (branch, tag or commit sha).
+
+    Attributes:
+        repo_id: ``org/name``.
+        revision: branch, tag or 40-hex commit; resolved to a commit by :meth:`resolve`.
+        token: optional Hugging Face token (gated/private repos). Never logged or echoed.
+        endpoint: hub base URL (tests point it at a local server).
+        retries: attempts for connection errors and 429/5xx answers (exponential backoff
+            ``backoff_factor * 2**n`` seconds, capped at 30 s, honouring ``Retry-After``).
+            401/403/404 are never retried.
+        backoff_factor: seconds, see ``retries``.
+        timeout_seconds: connect and per-read timeout.
+    """
+
+    repo_id: str
+    revision: str = "main"
+    token: str | None = field(default=None, repr=False)
+    endpoint: str = DEFAULT_HUB_ENDPOINT
+    retries: int = 5
+    backoff_factor: float = 0.5
+    timeout_seconds: float = 30.0
+
+    def __post_init__(self) -> None:
+        if not self.repo_id or self.repo_id.startswith("/") or ".." in self.repo_id:
+            raise ConfigurationError(f"repo_id {self.repo_id!r} is not a Hugging Face repo id like 'org/name'")
+        if not self.revision:
+            raise ConfigurationError("revision must not be empty")
+
+    # -- plumbing -------------------------------------------------------------------
+    @property
+    def _http(self) -> urllib3.PoolManager:
+        pool = self.__dict__.get("_pool")
+        if pool is None:
+            retry_kw = dict(
+                total=None,  # each counter below applies on its own
+                connect=self.retries,
+                read=self.retries,
+                status=self.retries,
+                redirect=10,
+                backoff_factor=self.backoff_factor,
+                status_forcelist=_RETRY_STATUSES,
+                allowed_methods=frozenset({"GET", "HEAD"}),
+                raise_on_status=False,
+                respect_retry_after_header=True,
+            )
+            try:  # urllib3 2.x
+                retry = Retry(backoff_max=30, **retry_kw)
+            except TypeError:  # urllib3 1.26 (older Lambda runtimes): fixed 120 s cap
+                retry = Retry(**retry_kw)
+            pool = urllib3.PoolManager(
+                num_pools=8,
+                maxsize=32,
+                retries=retry,
+                timeout=Timeout(connect=self.timeout_seconds, read=self.timeout_seconds),
+            )
+            object.__setattr__(self, "_pool", pool)
+        return pool
+
+    def _headers(self, extra: dict[str, str] | None = None) -> dict[str, str]:
+        headers = {"User-Agent": "qvllm-model-upload/1", "Accept-Encoding": "identity"}
+        if self.token:
+            headers["Authorization"] = f"Bearer {self.token}"
+        if extra:
+            headers.update(extra)
+        return headers
+
+    def _where(self, revision: str | None = None) -> str:
+        return f"repo {self.repo_id!r} at revision {revision or self.revision!r}"
+
+    def _request(self, method: str, url: str, *, what: str, headers: dict[str, str] | None = None,
+                 stream: bool = False) -> urllib3.BaseHTTPResponse:
+        try:
+            resp = self._http.request(
+                method, url, headers=self._headers(headers), preload_content=not stream, redirect=True,
+                decode_content=False,
+            )
+        except Urllib3HTTPError as exc:
+            reason = redact(str(exc), self.token)
+            raise SourceNetworkError(
+                f"could not reach the Hugging Face hub at {self.endpoint} for {what} after "
+                f"{self.retries} retries with backoff: {reason}. Check network access (NAT, proxy, "
+                f"VPC endpoints) and retry."
+            ) from None
+        if resp.status >= 400:
+            self._raise_for_status(resp, what)
+        return resp
+
+    def _raise_for_status(self, resp: urllib3.BaseHTTPResponse, what: str) -> None:
+        code = resp.headers.get("X-Error-Code", "")
+        message = redact(resp.headers.get("X-Error-Message", ""), self.token)
+        resp.drain_conn()
+        resp.release_conn()
+        status = resp.status
+        detail = f" (hub says: {message})" if message else ""
+        page = f"{self.endpoint}/{self.repo_id}"
+        if code == "RepoNotFound":
+            raise SourceNotFoundError(
+                f"HTTP {status}: {self._where()} not found: the repo does not exist, or it is private and "
+                f"{'the token cannot see it' if self.token else 'no token was given'}{detail}"
+            )
+        if code == "RevisionNotFound":
+            raise SourceNotFoundError(
+                f"HTTP {status}: revision {self.revision!r} not found in repo {self.repo_id!r}: use an "
+                f"existing branch, tag or commit sha{detail}"
+            )
+        if code == "EntryNotFound" or (status == 404 and what.startswith("file")):
+            raise SourceNotFoundError(f"HTTP {status}: {what} not found in {self._where()}{detail}")
+        if status == 401:
+            if code == "GatedRepo" and not self.token:
+                raise SourceAuthError(
+                    f"HTTP 401: {self._where()} is gated and no Hugging Face token was given: store a "
+                    f"token of an account that accepted the terms at {page} in a Secrets Manager secret "
+                    f"and name it in model.hf_token_secret_name{detail}"
+                )
+            if self.token:
+                raise SourceAuthError(
+                    f"HTTP 401: the Hugging Face token was rejected for {self._where()} (invalid or "
+                    f"expired): replace the token in the secret named by model.hf_token_secret_name{detail}"
+                )
+            raise SourceAuthError(
+                f"HTTP 401: {self._where()} needs a Hugging Face token (gated or private): set "
+                f"model.hf_token_secret_name{detail}"
+            )
+        if status == 403:
+            raise SourceAuthError(
+                f"HTTP 403: the token's account has no access to {self._where()}: the model's terms are "
+                f"not accepted (gated repo) or the token lacks read permission; accept the terms at {page} "
+                f"with that account, or use a token with read access{detail}"
+            )
+        if status == 404:
+            raise SourceNotFoundError(f"HTTP 404: {what} not found for {self._where()}{detail}")
+        raise SourceNetworkError(
+            f"HTTP {status} from the Hugging Face hub for {what} of {self._where()} after "
+            f"{self.retries} retries with backoff{detail}"
+        )
+
+    # -- Source protocol ------------------------------------------------------------
+    def describe(self) -> dict[str, str]:
+        """``{"type": "hub", "repo_id", "revision" (as requested), "endpoint"}``."""
+        return {"type": "hub", "repo_id": self.repo_id, "revision": self.revision, "endpoint": self.endpoint}
+
+    def resolve(self) -> Snapshot:
+        """Resolve the revision to a commit and list files with sizes and digests.
+
+        Raises:
+            SourceAuthError, SourceNotFoundError, SourceNetworkError: see the class docs.
+        """
+        url = (f"{self.endpoint}/api/models/{self.repo_id}/revision/"
+               f"{quote(self.revision, safe='')}?blobs=true")
+        resp = self._request("GET", url, what="model info")
+        try:
+            info = json.loads(resp.data)
+        except ValueError:
+            raise SourceNetworkError(f"the hub answered model info of {self._where()} with non-JSON") from None
+        commit = info.get("sha")
+        if not isinstance(commit, str) or len(commit) != 40:
+            raise SourceNetworkError(f"the hub's model info of {self._where()} has no commit sha")
+        files = []
+        for sib in info.get("siblings") or []:
+            lfs = sib.get("lfs") or None
+            size = (lfs or {}).get("size", sib.get("size"))
+            if size is None:
+                raise SourceNetworkError(
+                    f"the hub's model info of {self._where()} lists {sib.get('rfilename')!r} without a "
+                    f"size (blobs=true not honoured)"
+                )
+            files.append(FileEntry(
+                path=sib["rfilename"],
+                size=int(size),
+                sha256=(lfs or {}).get("sha256"),
+                git_oid=None if lfs else sib.get("blobId"),
+            ))
+        return Snapshot(commit=commit, files=tuple(files))
+
+    def _resolve_url(self, entry: FileEntry, commit: str | None) -> str:
+        return f"{self.endpoint}/{self.repo_id}/resolve/{commit or quote(self.revision, safe='')}/{quote(entry.path)}"
+
+    def check_access(self, entry: FileEntry, commit: str | None) -> None:
+        """HEAD the file's resolve URL: 401/403/404 surface before anything is copied."""
+        resp = self._request("HEAD", self._resolve_url(entry, commit), what=f"file {entry.path!r}")
+        resp.drain_conn()
+        resp.release_conn()
+
+    def open(self, entry: FileEntry, commit: str | None) -> Reader:
+        """Stream the file, following redirects; resumes with ``Range`` after a dropped connection."""
+        return _HubReader(self, self._resolve_url(entry, commit), entry)
+
+
+class _HubReader:
+    """Reads a resolve URL; on a broken stream reopens at the current offset with Range."""
+
+    def __init__(self, source: HubSource, url: str, entry: FileEntry) -> None:
+        self._source = source
+        self._url = url
+        self._entry = entry
+        self._offset = 0
+        self._resumes = 0
+        self._resp: urllib3.BaseHTTPResponse | None = None
+
+    def _open(self) -> urllib3.BaseHTTPResponse:
+        extra = {"Range": f"bytes={self._offset}-"} if self._offset else None
+        resp = self._source._request("GET", self._url, what=f"file {self._entry.path!r}", headers=extra, stream=True)
+        if self._offset and resp.status != 206:
+            resp.release_conn()
+            raise SourceNetworkError(
+                f"the hub ignored a Range request while resuming {self._entry.path!r} (HTTP {resp.status})"
+            )
+        return resp
+
+    def read(self, n: int) -> bytes:
+        while True:
+            if self._resp is None:
+                self._resp = self._open()
+            try:
+                data = self._resp.read(n, decode_content=False)
+            except Urllib3HTTPError as exc:
+                self._resp.release_conn()
+                self._resp = None
+                self._resumes += 1
+                if self._resumes > _MAX_STREAM_RESUMES:
+                    raise SourceNetworkError(
+                        f"stream of {self._entry.path!r} broke {self._resumes} times (last: "
+                        f"{redact(str(exc), self._source.token)}); check network stability and retry"
+                    ) from None
+                continue
+            self._offset += len(data)
+            return data
+
+    def close(self) -> None:
+        if self._resp is not None:
+            self._resp.release_conn()
+            self._resp = None
+
+
+# ---------------------------------------------------------------------------------
+# Local folder
+# ---------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class LocalSource:
+    """A model folder on local disk (the local stack uploads the tiny model from one).
+
+    :meth:`resolve` hashes every file (sha256) so the copy verifies what it streams against
+    what was on disk, and a re-run can skip objects whose digest already matches.
+    """
+
+    path: Path | str
+
+    def _root(self) -> Path:
+        root = Path(self.path)
+        if not root.is_dir():
+            raise SourceNotFoundError(f"local model folder {str(root)!r} does not exist or is not a folder")
+        return root
+
+    def describe(self) -> dict[str, str]:
+        """``{"type": "local", "path": <absolute path>}``."""
+        return {"type": "local", "path": str(Path(self.path).resolve())}
+
+    def resolve(self) -> Snapshot:
+        """List regular files under the folder (recursively), with size and sha256."""
+        root = self._root()
+        files = []
+        for file in sorted(p for p in root.rglob("*") if p.is_file()):
+            digest = hashlib.sha256()
+            with file.open("rb") as fh:
+                while chunk := fh.read(READ_CHUNK * 8):
+                    digest.update(chunk)
+            files.append(FileEntry(path=file.relative_to(root).as_posix(), size=file.stat().st_size,
+                                   sha256=digest.hexdigest()))
+        return Snapshot(commit=None, files=tuple(files))
+
+    def check_access(self, entry: FileEntry, commit: str | None) -> None:
+        """Raise :class:`SourceNotFoundError` if the file is gone or unreadable."""
+        target = self._root() / entry.path
+        if not os.access(target, os.R_OK):
+            raise SourceNotFoundError(f"local file {str(target)!r} is missing or unreadable")
+
+    def open(self, entry: FileEntry, commit: str | None) -> BinaryIO:
+        """Open the file for binary reading."""
+        try:
+            return (self._root() / entry.path).open("rb")
+        except OSError as exc:
+            raise SourceNotFoundError(f"cannot open local file {entry.path!r}: {exc}") from None
