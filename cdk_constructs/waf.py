@@ -1,0 +1,100 @@
+"""The CloudFront web ACL: AWS managed common rules + a per-IP rate limit.
+
+CLOUDFRONT-scope web ACLs must be created in us-east-1; the Edge stack (any region) receives
+the ARN through a cross-region reference and passes it to ``Distribution(web_acl_id=...)``,
+so the ACL is attached in the same deploy (the reference demo created its WAF and never
+attached it).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from aws_cdk import aws_wafv2 as wafv2
+from constructs import Construct
+
+# AWS WAF: rate-based rules count requests per aggregation key over this window (seconds);
+# the reference demo's limit is "2000 requests / 5 min" (DESIGN section 2).
+RATE_WINDOW_SECONDS = 300
+COMMON_RULE_SET = "AWSManagedRulesCommonRuleSet"
+AWS_VENDOR = "AWS"
+# The common rule set blocks request bodies over 8 KB (rule SizeRestrictions_BODY). Chat
+# prompts routinely exceed that; the gateway enforces its own body limit
+# (``gateway.max_body_bytes``), so this one rule only counts.
+COUNT_ONLY_RULES = ("SizeRestrictions_BODY",)
+
+
+@dataclass(frozen=True)
+class WebAclProps:
+    """Props of :class:`CloudFrontWebAcl`.
+
+    Attributes:
+        name_prefix: prefix of the ACL name and CloudWatch metric names.
+        rate_limit_per_5min: requests one client IP may send per 5-minute window before it is
+            blocked (AWS WAF's minimum is 10).
+    """
+
+    name_prefix: str
+    rate_limit_per_5min: int
+
+
+class CloudFrontWebAcl(Construct):
+    """A ``CfnWebACL`` with scope CLOUDFRONT; default action allow.
+
+    Rules (priority order): ``AWSManagedRulesCommonRuleSet`` (``SizeRestrictions_BODY`` set to
+    count), then ``RateLimitPerIp`` (rate-based, key IP, limit ``rate_limit_per_5min``, window
+    :data:`RATE_WINDOW_SECONDS`, action block). CloudWatch metrics and sampled requests are on
+    for the ACL and every rule. Exposes ``web_acl`` and ``web_acl_arn``.
+    """
+
+    def __init__(self, scope: Construct, construct_id: str, props: WebAclProps) -> None:
+        super().__init__(scope, construct_id)
+
+        def visibility(metric: str) -> wafv2.CfnWebACL.VisibilityConfigProperty:
+            return wafv2.CfnWebACL.VisibilityConfigProperty(
+                cloud_watch_metrics_enabled=True,
+                metric_name=f"{props.name_prefix}-{metric}",
+                sampled_requests_enabled=True,
+            )
+
+        common = wafv2.CfnWebACL.RuleProperty(
+            name=COMMON_RULE_SET,
+            priority=0,
+            override_action=wafv2.CfnWebACL.OverrideActionProperty(none={}),
+            statement=wafv2.CfnWebACL.StatementProperty(
+                managed_rule_group_statement=wafv2.CfnWebACL.ManagedRuleGroupStatementProperty(
+                    vendor_name=AWS_VENDOR,
+                    name=COMMON_RULE_SET,
+                    rule_action_overrides=[
+                        wafv2.CfnWebACL.RuleActionOverrideProperty(
+                            name=rule, action_to_use=wafv2.CfnWebACL.RuleActionProperty(count={})
+                        )
+                        for rule in COUNT_ONLY_RULES
+                    ],
+                )
+            ),
+            visibility_config=visibility("common"),
+        )
+        rate = wafv2.CfnWebACL.RuleProperty(
+            name="RateLimitPerIp",
+            priority=1,
+            action=wafv2.CfnWebACL.RuleActionProperty(block={}),
+            statement=wafv2.CfnWebACL.StatementProperty(
+                rate_based_statement=wafv2.CfnWebACL.RateBasedStatementProperty(
+                    aggregate_key_type="IP",
+                    limit=props.rate_limit_per_5min,
+                    evaluation_window_sec=RATE_WINDOW_SECONDS,
+                )
+            ),
+            visibility_config=visibility("rate-per-ip"),
+        )
+        self.web_acl = wafv2.CfnWebACL(
+            self,
+            "WebAcl",
+            scope="CLOUDFRONT",
+            default_action=wafv2.CfnWebACL.DefaultActionProperty(allow={}),
+            description="qvllm edge: AWS managed common rules + per-IP rate limit",
+            visibility_config=visibility("web-acl"),
+            rules=[common, rate],
+        )
+        self.web_acl_arn: str = self.web_acl.attr_arn
