@@ -336,12 +336,29 @@ KNOWN_REQUIREMENT_VALUES: dict[str, set[str]] = {
 }
 
 
+REQUIREMENT_OPERATORS = ("In", "NotIn", "Exists", "DoesNotExist", "Gt", "Lt")  # karpenter.sh_nodepools CRD enum
+
+
 class NodeRequirement(_Model):
-    """A Karpenter NodePool requirement (a node selector requirement)."""
+    """A Karpenter NodePool requirement (a node selector requirement).
+
+    Operators are the ones the Karpenter v1 NodePool CRD accepts; ``Gte``/``Lte`` do not exist.
+    """
 
     key: str = Field(min_length=1)
     operator: Literal["In", "NotIn", "Exists", "DoesNotExist", "Gt", "Lt"]
     values: list[str] = Field(default_factory=list)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _known_operator(cls, data: object) -> object:
+        # Name the key and the operator (case B11), not only the field path.
+        if isinstance(data, dict) and data.get("operator") not in (None, *REQUIREMENT_OPERATORS):
+            raise ValueError(
+                f"requirement {data.get('key')!r}: operator {data.get('operator')!r} is not one of "
+                f"{list(REQUIREMENT_OPERATORS)}"
+            )
+        return data
 
     @model_validator(mode="after")
     def _values(self) -> "NodeRequirement":

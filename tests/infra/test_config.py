@@ -55,7 +55,7 @@ BAD_CONFIGS = [
         {"karpenter": {"gpu": {"extra_requirements": [
             {"key": "karpenter.k8s.aws/instance-generation", "operator": "Gte", "values": ["5"]}
         ]}}},
-        ["karpenter.gpu.extra_requirements.0.operator", "'Gt'", "'Lt'"],
+        ["karpenter.gpu.extra_requirements.0", "karpenter.k8s.aws/instance-generation", "'Gte'", "'Gt'", "'Lt'"],
         id="B11-operator-the-crd-refuses",
     ),
     pytest.param(
