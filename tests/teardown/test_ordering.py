@@ -6,10 +6,8 @@ Fn::GetAtt edges all count. Needs stacks/cluster_stack.py to wire ControllerClea
 from __future__ import annotations
 
 import json
-import os
 from typing import Any
 
-import aws_cdk as cdk
 import pytest
 
 from cdk_constructs.controller_cleanup import RESOURCE_TYPE
@@ -56,14 +54,9 @@ def _closure(resources: dict[str, Any]) -> dict[str, set[str]]:
 
 
 @pytest.fixture(scope="module")
-def cluster_template() -> dict[str, Any]:
-    os.environ.setdefault("JSII_NODE", "/work/main/node_modules/.bin/node")
-    from app_config import config_from_dict
-    from stacks.app_builder import build_app
-
-    app = cdk.App()
-    stacks = build_app(app, config_from_dict({}), nag=False)
-    return app.synth().get_stack_by_name(stacks.cluster.stack_name).template
+def cluster_template(default_app) -> dict[str, Any]:
+    """The cluster stack's template from the suite's one synthesized default app."""
+    return default_app.templates[default_app.stacks.cluster.stack_name]
 
 
 def _of_type(resources: dict[str, Any], kind: str) -> list[str]:
