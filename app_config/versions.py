@@ -50,3 +50,6 @@ METRICS_SERVER = HelmChartPin(
 # Container images of ours (not installed by a chart).
 OTEL_COLLECTOR_IMAGE = "otel/opentelemetry-collector-contrib:0.159.0"
 VLLM_IMAGE = "vllm/vllm-openai:v0.33.0"
+
+# Load-test Job image (qvllm loadtest in the cluster; k8s_charts/loadtest_job.py). Same Locust as requirements-dev.
+LOCUST_IMAGE = "locustio/locust:2.47.0"

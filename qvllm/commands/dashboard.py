@@ -1,0 +1,39 @@
+"""`qvllm dashboard`: the live terminal UI."""
+
+from __future__ import annotations
+
+import click
+
+
+@click.command(name="dashboard")
+@click.option("--metrics-url", help="Prometheus text URL: vLLM /metrics or the collector's :8889/metrics "
+              "(default: the local stack's vLLM).")
+@click.option("--kubeconfig", type=click.Path(dir_okay=False), help="Read pods, nodes, NodeClaims, HPA and events.")
+@click.option("--context", help="kubeconfig context.")
+@click.option("--namespace", default=None, help="Namespace of vLLM (default: the app's).")
+@click.option("--scaled-object", type=click.Path(exists=True, dir_okay=False),
+              help="ScaledObject YAML for the desired-replica math (default: the cluster's, else the config's).")
+@click.option("--interval", type=click.FloatRange(min=0.2), default=2.0, show_default=True)
+def command(metrics_url, kubeconfig, context, namespace, scaled_object, interval) -> None:  # type: ignore[no-untyped-def]
+    """Live view: throughput, queue, desired vs current replicas, latency, pods and GPU nodes."""
+    from app_config.constants import INFERENCE_NAMESPACE
+    from app_config.loader import config_from_dict
+    from qvllm.dashboard.app import DashboardApp
+    from qvllm.dashboard.data.kube import KubeSource
+    from qvllm.dashboard.data.sources import Poller
+    from qvllm.local.state import read_state
+    from qvllm.scaling import ScalingSpec
+
+    if not metrics_url:
+        state = read_state()
+        metrics_url = state.urls.get("metrics") if state else None
+    if not metrics_url:
+        raise click.UsageError("give --metrics-url (vLLM /metrics or the collector's :8889) or run `qvllm local up`")
+    if scaled_object:
+        from qvllm.commands.scale_math import load_scaled_object
+
+        spec = ScalingSpec.from_scaled_object(load_scaled_object(scaled_object))
+    else:
+        spec = ScalingSpec.from_config(config_from_dict({}).scaling)
+    kube = KubeSource(kubeconfig, context, namespace or INFERENCE_NAMESPACE) if kubeconfig else None
+    DashboardApp(Poller(metrics_url, spec, kube).poll, interval).run()

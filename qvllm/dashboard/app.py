@@ -1,0 +1,91 @@
+"""The Textual dashboard app: a worker polls; snapshots go up as messages and down as attributes."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from textual import work
+from textual.app import App, ComposeResult
+from textual.containers import Grid, Vertical
+from textual.message import Message
+from textual.widgets import Footer, Header, Label, Sparkline
+
+from qvllm.dashboard.data.sources import DashboardSnapshot
+from qvllm.dashboard.widgets.panels import (
+    LatencyPanel,
+    NodesTable,
+    PodsTable,
+    QueuePanel,
+    ReplicasPanel,
+    ThroughputPanel,
+)
+
+SNAPSHOT_WIDGETS = (ThroughputPanel, QueuePanel, ReplicasPanel, LatencyPanel, PodsTable, NodesTable)
+
+
+class SnapshotReady(Message):
+    """A new snapshot from the poller (posted by the worker)."""
+
+    def __init__(self, snapshot: DashboardSnapshot) -> None:
+        super().__init__()
+        self.snapshot = snapshot
+
+
+class DashboardApp(App[None]):
+    """Live view of queue-autoscaled vLLM.
+
+    Args:
+        poll: returns a fresh :class:`DashboardSnapshot` (blocking I/O; runs in a thread worker).
+        interval_s: seconds between polls.
+    """
+
+    TITLE = "qvllm dashboard"
+    CSS = """
+    Grid { grid-size: 2 3; grid-rows: auto auto 1fr; height: auto; }
+    ThroughputPanel, QueuePanel, ReplicasPanel, LatencyPanel { border: round $accent; padding: 0 1; height: auto; }
+    Sparkline { height: 2; }
+    DataTable { height: auto; max-height: 12; }
+    """
+    BINDINGS = [("q", "quit", "Quit"), ("r", "refresh", "Poll now")]
+
+    def __init__(self, poll: Callable[[], DashboardSnapshot], interval_s: float = 2.0) -> None:
+        super().__init__()
+        self.poll = poll
+        self.interval_s = interval_s
+        self.last: DashboardSnapshot | None = None
+
+    def compose(self) -> ComposeResult:
+        yield Header()
+        with Grid():
+            yield ThroughputPanel(id="throughput")
+            with Vertical():
+                yield QueuePanel(id="queue")
+                yield Label("running")
+                yield Sparkline([], id="running-spark")
+                yield Label("waiting")
+                yield Sparkline([], id="waiting-spark")
+            yield ReplicasPanel(id="replicas")
+            yield LatencyPanel(id="latency")
+        yield Label("[b]vLLM pods: time to ready[/b]")
+        yield PodsTable(id="pods")
+        yield Label("[b]GPU nodes[/b]")
+        yield NodesTable(id="nodes")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.action_refresh()
+        self.set_interval(self.interval_s, self.action_refresh)
+
+    def action_refresh(self) -> None:
+        """Poll in a thread worker (exclusive: a slow scrape is not stacked)."""
+        self._poll_worker()
+
+    @work(thread=True, exclusive=True, group="poll")
+    def _poll_worker(self) -> None:
+        self.post_message(SnapshotReady(self.poll()))
+
+    def on_snapshot_ready(self, message: SnapshotReady) -> None:
+        self.last = message.snapshot
+        for widget_type in SNAPSHOT_WIDGETS:
+            for widget in self.query(widget_type):
+                widget.snapshot = message.snapshot

@@ -1,0 +1,1 @@
+"""Dashboard data layer: Prometheus text, Kubernetes API JSON, and the snapshot built from them."""

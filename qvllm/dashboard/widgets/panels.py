@@ -1,0 +1,133 @@
+"""The dashboard's panels. No I/O: the app sets ``snapshot`` (attributes down)."""
+
+from __future__ import annotations
+
+from collections import deque
+
+from textual.reactive import reactive
+from textual.widgets import DataTable, Sparkline, Static
+
+from qvllm.dashboard.data.sources import DashboardSnapshot
+
+NA = "n/a"
+
+
+def fmt(value: float | None, unit: str = "", digits: int = 1) -> str:
+    """A number for display; None is "n/a" (never 0)."""
+    return NA if value is None else f"{value:.{digits}f}{unit}"
+
+
+class SnapshotStatic(Static):
+    """A text panel re-rendered whenever ``snapshot`` changes."""
+
+    snapshot: reactive[DashboardSnapshot | None] = reactive(None, always_update=True)
+
+    def watch_snapshot(self, snap: DashboardSnapshot | None) -> None:
+        self.update(self.render_text(snap))
+
+    def render_text(self, snap: DashboardSnapshot | None) -> str:  # pragma: no cover - overridden
+        raise NotImplementedError
+
+
+class ThroughputPanel(SnapshotStatic):
+    """Requests/s and tokens/s (rates between two scrapes)."""
+
+    def render_text(self, snap: DashboardSnapshot | None) -> str:
+        if snap is None or snap.metrics is None:
+            return f"[b]Throughput[/b]\n{snap.error if snap else 'waiting for the first scrape'}"
+        m = snap.metrics
+        return f"[b]Throughput[/b]\nrequests/s {fmt(m.requests_per_s, digits=2)}\ntokens/s   {fmt(m.tokens_per_s)}"
+
+
+class QueuePanel(SnapshotStatic):
+    """Running and waiting requests now, and over time (sparklines), plus KV-cache usage."""
+
+    HISTORY = 120
+
+    def __init__(self, *args, **kwargs) -> None:  # type: ignore[no-untyped-def]
+        super().__init__(*args, **kwargs)
+        self.running_history: deque[float] = deque(maxlen=self.HISTORY)
+        self.waiting_history: deque[float] = deque(maxlen=self.HISTORY)
+
+    def render_text(self, snap: DashboardSnapshot | None) -> str:
+        if snap is None or snap.metrics is None:
+            return "[b]Queue[/b]\nn/a"
+        m = snap.metrics
+        self.running_history.append(m.running or 0.0)
+        self.waiting_history.append(m.waiting or 0.0)
+        for spark_id, data in (("#running-spark", self.running_history), ("#waiting-spark", self.waiting_history)):
+            for spark in self.app.query(spark_id):
+                spark.data = list(data)
+        kv = NA if m.kv_cache_usage is None else f"{m.kv_cache_usage:.1%}"
+        kv_src = f" ({m.kv_cache_metric})" if m.kv_cache_metric else ""
+        spelling = f"metric names found as {m.spelling}..." if m.spelling else "vLLM queue metrics not found"
+        return (f"[b]Queue[/b]\nrunning {fmt(m.running, digits=0)}   waiting {fmt(m.waiting, digits=0)}\n"
+                f"KV cache {kv}{kv_src}\n[dim]{spelling}[/dim]")
+
+
+class ReplicasPanel(SnapshotStatic):
+    """Desired replicas by the scaling math beside current replicas, and the HPA's per-pod figure (B04)."""
+
+    def render_text(self, snap: DashboardSnapshot | None) -> str:
+        if snap is None or snap.decision is None:
+            return "[b]Replicas[/b]\nn/a (no trigger values)"
+        d = snap.decision
+        lines = [f"[b]Replicas[/b]\ndesired {d.desired}   current {snap.current_replicas}",
+                 f"composite {d.composite:g}"]
+        lines += [f"[dim]{s}[/dim]" for s in d.steps]
+        hpa = snap.kube.hpa if snap.kube else None
+        if hpa is not None and hpa.per_pod_value is not None:
+            lines.append(
+                f"HPA metric {hpa.per_pod_value:g} per pod ({hpa.per_pod_text}) x {hpa.current_replicas} pods "
+                f"= composite ~{hpa.composite_estimate:g}; target {fmt(hpa.target_per_pod, digits=0)} per pod"
+            )
+        return "\n".join(lines)
+
+
+class LatencyPanel(SnapshotStatic):
+    """TTFT and end-to-end latency p50/p95 from histogram buckets (interpolated)."""
+
+    def render_text(self, snap: DashboardSnapshot | None) -> str:
+        if snap is None or snap.metrics is None:
+            return "[b]Latency[/b]\nn/a"
+        m = snap.metrics
+        return (f"[b]Latency[/b] (from buckets)\nTTFT  p50 {fmt(m.ttft_p50_s, ' s', 2)}  p95 {fmt(m.ttft_p95_s, ' s', 2)}\n"
+                f"e2e   p50 {fmt(m.e2e_p50_s, ' s', 2)}  p95 {fmt(m.e2e_p95_s, ' s', 2)}")
+
+
+class PodsTable(DataTable):
+    """vLLM pods and their measured time-to-ready phases (seconds since pod creation)."""
+
+    snapshot: reactive[DashboardSnapshot | None] = reactive(None, always_update=True)
+
+    def on_mount(self) -> None:
+        self.add_columns("pod", "node", "phase", "scheduled", "image pulled", "started", "ready")
+
+    def watch_snapshot(self, snap: DashboardSnapshot | None) -> None:
+        self.clear()
+        if snap is None or snap.kube is None:
+            return
+        for p in snap.kube.pods:
+            self.add_row(p.name, p.node or "-", p.phase, *(fmt(v, " s") for v in
+                         (p.scheduled_s, p.image_pulled_s, p.started_s, p.ready_s)))
+
+
+class NodesTable(DataTable):
+    """GPU nodes: instance type, spot or on-demand, age; plus NodeClaims still launching."""
+
+    snapshot: reactive[DashboardSnapshot | None] = reactive(None, always_update=True)
+
+    def on_mount(self) -> None:
+        self.add_columns("node", "instance type", "capacity", "age", "ready")
+
+    def watch_snapshot(self, snap: DashboardSnapshot | None) -> None:
+        self.clear()
+        if snap is None or snap.kube is None:
+            return
+        for n in snap.kube.nodes:
+            self.add_row(n.name, n.instance_type, n.capacity_type, f"{n.age_s / 60:.0f} min", "yes" if n.ready else "no")
+        for claim in snap.kube.launching:
+            self.add_row(claim, "", "", "launching", "no")
+
+
+__all__ = ["LatencyPanel", "NodesTable", "PodsTable", "QueuePanel", "ReplicasPanel", "Sparkline", "ThroughputPanel"]

@@ -1,0 +1,88 @@
+"""Load profiles as stages: how many virtual users at each moment of a run (no Locust import).
+
+The demo profile is the reference demo's ramp (DESIGN.md section 2): 5 -> 10 -> 15 -> 50 ->
+150 virtual users over 30 minutes. The short profile is a 2-minute check of the same shape.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Stage:
+    """Hold ``users`` virtual users until ``until_s`` seconds after the start.
+
+    ``spawn_rate`` is users started (or stopped) per second while moving to ``users``.
+    """
+
+    until_s: float
+    users: int
+    spawn_rate: float
+
+
+@dataclass(frozen=True)
+class Profile:
+    """A named, ordered list of stages; the run ends after the last stage."""
+
+    name: str
+    stages: tuple[Stage, ...]
+
+    def __post_init__(self) -> None:
+        if not self.stages:
+            raise ValueError(f"profile {self.name!r} has no stages")
+        last = 0.0
+        for i, stage in enumerate(self.stages):
+            if stage.until_s <= last:
+                raise ValueError(f"profile {self.name!r} stage {i}: until_s must increase ({stage.until_s} <= {last})")
+            if stage.users < 0 or stage.spawn_rate <= 0:
+                raise ValueError(f"profile {self.name!r} stage {i}: users >= 0 and spawn_rate > 0 required")
+            last = stage.until_s
+
+    @property
+    def duration_s(self) -> float:
+        """Total run time in seconds."""
+        return self.stages[-1].until_s
+
+    @property
+    def peak_users(self) -> int:
+        """The most users any stage holds."""
+        return max(s.users for s in self.stages)
+
+    def tick(self, run_time_s: float) -> tuple[int, float] | None:
+        """``(users, spawn_rate)`` at ``run_time_s``, or None when the run is over (LoadTestShape.tick)."""
+        for stage in self.stages:
+            if run_time_s < stage.until_s:
+                return stage.users, stage.spawn_rate
+        return None
+
+
+MINUTE = 60.0
+
+DEMO = Profile(
+    "demo",
+    (
+        Stage(3 * MINUTE, 5, 1),
+        Stage(6 * MINUTE, 10, 1),
+        Stage(10 * MINUTE, 15, 1),
+        Stage(18 * MINUTE, 50, 2),
+        Stage(30 * MINUTE, 150, 5),
+    ),
+)
+
+SHORT = Profile(
+    "short",
+    (
+        Stage(20, 2, 1),
+        Stage(40, 5, 1),
+        Stage(70, 10, 2),
+        Stage(120, 20, 5),
+    ),
+)
+
+PROFILES: dict[str, Profile] = {p.name: p for p in (DEMO, SHORT)}
+
+
+def constant(users: int, run_time_s: float, spawn_rate: float | None = None) -> Profile:
+    """A one-stage profile: ``users`` for ``run_time_s`` seconds (all started at once by default)."""
+    return Profile("constant", (Stage(run_time_s, users, spawn_rate or float(max(users, 1))),))

@@ -1,0 +1,50 @@
+"""QR codes for an audience: a URL as terminal text and as a PNG file (library: ``qrcode``)."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+from urllib.parse import urlparse
+
+import qrcode
+from qrcode.constants import ERROR_CORRECT_M
+
+
+def check_url(url: str) -> str:
+    """Return ``url`` if it is an absolute http(s) URL.
+
+    Raises:
+        ValueError: the URL has no http/https scheme or no host.
+    """
+    parsed = urlparse(url)
+    if parsed.scheme not in ("http", "https") or not parsed.netloc:
+        raise ValueError(f"URL {url!r} must be absolute http:// or https:// with a host")
+    return url
+
+
+def make_qr(url: str) -> qrcode.QRCode:
+    """A QR code (error correction M, 4-module quiet zone) encoding ``url``."""
+    code = qrcode.QRCode(error_correction=ERROR_CORRECT_M, border=4)
+    code.add_data(check_url(url))
+    code.make(fit=True)
+    return code
+
+
+def terminal_text(url: str, *, invert: bool = False) -> str:
+    """The QR code as Unicode half-block text (two modules per character row).
+
+    ``invert=True`` suits light-on-dark terminals.
+    """
+    out = io.StringIO()
+    make_qr(url).print_ascii(out=out, invert=invert)
+    return out.getvalue()
+
+
+def save_png(url: str, path: str | Path, *, box_size: int = 10) -> Path:
+    """Write the QR code for ``url`` as a PNG (``box_size`` pixels per module); returns the path."""
+    code = make_qr(url)
+    code.box_size = box_size
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    code.make_image().save(str(path))
+    return path

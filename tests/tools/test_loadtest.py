@@ -1,0 +1,169 @@
+"""Load test: the stage profiles, the Locust shape, the thresholds, and one short real headless run.
+
+Locust monkey-patches the standard library (gevent) on import, so everything that imports
+Locust runs in a subprocess; profiles and thresholds are Locust-free and tested here.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from qvllm.loadtest.profiles import DEMO, SHORT, Profile, Stage, constant
+from qvllm.loadtest.thresholds import RunSummary, Thresholds, judge
+
+REPO = Path(__file__).resolve().parents[2]
+FIRST_TOKEN_DELAY_S = 0.2
+
+
+def test_demo_profile_is_the_reference_ramp():
+    """DESIGN section 2: 5 -> 10 -> 15 -> 50 -> 150 virtual users over 30 minutes."""
+    assert [s.users for s in DEMO.stages] == [5, 10, 15, 50, 150]
+    assert DEMO.duration_s == 30 * 60
+    assert DEMO.tick(0) == (5, 1)
+    assert DEMO.tick(3 * 60 - 0.1)[0] == 5
+    assert DEMO.tick(3 * 60)[0] == 10
+    assert DEMO.tick(29 * 60)[0] == 150
+    assert DEMO.tick(30 * 60) is None
+
+
+def test_short_profile_is_short_and_rising():
+    users = [s.users for s in SHORT.stages]
+    assert users == sorted(users) and SHORT.duration_s <= 180
+    assert SHORT.tick(SHORT.duration_s) is None
+
+
+def test_profile_validation_names_the_stage():
+    with pytest.raises(ValueError, match="stage 1: until_s must increase"):
+        Profile("bad", (Stage(10, 1, 1), Stage(5, 2, 1)))
+    assert constant(24, 20).tick(19.9) == (24, 24.0)
+
+
+@pytest.mark.parametrize(
+    ("summary", "passed", "fragment"),
+    [
+        (RunSummary(requests=100, failures=14, p95_s=19.9), True, ""),
+        (RunSummary(requests=100, failures=15, p95_s=5.0), False, "failures 15.0%"),
+        (RunSummary(requests=100, failures=0, p95_s=20.0), False, "p95 20.0 s is not below 20"),
+        (RunSummary(requests=0, failures=0, p95_s=None), False, "no requests"),
+    ],
+)
+def test_thresholds_decide_the_exit_code(summary, passed, fragment):
+    verdict = judge(summary, Thresholds())
+    assert verdict.passed is passed
+    assert verdict.exit_code == (0 if passed else 1)
+    assert fragment in " ".join(verdict.reasons)
+
+
+def test_locust_shape_follows_the_profile():
+    """The LoadTestShape in the locustfile, driven at given run times (in a subprocess)."""
+    code = textwrap.dedent(
+        """
+        import json, time
+        from qvllm.loadtest.locustfile import StageShape
+        from qvllm.loadtest.profiles import DEMO
+        shape = StageShape()
+        shape.profile = DEMO
+        out = []
+        for t in (0, 200, 400, 700, 1500, 1800):
+            shape.start_time = time.perf_counter() - t
+            out.append(shape.tick())
+        print(json.dumps(out))
+        """
+    )
+    result = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout.strip().splitlines()[-1]) == [[5, 1], [10, 1], [15, 1], [50, 2], [150, 5], None]
+
+
+# ----------------------------------------------------------------------------- a real headless run
+def _fake_openai_server():
+    """A tiny OpenAI-compatible streaming server (stdlib), standing in for the gateway."""
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def log_message(self, *args):  # silence
+            pass
+
+        def do_GET(self):
+            body = json.dumps({"object": "list", "data": [{"id": "tiny", "object": "model"}]}).encode()
+            self.send_response(200 if self.path == "/v1/models" else 404)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def do_POST(self):
+            request = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+            if request.get("model") != "tiny" or not request.get("stream"):
+                self.send_response(400)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+                return
+            self.send_response(200)
+            self.send_header("Content-Type", "text/event-stream")
+            self.send_header("Connection", "close")
+            self.end_headers()
+            self.wfile.write(b": keep-alive\n\n")
+            self.wfile.flush()
+            time.sleep(FIRST_TOKEN_DELAY_S)  # a measurable time to first token
+            for i in range(request["max_tokens"]):
+                chunk = {"choices": [{"index": 0, "delta": {"content": f"t{i} "}}]}
+                self.wfile.write(f"data: {json.dumps(chunk)}\n\n".encode())
+            self.wfile.write(b"data: [DONE]\n\n")
+            self.wfile.flush()
+            self.close_connection = True
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server
+
+
+@pytest.mark.timeout(180)
+def test_short_headless_run_passes_and_records_ttft(tmp_path):
+    server = _fake_openai_server()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}"
+        summary_path = tmp_path / "summary.json"
+        result = subprocess.run(
+            [sys.executable, "-m", "qvllm.cli", "loadtest", url, "--profile", "constant", "--users", "3",
+             "--seconds", "4", "--max-tokens", "8", "--summary-json", str(summary_path)],
+            cwd=REPO, capture_output=True, text=True, timeout=150,
+            env={**os.environ, "PYTHONPATH": str(REPO)},
+        )
+    finally:
+        server.shutdown()
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    summary = json.loads(summary_path.read_text())
+    assert summary["requests"] > 0 and summary["failures"] == 0 and summary["passed"] is True
+    # TTFT is measured at the first content chunk, after the heartbeat comment and the delay.
+    assert summary["ttft_p50_s"] >= FIRST_TOKEN_DELAY_S * 0.75
+    assert summary["p95_s"] >= FIRST_TOKEN_DELAY_S * 0.75
+    assert "PASS" in result.stdout
+
+
+@pytest.mark.timeout(180)
+def test_failing_run_exits_nonzero(tmp_path):
+    """Wrong model name: every request gets 400, so failures = 100 % and the exit code is 1."""
+    server = _fake_openai_server()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}"
+        result = subprocess.run(
+            [sys.executable, "-m", "qvllm.cli", "loadtest", url, "--profile", "constant", "--users", "2",
+             "--seconds", "3", "--model", "other"],
+            cwd=REPO, capture_output=True, text=True, timeout=150, env={**os.environ, "PYTHONPATH": str(REPO)},
+        )
+    finally:
+        server.shutdown()
+    assert result.returncode == 1, result.stdout[-2000:] + result.stderr[-2000:]
+    assert "FAIL: failures 100.0%" in result.stdout
