@@ -1,0 +1,1 @@
+"""Runtime code deployed by the CDK app (gateway, model upload, teardown)."""

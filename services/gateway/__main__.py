@@ -1,0 +1,24 @@
+"""``python -m services.gateway``: serve the gateway with uvicorn on ``GATEWAY_PORT`` (all interfaces)."""
+
+from __future__ import annotations
+
+import uvicorn
+
+from services.gateway.settings import load_settings
+
+
+def main() -> None:
+    """Run uvicorn (uvloop + httptools when installed, no access log: the app logs JSON)."""
+    settings = load_settings()
+    uvicorn.run(
+        "services.gateway.app:app",
+        host="0.0.0.0",  # noqa: S104 - container port behind the ALB
+        port=settings.port,
+        log_level=settings.log_level.lower(),
+        access_log=False,
+        timeout_graceful_shutdown=30,
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,177 @@
+"""Gateway settings, read from ``GATEWAY_*`` environment variables.
+
+Importable without FastAPI (only pydantic and the standard library), so the cdk8s gateway
+chart and the local stack can build the container env with :func:`settings_env` instead of
+magic strings::
+
+    from services.gateway.settings import settings_env
+    env = settings_env(upstream_url="http://vllm.inference:8000", served_model_name="m")
+    # {"GATEWAY_UPSTREAM_URL": "http://vllm.inference:8000", "GATEWAY_SERVED_MODEL_NAME": "m"}
+
+Defaults match ``app_config.model.GatewayConfig`` where the two overlap (asserted by a test);
+the port and paths come from ``app_config.constants``.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+ENV_PREFIX = "GATEWAY_"
+
+# Environment variable names (one constant per setting; ENV_VARS maps field -> name).
+ENV_UPSTREAM_URL = "GATEWAY_UPSTREAM_URL"
+ENV_SERVED_MODEL_NAME = "GATEWAY_SERVED_MODEL_NAME"
+ENV_MAX_IN_FLIGHT = "GATEWAY_MAX_IN_FLIGHT"
+ENV_MAX_QUEUE = "GATEWAY_MAX_QUEUE"
+ENV_QUEUE_TIMEOUT_SECONDS = "GATEWAY_QUEUE_TIMEOUT_SECONDS"
+ENV_HEARTBEAT_INTERVAL_SECONDS = "GATEWAY_HEARTBEAT_INTERVAL_SECONDS"
+ENV_CONNECT_TIMEOUT_SECONDS = "GATEWAY_CONNECT_TIMEOUT_SECONDS"
+ENV_READ_TIMEOUT_SECONDS = "GATEWAY_READ_TIMEOUT_SECONDS"
+ENV_MAX_BODY_BYTES = "GATEWAY_MAX_BODY_BYTES"
+ENV_API_KEYS = "GATEWAY_API_KEYS"
+ENV_API_KEYS_FILE = "GATEWAY_API_KEYS_FILE"
+ENV_LOG_LEVEL = "GATEWAY_LOG_LEVEL"
+ENV_PORT = "GATEWAY_PORT"
+ENV_RETRY_AFTER_SECONDS = "GATEWAY_RETRY_AFTER_SECONDS"
+ENV_MAX_CONNECTIONS = "GATEWAY_MAX_CONNECTIONS"
+
+# Kept in sync with app_config.constants (a test asserts equality); duplicated here so the
+# container image needs only services/ (the .dockerignore excludes app_config/).
+DEFAULT_PORT = 8000  # app_config.constants.GATEWAY_PORT
+HEALTH_PATH = "/healthz"  # app_config.constants.GATEWAY_HEALTH_PATH
+READY_PATH = "/readyz"  # app_config.constants.GATEWAY_READY_PATH
+METRICS_PATH = "/metrics"  # app_config.constants.GATEWAY_METRICS_PATH
+
+LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR"]
+
+
+class GatewaySettings(BaseModel):
+    """All gateway settings. Times in seconds, sizes in bytes.
+
+    Attributes:
+        upstream_url: vLLM base URL without ``/v1`` (e.g. ``http://vllm.inference:8000``).
+        served_model_name: the model name clients must send; empty = learn it from the
+            upstream's ``/v1/models`` (then any model the upstream lists is accepted).
+        max_in_flight: requests proxied at once per gateway process.
+        max_queue: requests allowed to wait for an in-flight slot; beyond that: 429.
+        queue_timeout_seconds: longest wait for a slot before 429.
+        retry_after_seconds: value of the ``Retry-After`` header on 429.
+        heartbeat_interval_seconds: SSE comment interval while a stream waits for its first
+            token; must stay below the ALB idle and CloudFront origin read timeouts (case B15).
+        connect_timeout_seconds: upstream TCP connect timeout (and pool-acquire timeout).
+        read_timeout_seconds: upstream read timeout between two received chunks.
+        max_body_bytes: request body limit (413 above).
+        max_connections: httpx pool size towards the upstream.
+        api_keys: accepted Bearer keys; empty (and no file) = auth disabled.
+        api_keys_file: file with one key per line (a mounted secret), merged with api_keys.
+        log_level: root log level of the JSON logs.
+        port: listening port of ``python -m services.gateway``.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    upstream_url: str = "http://127.0.0.1:8001"
+    served_model_name: str = ""
+    max_in_flight: Annotated[int, Field(gt=0)] = 64
+    max_queue: Annotated[int, Field(ge=0)] = 256
+    queue_timeout_seconds: Annotated[float, Field(gt=0)] = 30.0
+    retry_after_seconds: Annotated[int, Field(ge=0)] = 1
+    heartbeat_interval_seconds: Annotated[float, Field(gt=0)] = 15.0
+    connect_timeout_seconds: Annotated[float, Field(gt=0)] = 3.0
+    read_timeout_seconds: Annotated[float, Field(gt=0)] = 600.0
+    max_body_bytes: Annotated[int, Field(gt=0)] = 1_048_576
+    max_connections: Annotated[int, Field(gt=0)] = 256
+    api_keys: tuple[str, ...] = ()
+    api_keys_file: Path | None = None
+    log_level: LogLevel = "INFO"
+    port: Annotated[int, Field(gt=0, lt=65536)] = DEFAULT_PORT
+
+    @field_validator("upstream_url")
+    @classmethod
+    def _url(cls, value: str) -> str:
+        if not value.startswith(("http://", "https://")):
+            raise ValueError(f"{value!r} must start with http:// or https://")
+        return value.rstrip("/")
+
+    @field_validator("api_keys", mode="before")
+    @classmethod
+    def _keys(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return tuple(k.strip() for k in value.split(",") if k.strip())
+        return value
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _level(cls, value: Any) -> Any:
+        return value.upper() if isinstance(value, str) else value
+
+    def all_api_keys(self) -> frozenset[str]:
+        """Keys from ``api_keys`` plus non-empty, non-comment lines of ``api_keys_file``.
+
+        Raises:
+            OSError: the file is set but cannot be read.
+        """
+        keys = set(self.api_keys)
+        if self.api_keys_file is not None:
+            for line in self.api_keys_file.read_text().splitlines():
+                line = line.strip()
+                if line and not line.startswith("#"):
+                    keys.add(line)
+        return frozenset(keys)
+
+
+ENV_VARS: dict[str, str] = {name: ENV_PREFIX + name.upper() for name in GatewaySettings.model_fields}
+
+
+class SettingsError(ValueError):
+    """Invalid GATEWAY_* environment; the message names each bad variable."""
+
+
+def load_settings(environ: Mapping[str, str] | None = None) -> GatewaySettings:
+    """Build settings from ``environ`` (default ``os.environ``); unset variables keep defaults.
+
+    Raises:
+        SettingsError: a variable does not parse; names the variable and the reason.
+    """
+    source = os.environ if environ is None else environ
+    values = {field: source[var] for field, var in ENV_VARS.items() if var in source}
+    try:
+        return GatewaySettings(**values)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{ENV_VARS.get(str(err['loc'][0]), err['loc'][0])}: {err['msg']}" for err in exc.errors()
+        )
+        raise SettingsError(f"invalid gateway environment: {problems}") from exc
+
+
+def settings_env(**values: Any) -> dict[str, str]:
+    """Return ``{GATEWAY_*: str}`` for the given settings fields (validated).
+
+    Lists/tuples (``api_keys``) become comma lists, booleans ``true``/``false``, numbers
+    ``str()``. Only the given fields are returned (the rest keep their defaults).
+
+    Raises:
+        SettingsError: unknown field name or a value that fails validation.
+    """
+    unknown = sorted(set(values) - set(ENV_VARS))
+    if unknown:
+        raise SettingsError(f"unknown gateway setting(s): {', '.join(unknown)}")
+    try:
+        GatewaySettings(**values)
+    except ValidationError as exc:
+        raise SettingsError(f"invalid gateway setting: {exc}") from exc
+    out: dict[str, str] = {}
+    for field, value in values.items():
+        if isinstance(value, (list, tuple, set, frozenset)):
+            text = ",".join(str(v) for v in value)
+        elif isinstance(value, bool):
+            text = "true" if value else "false"
+        else:
+            text = str(value)
+        out[ENV_VARS[field]] = text
+    return out

@@ -1,0 +1,53 @@
+"""Fixtures: one real vLLM per test package, the fake upstream, gateways on loopback."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack
+from typing import Any
+
+import pytest
+
+from services.gateway.app import create_app
+from services.gateway.settings import GatewaySettings
+from tests.support.vllm_server import VllmServer, running_vllm
+
+from .servers import CountingTransport, FakeUpstream, ThreadedServer
+
+
+@pytest.fixture(scope="package")
+def vllm(tmp_path_factory: pytest.TempPathFactory) -> Iterator[VllmServer]:
+    """One real CPU vLLM (tiny model) shared by the package's engine tests."""
+    with running_vllm(tmp_path_factory.mktemp("gateway-vllm"), max_model_len=2048) as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def fake_upstream() -> Iterator[tuple[FakeUpstream, str]]:
+    """(FakeUpstream, base URL) on loopback."""
+    fake = FakeUpstream()
+    with ThreadedServer(fake) as server:
+        yield fake, server.url
+
+
+class RunningGateway:
+    """A gateway served by uvicorn on loopback."""
+
+    def __init__(self, app: Any, url: str, transport: CountingTransport | None) -> None:
+        self.app = app
+        self.url = url
+        self.transport = transport
+
+
+@pytest.fixture
+def start_gateway() -> Iterator[Callable[..., RunningGateway]]:
+    """Factory: ``start_gateway(upstream_url=..., count=False, **settings)`` -> RunningGateway."""
+    with ExitStack() as stack:
+
+        def start(count: bool = False, **values: Any) -> RunningGateway:
+            transport = CountingTransport() if count else None
+            app = create_app(GatewaySettings(**values), transport=transport)
+            server = stack.enter_context(ThreadedServer(app))
+            return RunningGateway(app, server.url, transport)
+
+        yield start

@@ -1,0 +1,67 @@
+"""The chat page at ``/`` in headless Debian Chromium, against the real vLLM: type a message,
+see tokens stream in, see the TTFT and tokens/s figures."""
+
+from __future__ import annotations
+
+import re
+import shutil
+
+import pytest
+
+pytestmark = [pytest.mark.engine, pytest.mark.browser]
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+
+
+@pytest.fixture(scope="module")
+def page_url(vllm):  # type: ignore[no-untyped-def]
+    from services.gateway.app import create_app
+    from services.gateway.settings import GatewaySettings
+
+    from .servers import ThreadedServer
+
+    app = create_app(GatewaySettings(upstream_url=vllm.base_url))
+    with ThreadedServer(app) as server:
+        yield server.url + "/"
+
+
+def test_chat_page_streams_tokens_and_shows_ttft(page_url: str, vllm) -> None:  # type: ignore[no-untyped-def]
+    from playwright.sync_api import sync_playwright
+
+    assert shutil.which(CHROMIUM) or __import__("os").path.exists(CHROMIUM), "Debian chromium is required (make deps-browser)"
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+        try:
+            page = browser.new_page(viewport={"width": 390, "height": 844}, is_mobile=True, has_touch=True)
+            errors: list[str] = []
+            page.on("pageerror", lambda exc: errors.append(str(exc)))
+            page.goto(page_url)
+            page.wait_for_function("document.getElementById('model').textContent === %r" % vllm.served_model_name)
+            # record every change of the answer bubble, to see the text grow token by token
+            page.evaluate("""() => {
+                window.__updates = [];
+                new MutationObserver(() => {
+                    const el = document.querySelector('.assistant');
+                    if (el) window.__updates.push(el.textContent.length);
+                }).observe(document.getElementById('log'), {subtree: true, childList: true, characterData: true});
+            }""")
+            page.click("#settings summary")
+            page.fill("#maxtokens", "1500")
+            page.fill("#prompt", "Hello! How are you today?")
+            page.click("#send")
+            page.wait_for_selector(".assistant[data-done='true']", timeout=60_000)
+            answer = page.locator(".assistant").inner_text()
+            assert not page.locator(".assistant.error").count(), answer
+            assert answer.strip(), "no tokens shown"
+            chunks = int(page.locator(".assistant").get_attribute("data-chunks"))
+            assert chunks >= 2
+            updates = page.evaluate("window.__updates")
+            assert len(set(updates)) >= 3, f"text did not grow in steps: {updates}"
+            assert re.fullmatch(r"\d+ ms", page.locator("#ttft").inner_text()), page.locator("#ttft").inner_text()
+            assert re.fullmatch(r"\d+(\.\d)? tok/s", page.locator("#tps").inner_text()), page.locator("#tps").inner_text()
+            assert page.locator(".user").inner_text() == "Hello! How are you today?"
+            assert errors == []
+        finally:
+            browser.close()

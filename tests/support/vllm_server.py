@@ -1,0 +1,195 @@
+"""Start ONE real vLLM OpenAI server (CPU, tiny model) for a test package or a benchmark.
+
+Usage as a pytest fixture (package or session scope)::
+
+    from tests.support.vllm_server import running_vllm
+
+    @pytest.fixture(scope="package")
+    def vllm_url(tmp_path_factory):
+        with running_vllm(tmp_path_factory.mktemp("tiny-model")) as server:
+            yield server.base_url
+
+What it does: generates the tiny Llama of :mod:`qvllm.tinymodel` into a folder, starts
+``.venv-vllm/bin/python -m vllm.entrypoints.openai.api_server`` on a free loopback port with the
+arguments of team brief / DESIGN section 5 (``--max-num-seqs 4 --max-model-len 512 --dtype
+bfloat16``, env ``VLLM_CPU_KVCACHE_SPACE=1``), polls ``/health`` until it answers 200, yields a
+:class:`VllmServer`, and on exit terminates the whole process group (SIGTERM, then SIGKILL after
+``stop_timeout`` seconds). Start-up takes about 60 s on 2 CPU cores.
+
+Errors: :class:`VllmStartError` if the process exits or ``/health`` is not 200 within
+``start_timeout`` seconds; the message carries the tail of the server log.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+VLLM_PYTHON = REPO_ROOT / ".venv-vllm" / "bin" / "python"
+DEFAULT_SERVED_MODEL_NAME = "tiny-llama"
+DEFAULT_START_TIMEOUT_SECONDS = 240.0
+
+
+class VllmStartError(RuntimeError):
+    """vLLM did not become healthy (process exited, or timeout). Message holds the log tail."""
+
+
+@dataclass(frozen=True)
+class VllmServer:
+    """A running vLLM server.
+
+    Attributes:
+        base_url: ``http://127.0.0.1:<port>`` (no trailing slash, no ``/v1``).
+        served_model_name: the ``--served-model-name`` (use it as ``model`` in requests).
+        model_dir: folder holding the generated tiny model.
+        log_path: file receiving the server's stdout and stderr.
+        pid: process id (also the process-group id).
+    """
+
+    base_url: str
+    served_model_name: str
+    model_dir: Path
+    log_path: Path
+    pid: int
+
+
+def free_port() -> int:
+    """Return a TCP port that was free on 127.0.0.1 a moment ago (bind to port 0)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _log_tail(path: Path, lines: int = 40) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return "(no log)"
+
+
+def _healthy(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=2) as resp:  # noqa: S310 - loopback only
+            return resp.status == 200
+    except (urllib.error.URLError, OSError):
+        return False
+
+
+def _stop(proc: subprocess.Popen[bytes], stop_timeout: float) -> None:
+    if proc.poll() is not None:
+        return
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(timeout=stop_timeout)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=10)
+
+
+@contextlib.contextmanager
+def running_vllm(
+    work_dir: str | Path,
+    *,
+    served_model_name: str = DEFAULT_SERVED_MODEL_NAME,
+    max_num_seqs: int = 4,
+    max_model_len: int = 512,
+    extra_args: tuple[str, ...] = (),
+    start_timeout: float = DEFAULT_START_TIMEOUT_SECONDS,
+    stop_timeout: float = 15.0,
+) -> Iterator[VllmServer]:
+    """Generate the tiny model under ``work_dir`` and run one vLLM server until the block exits.
+
+    Args:
+        work_dir: a writable folder (e.g. from ``tmp_path_factory``); gets ``model/`` and
+            ``vllm.log``.
+        served_model_name: value of ``--served-model-name``.
+        max_num_seqs: value of ``--max-num-seqs`` (concurrent sequences in the engine).
+        max_model_len: value of ``--max-model-len`` (tokens).
+        extra_args: more command-line arguments for the api_server.
+        start_timeout: seconds to wait for ``/health`` = 200.
+        stop_timeout: seconds between SIGTERM and SIGKILL at exit.
+
+    Yields:
+        The running :class:`VllmServer`.
+
+    Raises:
+        VllmStartError: the engine venv is missing, the process exited, or it timed out.
+    """
+    from qvllm.tinymodel import generate_tiny_model
+
+    if not VLLM_PYTHON.exists():
+        raise VllmStartError(f"{VLLM_PYTHON} not found: run `make deps-engine` first")
+    work = Path(work_dir)
+    model_dir = generate_tiny_model(work / "model")
+    log_path = work / "vllm.log"
+    port = free_port()
+    cmd = [
+        str(VLLM_PYTHON), "-m", "vllm.entrypoints.openai.api_server",
+        "--model", str(model_dir),
+        "--served-model-name", served_model_name,
+        "--max-num-seqs", str(max_num_seqs),
+        "--max-model-len", str(max_model_len),
+        "--dtype", "bfloat16",
+        "--host", "127.0.0.1",
+        "--port", str(port),
+        *extra_args,
+    ]  # fmt: skip
+    env = {**os.environ, "VLLM_CPU_KVCACHE_SPACE": "1", "VLLM_LOGGING_LEVEL": "INFO"}
+    env.pop("VIRTUAL_ENV", None)
+    base_url = f"http://127.0.0.1:{port}"
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen(  # noqa: S603 - fixed argv
+            cmd, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=work, start_new_session=True
+        )
+    try:
+        deadline = time.monotonic() + start_timeout
+        while True:
+            if proc.poll() is not None:
+                raise VllmStartError(
+                    f"vLLM exited with code {proc.returncode} before becoming healthy:\n"
+                    + _log_tail(log_path)
+                )
+            if _healthy(base_url + "/health"):
+                break
+            if time.monotonic() > deadline:
+                raise VllmStartError(
+                    f"vLLM not healthy after {start_timeout:.0f} s:\n" + _log_tail(log_path)
+                )
+            time.sleep(1.0)
+        yield VllmServer(
+            base_url=base_url,
+            served_model_name=served_model_name,
+            model_dir=model_dir,
+            log_path=log_path,
+            pid=proc.pid,
+        )
+    finally:
+        _stop(proc, stop_timeout)
+
+
+if __name__ == "__main__":  # manual use: python -m tests.support.vllm_server DIR
+    import sys
+    import tempfile
+
+    def _interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, _interrupt)  # `kill PID` stops vLLM too (runs the finally)
+    target = sys.argv[1] if len(sys.argv) > 1 else tempfile.mkdtemp(prefix="qvllm-vllm-")
+    with running_vllm(target) as server:
+        print(server.base_url, flush=True)
+        with contextlib.suppress(KeyboardInterrupt):
+            while True:
+                time.sleep(3600)
