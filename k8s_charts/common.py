@@ -186,3 +186,46 @@ def k8s_object(
     for key, value in fields.items():
         obj.add_json_patch(cdk8s.JsonPatch.add(f"/{_camel(key)}", value))
     return obj
+
+
+def cluster_ip_service(
+    scope: Construct,
+    *,
+    name: str,
+    namespace: str,
+    labels: Mapping[str, str],
+    selector: Mapping[str, str],
+    port: int,
+    port_name: str,
+) -> cdk8s.ApiObject:
+    """A ClusterIP Service exposing one TCP ``port`` (targetPort = the same container port)."""
+    return k8s_object(
+        scope,
+        "service",
+        api_version="v1",
+        kind="Service",
+        metadata=cdk8s.ApiObjectMetadata(name=name, namespace=namespace, labels=dict(labels)),
+        spec={
+            "type": "ClusterIP",
+            "selector": dict(selector),
+            "ports": [{"name": port_name, "port": port, "targetPort": port, "protocol": "TCP"}],
+        },
+    )
+
+
+def pod_disruption_budget(
+    scope: Construct, *, name: str, namespace: str, labels: Mapping[str, str], selector: Mapping[str, str]
+) -> cdk8s.ApiObject:
+    """A PodDisruptionBudget with ``maxUnavailable: 1``.
+
+    ``maxUnavailable: 1`` never blocks draining a single-replica workload (``minAvailable: 1``
+    would block it forever), yet stops a drain from taking several replicas at once.
+    """
+    return k8s_object(
+        scope,
+        "pdb",
+        api_version="policy/v1",
+        kind="PodDisruptionBudget",
+        metadata=cdk8s.ApiObjectMetadata(name=name, namespace=namespace, labels=dict(labels)),
+        spec={"maxUnavailable": 1, "selector": {"matchLabels": dict(selector)}},
+    )

@@ -28,7 +28,9 @@ from app_config.constants import (
 )
 from app_config.model import GatewayConfig
 from k8s_charts.common import (
+    cluster_ip_service,
     k8s_object,
+    pod_disruption_budget,
     ARCH_LABEL_KEY,
     NODEPOOL_LABEL_KEY,
     ZONE_LABEL_KEY,
@@ -172,26 +174,11 @@ class GatewayChart(QvllmChart):
                 "template": {"metadata": {"labels": labels}, "spec": pod_spec},
             },
         )
-        k8s_object(
-            self,
-            "service",
-            api_version="v1",
-            kind="Service",
-            metadata=cdk8s.ApiObjectMetadata(name=GATEWAY_NAME, namespace=ns, labels=labels),
-            spec={
-                "type": "ClusterIP",
-                "selector": selector,
-                "ports": [{"name": PORT_NAME, "port": GATEWAY_PORT, "targetPort": GATEWAY_PORT, "protocol": "TCP"}],
-            },
+        cluster_ip_service(
+            self, name=GATEWAY_NAME, namespace=ns, labels=labels, selector=selector,
+            port=GATEWAY_PORT, port_name=PORT_NAME,
         )
-        k8s_object(
-            self,
-            "pdb",
-            api_version="policy/v1",
-            kind="PodDisruptionBudget",
-            metadata=cdk8s.ApiObjectMetadata(name=GATEWAY_NAME, namespace=ns, labels=labels),
-            spec={"maxUnavailable": 1, "selector": {"matchLabels": selector}},
-        )
+        pod_disruption_budget(self, name=GATEWAY_NAME, namespace=ns, labels=labels, selector=selector)
         tgb_spec: dict[str, Any] = {
             "serviceRef": {"name": GATEWAY_NAME, "port": GATEWAY_PORT},
             "targetGroupARN": props.target_group_arn,

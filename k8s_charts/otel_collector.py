@@ -55,7 +55,7 @@ from app_config.constants import (
     VLLM_PORT,
 )
 from app_config.versions import OTEL_COLLECTOR_IMAGE
-from k8s_charts.common import k8s_object, APP_LABEL_KEY, QvllmChart, addon_otlp_address, common_labels, selector_labels
+from k8s_charts.common import cluster_ip_service, k8s_object, APP_LABEL_KEY, QvllmChart, addon_otlp_address, common_labels, selector_labels
 
 SCRAPE_JOB = "vllm"
 CONFIG_DIR = "/conf"
@@ -279,23 +279,8 @@ class OtelCollectorChart(QvllmChart):
                 },
             },
         )
-        k8s_object(
-            self,
-            "service",
-            api_version="v1",
-            kind="Service",
-            metadata=cdk8s.ApiObjectMetadata(name=name, namespace=ns, labels=labels),
-            spec={
-                "type": "ClusterIP",
-                "selector": selector,
-                "ports": [
-                    {
-                        "name": PROMETHEUS_PORT_NAME,
-                        "port": OTEL_COLLECTOR_PROMETHEUS_PORT,
-                        "targetPort": OTEL_COLLECTOR_PROMETHEUS_PORT,
-                        "protocol": "TCP",
-                    }
-                ],
-            },
+        cluster_ip_service(
+            self, name=name, namespace=ns, labels=labels, selector=selector,
+            port=OTEL_COLLECTOR_PROMETHEUS_PORT, port_name=PROMETHEUS_PORT_NAME,
         )
         self._check()

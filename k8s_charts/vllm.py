@@ -26,7 +26,7 @@ from app_config.constants import (
     VLLM_PORT,
 )
 from app_config.model import ModelConfig, VllmConfig
-from k8s_charts.common import k8s_object, NODEPOOL_LABEL_KEY, QvllmChart, common_labels, selector_labels
+from k8s_charts.common import cluster_ip_service, k8s_object, pod_disruption_budget, NODEPOOL_LABEL_KEY, QvllmChart, common_labels, selector_labels
 
 CONTAINER_NAME = "vllm"
 PORT_NAME = "http"
@@ -161,25 +161,10 @@ class VllmChart(QvllmChart):
                 "template": {"metadata": {"labels": labels}, "spec": pod_spec},
             },
         )
-        k8s_object(
-            self,
-            "service",
-            api_version="v1",
-            kind="Service",
-            metadata=cdk8s.ApiObjectMetadata(name=VLLM_NAME, namespace=ns, labels=labels),
-            spec={
-                "type": "ClusterIP",
-                "selector": selector,
-                "ports": [{"name": PORT_NAME, "port": VLLM_PORT, "targetPort": VLLM_PORT, "protocol": "TCP"}],
-            },
+        cluster_ip_service(
+            self, name=VLLM_NAME, namespace=ns, labels=labels, selector=selector,
+            port=VLLM_PORT, port_name=PORT_NAME,
         )
-        k8s_object(
-            self,
-            "pdb",
-            api_version="policy/v1",
-            kind="PodDisruptionBudget",
-            metadata=cdk8s.ApiObjectMetadata(name=VLLM_NAME, namespace=ns, labels=labels),
-            # maxUnavailable 1 never blocks draining the only pod (minAvailable 1 would, forever).
-            spec={"maxUnavailable": 1, "selector": {"matchLabels": selector}},
-        )
+        # maxUnavailable 1 never blocks draining the only pod (minAvailable 1 would, forever).
+        pod_disruption_budget(self, name=VLLM_NAME, namespace=ns, labels=labels, selector=selector)
         self._check()
