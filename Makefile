@@ -21,11 +21,12 @@ VLLM_STAMP := .venv-vllm/.installed
 CONFIG ?=
 CDK_CONTEXT := $(if $(CONFIG),-c config_file=$(CONFIG))
 
-.PHONY: help synth test manifests bench-synth bench-gateway bench-upload deps deps-dev deps-engine deps-browser clean
+.PHONY: help synth test local manifests bench-synth bench-gateway bench-upload deps deps-dev deps-engine deps-browser clean
 
 help:
 	@echo "make synth   install and synthesize the app (CONFIG=my.yaml to override the default config)"
 	@echo "make test    install test dependencies and run the whole suite"
+	@echo "make local   install the tools and the CPU engine, start the local stack (stop: .venv/bin/qvllm local down)"
 	@echo "make manifests | bench-synth | bench-gateway | bench-upload"
 
 $(VENV)/bin/python:
@@ -60,6 +61,9 @@ synth: deps
 
 test: deps-dev deps-engine deps-browser
 	$(PY) -m pytest
+
+local: deps-dev deps-engine
+	$(VENV)/bin/qvllm local up
 
 manifests: deps-dev
 	$(PY) scripts/render_manifests.py manifests $(CDK_CONTEXT)
