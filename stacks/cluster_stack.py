@@ -39,17 +39,11 @@ from cdk_constructs.metrics_server import MetricsServer, MetricsServerProps
 from cdk_constructs.model_store import ModelStore
 from cdk_constructs.nag import acknowledge_wildcard_resources
 from cdk_constructs.pod_identity_role import PodIdentityRole, PodIdentityRoleProps
-from k8s_charts.gateway import GatewayChart, GatewayProps
-from k8s_charts.karpenter_nodepools import KarpenterNodePoolsChart, KarpenterNodePoolsProps
-from k8s_charts.namespaces import NamespacesChart, NamespacesProps
-from k8s_charts.otel_collector import OtelCollectorChart, OtelCollectorProps
-from k8s_charts.scaled_object import ScaledObjectChart, ScaledObjectProps
-from k8s_charts.vllm import VllmChart, VllmProps
+from k8s_charts import DeployValues, chart_props
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 GATEWAY_DOCKERFILE = "docker/gateway/Dockerfile"  # relative to the build context (the repo root)
-GATEWAY_IMAGE_PLATFORM = ecr_assets.Platform.LINUX_AMD64
-GATEWAY_IMAGE_ARCHITECTURES = ("amd64",)  # must match GATEWAY_IMAGE_PLATFORM
+GATEWAY_IMAGE_PLATFORM = ecr_assets.Platform.LINUX_AMD64  # GatewayProps.image_architectures defaults to amd64 to match
 
 
 def helm_chart_pins(config: AppConfig) -> tuple[versions.HelmChartPin, ...]:
@@ -214,76 +208,45 @@ class ClusterStack(cdk.Stack):
             return manifest
 
         karpenter, keda = self.karpenter, self.keda
-        namespaces = add("NamespacesManifest", NamespacesChart(app, "namespaces", NamespacesProps()))
+        # One source of chart props for the stack and for `make manifests`: k8s_charts.chart_props.
+        specs = chart_props(
+            config,
+            DeployValues(
+                model_uri=model_store.model_uri,
+                region=self.region,
+                cluster_name=config.cluster_name,
+                node_role_name=karpenter.node_role.role_name,
+                vllm_service_account_name=VLLM_NAME,
+                gateway_image_uri=self.gateway_image.image_uri,
+                target_group_arn=edge.target_group.target_group_arn,
+                alb_security_group_id=edge.alb_security_group.security_group_id,
+                vpc_id=vpc.vpc_id,
+            ),
+        )
+
+        def chart(key: str) -> cdk8s.Chart:
+            spec = specs[key]
+            return spec.chart_class(app, key.replace("_", "-"), spec.props)
+
+        namespaces = add("NamespacesManifest", chart("namespaces"))
         # NodePools/EC2NodeClasses: after the Karpenter chart (CRDs + controller) and its node role's access entry.
         nodepools = add(
             "NodePoolsManifest",
-            KarpenterNodePoolsChart(
-                app,
-                "karpenter-nodepools",
-                KarpenterNodePoolsProps(
-                    karpenter=config.karpenter,
-                    cluster_name=config.cluster_name,
-                    node_role_name=karpenter.node_role.role_name,
-                ),
-            ),
+            chart("karpenter_nodepools"),
             karpenter.crd_chart,
             karpenter.chart,
             karpenter.node_access_entry,
         )
         # vLLM: deleted before the NodePools (pods go before the nodes), bound to its Pod Identity role.
-        vllm = add(
-            "VllmManifest",
-            VllmChart(
-                app,
-                "vllm",
-                VllmProps(
-                    vllm=config.vllm,
-                    model=config.model,
-                    model_uri=model_store.model_uri,
-                    region=self.region,
-                    service_account_name=VLLM_NAME,
-                ),
-            ),
-            namespaces,
-            nodepools,
-            self.vllm_identity.association,
-        )
+        vllm = add("VllmManifest", chart("vllm"), namespaces, nodepools, self.vllm_identity.association)
         # ScaledObject: after KEDA (CRD + admission webhook) and the add-on it asks for metrics.
         scaled_object = add(
-            "ScaledObjectManifest",
-            ScaledObjectChart(app, "scaled-object", ScaledObjectProps(scaling=config.scaling)),
-            namespaces,
-            vllm,
-            keda.keda_chart,
-            keda.otel_addon_chart,
+            "ScaledObjectManifest", chart("scaled_object"), namespaces, vllm, keda.keda_chart, keda.otel_addon_chart
         )
         # Gateway + TargetGroupBinding: after the load balancer controller (CRD + webhook).
-        gateway = add(
-            "GatewayManifest",
-            GatewayChart(
-                app,
-                "gateway",
-                GatewayProps(
-                    gateway=config.gateway,
-                    served_model_name=config.model.served_model_name,
-                    image_uri=self.gateway_image.image_uri,
-                    target_group_arn=edge.target_group.target_group_arn,
-                    alb_security_group_id=edge.alb_security_group.security_group_id,
-                    vpc_id=vpc.vpc_id,
-                    image_architectures=GATEWAY_IMAGE_ARCHITECTURES,
-                ),
-            ),
-            namespaces,
-            nodepools,
-            self.eks.alb_controller,
-        )
-        collector = add(
-            "OtelCollectorManifest",
-            OtelCollectorChart(app, "otel-collector", OtelCollectorProps()),
-            namespaces,
-            keda.otel_addon_chart,
-        )
+        gateway = add("GatewayManifest", chart("gateway"), namespaces, nodepools, self.eks.alb_controller)
+        # Collector: forwards every metric the ScaledObject's triggers query (k8s_charts.scaler_metrics).
+        collector = add("OtelCollectorManifest", chart("otel_collector"), namespaces, keda.otel_addon_chart)
         workloads = Workloads(
             namespaces=namespaces,
             nodepools=nodepools,

@@ -297,3 +297,28 @@ def test_controllers_wait_for_the_cleanup_resource_which_waits_for_the_cluster(r
     assert {cluster_id, nodegroup_id} <= depends_on(cleanup_res)
     for chart_id, chart in helm_charts(resources).values():
         assert cleanup_id in depends_on(chart), chart_id
+
+
+def test_collector_forwards_every_metric_the_configured_triggers_query(tmp_path) -> None:
+    """The embedded collector is built from the same props as `make manifests` (k8s_charts.chart_props):
+    a trigger on another vLLM metric reaches the add-on, or KEDA would read nothing for it."""
+    from app_config import config_from_dict
+    from stacks.app_builder import build_app
+    from tests.support.cdk_app import new_app
+
+    triggers = [
+        {"name": "running", "metric_query": "sum(vllm:num_requests_running)", "target_value": 25},
+        {"name": "waiting", "metric_query": "sum(vllm:num_requests_waiting)", "target_value": 5},
+        {"name": "swapped", "metric_query": "sum(vllm:num_requests_swapped)", "target_value": 1},
+    ]
+    config = config_from_dict({"scaling": {"triggers": triggers, "formula": "running + (waiting * 10) + swapped"}})
+    app = new_app(tmp_path)
+    stacks = build_app(app, config, nag=False)
+    template = app.synth().get_stack_by_name(stacks.cluster.stack_name).template
+    (collector,) = [
+        r for r in manifests_with(template["Resources"], "Deployment").values()
+        if "otel-collector" in json.dumps(r["Properties"]["Manifest"])
+    ]
+    text = json.dumps(collector["Properties"]["Manifest"])
+    for metric in ("vllm:num_requests_running", "vllm:num_requests_waiting", "vllm:num_requests_swapped"):
+        assert metric in text, metric
