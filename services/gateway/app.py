@@ -203,6 +203,7 @@ def create_app(settings: GatewaySettings | None = None, *, transport: httpx.Asyn
             route=request.url.path,
             start=state["start"],
             on_done=on_done,
+            connect_retries=cfg.connect_retries,
         )
 
     @app.get(MODELS_PATH)

@@ -66,6 +66,32 @@ def response_headers(upstream: httpx.Response, stream: bool) -> list[tuple[bytes
     return headers
 
 
+CONNECT_RETRY_BACKOFF_SECONDS = 0.25
+
+
+async def send_with_connect_retry(
+    client: httpx.AsyncClient, request: httpx.Request, *, retries: int
+) -> httpx.Response:
+    """``client.send(request, stream=True)``, retried up to ``retries`` times on a failed connect.
+
+    Only ``ConnectError``/``ConnectTimeout`` are retried: the request has not been sent then,
+    so a retry cannot duplicate work. Backoff doubles from 0.25 s. Pool timeouts are not retried
+    (the pool is full: retrying would only queue more).
+
+    Raises:
+        httpx.HTTPError: the last error once attempts are used up, or any other error at once.
+    """
+    for attempt in range(retries + 1):
+        try:
+            return await client.send(request, stream=True)
+        except (httpx.ConnectError, httpx.ConnectTimeout):
+            if attempt == retries:
+                raise
+            log.info("upstream connect failed, retrying", extra={"attempt": attempt + 1, "upstream": str(request.url)})
+            await asyncio.sleep(CONNECT_RETRY_BACKOFF_SECONDS * 2**attempt)
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
 def map_upstream_error(exc: httpx.HTTPError) -> tuple[GatewayError, str]:
     """Map an httpx error to (GatewayError, metric kind): connect -> 503, timeout -> 504, else 502."""
     if isinstance(exc, (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)):
@@ -95,6 +121,7 @@ class ProxyResponse(Response):
         start: ``time.perf_counter()`` at request arrival (TTFT origin).
         on_done: called exactly once when the response has finished, on every path (releases
             the admission slot).
+        connect_retries: retries of a failed connect (see :func:`send_with_connect_retry`).
     """
 
     def __init__(
@@ -108,6 +135,7 @@ class ProxyResponse(Response):
         route: str,
         start: float,
         on_done: Callable[[], None] | None = None,
+        connect_retries: int = 0,
     ) -> None:
         self.status_code = 200
         self.background = None
@@ -121,6 +149,7 @@ class ProxyResponse(Response):
         self._route = route
         self._start = start
         self._on_done = on_done
+        self._connect_retries = connect_retries
         self._upstream: httpx.Response | None = None
         self._committed = False
         self._at_boundary = True
@@ -190,7 +219,9 @@ class ProxyResponse(Response):
 
     async def _open(self) -> httpx.Response:
         """Send the request; for streams, heartbeat while the upstream has not answered."""
-        task = asyncio.ensure_future(self._client.send(self._request, stream=True))
+        task = asyncio.ensure_future(
+            send_with_connect_retry(self._client, self._request, retries=self._connect_retries)
+        )
         try:
             while self._stream:
                 done, _ = await asyncio.wait({task}, timeout=self._hb)

@@ -31,6 +31,7 @@ ENV_MAX_QUEUE = "GATEWAY_MAX_QUEUE"
 ENV_QUEUE_TIMEOUT_SECONDS = "GATEWAY_QUEUE_TIMEOUT_SECONDS"
 ENV_HEARTBEAT_INTERVAL_SECONDS = "GATEWAY_HEARTBEAT_INTERVAL_SECONDS"
 ENV_CONNECT_TIMEOUT_SECONDS = "GATEWAY_CONNECT_TIMEOUT_SECONDS"
+ENV_CONNECT_RETRIES = "GATEWAY_CONNECT_RETRIES"
 ENV_READ_TIMEOUT_SECONDS = "GATEWAY_READ_TIMEOUT_SECONDS"
 ENV_MAX_BODY_BYTES = "GATEWAY_MAX_BODY_BYTES"
 ENV_API_KEYS = "GATEWAY_API_KEYS"
@@ -64,6 +65,9 @@ class GatewaySettings(BaseModel):
         heartbeat_interval_seconds: SSE comment interval while a stream waits for its first
             token; must stay below the ALB idle and CloudFront origin read timeouts (case B15).
         connect_timeout_seconds: upstream TCP connect timeout (and pool-acquire timeout).
+        connect_retries: extra attempts after a failed or timed-out connect (nothing was sent
+            yet, so a retry is safe); backoff 0.25 s, 0.5 s, ... Covers a restarting vLLM pod
+            and a loaded node that is slow to accept.
         read_timeout_seconds: upstream read timeout between two received chunks.
         max_body_bytes: request body limit (413 above).
         max_connections: httpx pool size towards the upstream.
@@ -83,6 +87,7 @@ class GatewaySettings(BaseModel):
     retry_after_seconds: Annotated[int, Field(ge=0)] = 1
     heartbeat_interval_seconds: Annotated[float, Field(gt=0)] = 15.0
     connect_timeout_seconds: Annotated[float, Field(gt=0)] = 3.0
+    connect_retries: Annotated[int, Field(ge=0, le=10)] = 2
     read_timeout_seconds: Annotated[float, Field(gt=0)] = 600.0
     max_body_bytes: Annotated[int, Field(gt=0)] = 1_048_576
     max_connections: Annotated[int, Field(gt=0)] = 256

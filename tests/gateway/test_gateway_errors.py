@@ -188,3 +188,31 @@ def test_503_when_upstream_is_down(start_gateway) -> None:
     assert httpx.get(gw.url + "/healthz").status_code == 200  # liveness does not depend on vLLM
     assert gw.app.state.admission.in_flight == 0
     assert 'gateway_upstream_errors_total{kind="connect"} 2.0' in httpx.get(gw.url + "/metrics").text
+
+
+def test_a_failed_connect_is_retried_before_503(start_gateway) -> None:
+    """vLLM not yet accepting (a pod restarting, a loaded node): the gateway retries the connect
+    (nothing was sent, so it is safe) and the caller gets the answer, not a 503."""
+    from tests.support.vllm_server import free_port
+
+    from .servers import FakeUpstream, ThreadedServer
+
+    port = free_port()
+    gw = start_gateway(upstream_url=f"http://127.0.0.1:{port}", served_model_name=FAKE_MODEL, connect_retries=3)
+    result: dict[str, httpx.Response] = {}
+    caller = threading.Thread(target=lambda: result.setdefault("resp", httpx.post(gw.url + CHAT, json=_chat(), timeout=30)))
+    caller.start()
+    time.sleep(0.15)  # the first connect is refused; the upstream comes up during the backoff
+    with ThreadedServer(FakeUpstream(), port=port):
+        caller.join(timeout=30)
+    assert result["resp"].status_code == 200, result["resp"].text
+    assert 'gateway_upstream_errors_total{kind="connect"}' not in httpx.get(gw.url + "/metrics").text
+
+
+def test_connect_retries_zero_fails_at_once(start_gateway) -> None:
+    from tests.support.vllm_server import free_port
+
+    gw = start_gateway(upstream_url=f"http://127.0.0.1:{free_port()}", served_model_name="m", connect_retries=0)
+    started = time.monotonic()
+    assert_openai_error(httpx.post(gw.url + CHAT, json=_chat(model="m")), 503)
+    assert time.monotonic() - started < 0.25  # no backoff was slept
