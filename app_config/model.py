@@ -45,8 +45,14 @@ class DeploymentEnv(_Model):
     :data:`DEFAULT_REGION`.
     """
 
-    account: str | None = Field(default=None, pattern=r"^\d{12}$")
-    region: str | None = Field(default=None, pattern=r"^[a-z]{2}(-[a-z]+)+-\d$")
+    account: str | None = Field(
+        default=None, pattern=r"^\d{12}$",
+        description="AWS account id of every stack; unset: CDK_DEFAULT_ACCOUNT, else left unresolved",
+    )
+    region: str | None = Field(
+        default=None, pattern=r"^[a-z]{2}(-[a-z]+)+-\d$",
+        description="AWS region of every stack but the us-east-1 WAF; unset: CDK_DEFAULT_REGION, then us-west-2",
+    )
 
 
 DEFAULT_REGION = "us-west-2"
@@ -55,10 +61,10 @@ DEFAULT_REGION = "us-west-2"
 class NetworkConfig(_Model):
     """VPC layout."""
 
-    vpc_cidr: str = "10.0.0.0/16"
-    max_azs: Annotated[int, Field(ge=2, le=6)] = 2
-    nat_gateways: Annotated[int, Field(ge=1)] = 1
-    flow_log_retention_days: PositiveInt = 30
+    vpc_cidr: str = "10.0.0.0/16"  # VPC IPv4 CIDR; each AZ gets a public /24 and a private /19 subnet
+    max_azs: Annotated[int, Field(ge=2, le=6)] = 2  # availability zones the VPC spans
+    nat_gateways: Annotated[int, Field(ge=1)] = 1  # NAT gateways for private-subnet egress (at most max_azs)
+    flow_log_retention_days: PositiveInt = 30  # days VPC flow logs (rejected traffic) stay in CloudWatch Logs
 
     _cidr = field_validator("vpc_cidr")(_check_cidr)
 
@@ -77,11 +83,14 @@ class NetworkConfig(_Model):
 class SystemNodeGroupConfig(_Model):
     """Managed node group for controllers (tainted CriticalAddonsOnly)."""
 
-    instance_types: list[str] = Field(default_factory=lambda: ["m7i.large"], min_length=1)
-    desired_size: Annotated[int, Field(ge=2)] = 2
-    min_size: Annotated[int, Field(ge=2)] = 2
-    max_size: PositiveInt = 3
-    disk_size_gib: Annotated[int, Field(ge=20)] = 50
+    instance_types: list[str] = Field(
+        default_factory=lambda: ["m7i.large"], min_length=1,
+        description="EC2 instance types of the system managed node group (AL2023)",
+    )
+    desired_size: Annotated[int, Field(ge=2)] = 2  # initial node count (Karpenter's 2 replicas need 2 nodes)
+    min_size: Annotated[int, Field(ge=2)] = 2  # node group minimum size
+    max_size: PositiveInt = 3  # node group maximum size
+    disk_size_gib: Annotated[int, Field(ge=20)] = 50  # EBS disk size per node, GiB
 
     @model_validator(mode="after")
     def _sizes(self) -> "SystemNodeGroupConfig":
@@ -96,14 +105,28 @@ class SystemNodeGroupConfig(_Model):
 class ClusterConfig(_Model):
     """EKS control plane settings."""
 
-    name: str | None = Field(default=None, pattern=r"^[0-9A-Za-z][A-Za-z0-9\-_]{0,99}$")
-    kubernetes_version: str = versions.KUBERNETES_VERSION
-    endpoint_access: Literal["public_and_private", "private", "public"] = "public_and_private"
-    # Who may reach the public endpoint. Narrow it to your office/VPN ranges.
-    public_access_cidrs: list[str] = Field(default_factory=lambda: ["0.0.0.0/0"], min_length=1)
+    name: str | None = Field(
+        default=None, pattern=r"^[0-9A-Za-z][A-Za-z0-9\-_]{0,99}$",
+        description="EKS cluster name; unset: project_name",
+    )
+    kubernetes_version: str = Field(
+        default=versions.KUBERNETES_VERSION,
+        description="EKS Kubernetes minor version; at most one minor from the kubectl layer's (v35)",
+    )
+    endpoint_access: Literal["public_and_private", "private", "public"] = Field(
+        default="public_and_private",
+        description="EKS API server endpoint access; the public side admits only public_access_cidrs",
+    )
+    public_access_cidrs: list[str] = Field(
+        default_factory=lambda: ["0.0.0.0/0"], min_length=1,
+        description="CIDRs that may reach the public API endpoint; narrow it to your office/VPN ranges",
+    )
     system_nodes: SystemNodeGroupConfig = SystemNodeGroupConfig()
     log_types: list[Literal["api", "audit", "authenticator", "controllerManager", "scheduler"]] = (
-        Field(default_factory=lambda: ["api", "audit", "authenticator", "controllerManager", "scheduler"])
+        Field(
+            default_factory=lambda: ["api", "audit", "authenticator", "controllerManager", "scheduler"],
+            description="EKS control plane log types sent to CloudWatch Logs",
+        )
     )
 
     @field_validator("public_access_cidrs")
@@ -158,16 +181,27 @@ class ModelConfig(_Model):
     ``name`` is the S3 folder: weights go to ``s3://<bucket>/models/<name>/``.
     """
 
-    hf_repo_id: str = Field(default="TheBloke/Mistral-7B-Instruct-v0.2-AWQ", min_length=1)
-    revision: str = Field(default="main", min_length=1)
-    name: str = Field(default="mistral-7b-awq", pattern=r"^[a-z0-9][a-z0-9._-]{0,62}$")
-    served_model_name: str = Field(default="mistral-7b-awq", min_length=1)
-    allow_patterns: list[str] = Field(default_factory=lambda: list(DEFAULT_ALLOW_PATTERNS), min_length=1)
-    hf_token_secret_name: str | None = None  # Secrets Manager secret holding a Hugging Face token
-    upload_on_deploy: bool = True
-    purge_on_delete: bool = False  # keep the model objects when the stack is deleted
-    # Hugging Face hub base URL the upload reads from (a mirror, or the hub itself).
-    hf_endpoint: str = Field(default="https://huggingface.co", pattern=r"^https?://[^\s/]+(/[^\s]*)?$")
+    hf_repo_id: str = Field(
+        default="TheBloke/Mistral-7B-Instruct-v0.2-AWQ", min_length=1,
+        description="Hugging Face repo id (org/name) copied into the model bucket",
+    )
+    revision: str = Field(default="main", min_length=1)  # branch, tag or commit sha (resolved to a sha at deploy)
+    name: str = Field(
+        default="mistral-7b-awq", pattern=r"^[a-z0-9][a-z0-9._-]{0,62}$",
+        description="S3 folder of the weights: s3://<bucket>/models/<name>/ (vLLM --model)",
+    )
+    served_model_name: str = Field(default="mistral-7b-awq", min_length=1)  # vLLM --served-model-name
+    allow_patterns: list[str] = Field(
+        default_factory=lambda: list(DEFAULT_ALLOW_PATTERNS), min_length=1,
+        description="glob patterns of the repo files copied (weights, configs, tokenizer)",
+    )
+    hf_token_secret_name: str | None = None  # Secrets Manager secret holding a Hugging Face token (gated repos)
+    upload_on_deploy: bool = True  # copy the repo into the bucket at deploy (model-upload custom resource)
+    purge_on_delete: bool = False  # delete the model's S3 objects with the upload resource (false: keep)
+    hf_endpoint: str = Field(
+        default="https://huggingface.co", pattern=r"^https?://[^\s/]+(/[^\s]*)?$",
+        description="Hugging Face hub base URL the upload reads from (a mirror, or the hub itself)",
+    )
 
     @field_validator("hf_repo_id")
     @classmethod
@@ -182,11 +216,15 @@ class ModelConfig(_Model):
 class ModelStoreConfig(_Model):
     """The S3 model bucket."""
 
-    encryption: Literal["S3_MANAGED", "KMS"] = "S3_MANAGED"
-    removal_policy: Literal["retain", "destroy"] = "retain"
-    auto_delete_objects: bool = False  # empty the bucket on delete (needs removal_policy destroy)
-    noncurrent_version_expiration_days: PositiveInt = 30
-    abort_incomplete_multipart_upload_days: PositiveInt = 7
+    encryption: Literal["S3_MANAGED", "KMS"] = Field(
+        default="S3_MANAGED", description="model bucket encryption: SSE-S3, or SSE-KMS with a new rotated key",
+    )
+    removal_policy: Literal["retain", "destroy"] = Field(
+        default="retain", description="on stack delete, keep or delete the model and access-log buckets",
+    )
+    auto_delete_objects: bool = False  # empty the bucket on delete (needs removal_policy destroy); access logs too
+    noncurrent_version_expiration_days: PositiveInt = 30  # days until noncurrent object versions expire
+    abort_incomplete_multipart_upload_days: PositiveInt = 7  # days until incomplete multipart uploads abort
 
     @model_validator(mode="after")
     def _auto_delete_needs_destroy(self) -> "ModelStoreConfig":
@@ -203,21 +241,29 @@ class ModelStoreConfig(_Model):
 class VllmConfig(_Model):
     """The vLLM Deployment (args from DESIGN section 2)."""
 
-    image: str = versions.VLLM_IMAGE
-    quantization: str | None = "awq_marlin"
-    max_model_len: PositiveInt = 4096
-    max_num_seqs: PositiveInt = 32
-    gpu_memory_utilization: Annotated[float, Field(gt=0, le=1)] = 0.90
-    load_format: str = "runai_streamer"
-    streamer_concurrency: PositiveInt = 16  # RUNAI_STREAMER_CONCURRENCY
-    extra_args: list[str] = Field(default_factory=list)
-    gpus_per_pod: PositiveInt = 1
-    cpu_request: str = "3"
-    memory_request: str = "12Gi"  # fits g5/g6.xlarge allocatable (tests/charts/data/gpu_instances.yaml)
-    shm_size: str = "2Gi"
-    startup_timeout_seconds: Annotated[int, Field(ge=60)] = 330
-    termination_grace_period_seconds: Annotated[int, Field(ge=30)] = 120
-    pre_stop_delay_seconds: NonNegativeInt = 15
+    image: str = versions.VLLM_IMAGE  # vLLM container image (entrypoint vllm serve)
+    quantization: str | None = "awq_marlin"  # vLLM --quantization; null omits the flag
+    max_model_len: PositiveInt = 4096  # vLLM --max-model-len: context length, tokens
+    max_num_seqs: PositiveInt = 32  # vLLM --max-num-seqs: sequences running at once per pod; more wait
+    gpu_memory_utilization: Annotated[float, Field(gt=0, le=1)] = Field(
+        default=0.90, description="vLLM --gpu-memory-utilization: fraction of GPU memory vLLM may use",
+    )
+    load_format: str = "runai_streamer"  # vLLM --load-format (runai_streamer reads S3)
+    streamer_concurrency: PositiveInt = 16  # RUNAI_STREAMER_CONCURRENCY: parallel S3 reads of the streamer
+    extra_args: list[str] = Field(default_factory=list)  # more vllm serve arguments, appended last
+    gpus_per_pod: PositiveInt = 1  # nvidia.com/gpu per pod; above 1 adds --tensor-parallel-size
+    cpu_request: str = "3"  # vLLM container CPU request
+    memory_request: str = Field(
+        default="12Gi",
+        description="vLLM container memory request and limit; fits g5/g6.xlarge allocatable "
+        "(tests/charts/data/gpu_instances.yaml)",
+    )
+    shm_size: str = "2Gi"  # sizeLimit of the /dev/shm emptyDir (medium Memory)
+    startup_timeout_seconds: Annotated[int, Field(ge=60)] = 330  # startupProbe budget on /health, seconds
+    termination_grace_period_seconds: Annotated[int, Field(ge=30)] = Field(
+        default=120, description="pod terminationGracePeriodSeconds: time to drain in-flight requests, seconds",
+    )
+    pre_stop_delay_seconds: NonNegativeInt = 15  # preStop sleep before SIGTERM, seconds
 
 
 # ---------------------------------------------------------------------------------
@@ -229,26 +275,26 @@ class ScalingTrigger(_Model):
     ``metric_query`` uses the add-on's query language, e.g. ``sum(vllm:num_requests_waiting)``.
     """
 
-    name: str = Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
-    metric_query: str = Field(min_length=1)
-    target_value: Annotated[float, Field(gt=0)]
-    kind: Literal["external", "cpu", "memory"] = "external"
+    name: str = Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")  # trigger name: the formula variable
+    metric_query: str = Field(min_length=1)  # add-on query, trigger metadata.metricQuery
+    target_value: Annotated[float, Field(gt=0)]  # metadata.targetValue (cpu/memory: utilization %)
+    kind: Literal["external", "cpu", "memory"] = "external"  # OTel add-on metric, or a resource trigger
 
 
 class HpaPolicy(_Model):
     """An autoscaling/v2 HPA scaling policy."""
 
-    type: Literal["Percent", "Pods"]
-    value: PositiveInt
-    period_seconds: Annotated[int, Field(gt=0, le=1800)]
+    type: Literal["Percent", "Pods"]  # value is a percent of current replicas, or a pod count
+    value: PositiveInt  # most replicas added or removed per period
+    period_seconds: Annotated[int, Field(gt=0, le=1800)]  # periodSeconds the value applies to
 
 
 class HpaRules(_Model):
-    """autoscaling/v2 HPAScalingRules."""
+    """HPA behavior rules (autoscaling/v2 HPAScalingRules) of the ScaledObject's HPA."""
 
-    stabilization_window_seconds: Annotated[int, Field(ge=0, le=3600)]
-    select_policy: Literal["Max", "Min", "Disabled"] = "Max"
-    policies: list[HpaPolicy] = Field(min_length=1)
+    stabilization_window_seconds: Annotated[int, Field(ge=0, le=3600)]  # stabilizationWindowSeconds: look-back, seconds
+    select_policy: Literal["Max", "Min", "Disabled"] = "Max"  # selectPolicy (Disabled: no scaling this way)
+    policies: list[HpaPolicy] = Field(min_length=1)  # policies: list of {type, value, period_seconds}
 
 
 def _default_triggers() -> list[ScalingTrigger]:
@@ -267,18 +313,33 @@ FORMULA_FUNCTIONS = {"min", "max"}
 class ScalingConfig(_Model):
     """The ScaledObject: triggers, composite formula, replica bounds, HPA behavior."""
 
-    keda_flavor: Literal["upstream", "kedify"] = "upstream"
-    min_replicas: NonNegativeInt = 1
-    max_replicas: Annotated[int, Field(ge=1)] = 10
-    idle_replica_count: NonNegativeInt | None = None
-    polling_interval_seconds: PositiveInt = 2
-    cooldown_period_seconds: NonNegativeInt = 300
-    triggers: list[ScalingTrigger] = Field(default_factory=_default_triggers, min_length=1)
-    formula: str = "running + (waiting * 10)"
-    target: Annotated[float, Field(gt=0)] = 25
-    activation_target: Annotated[float, Field(ge=0)] = 5
-    metric_type: Literal["AverageValue", "Value"] = "AverageValue"
-    scale_up: HpaRules = HpaRules(
+    keda_flavor: Literal["upstream", "kedify"] = Field(
+        default="upstream",
+        description="upstream KEDA with external triggers, or Kedify's KEDA build with kedify-otel triggers",
+    )
+    min_replicas: NonNegativeInt = 1  # ScaledObject minReplicaCount (vLLM pods)
+    max_replicas: Annotated[int, Field(ge=1)] = 10  # ScaledObject maxReplicaCount
+    idle_replica_count: NonNegativeInt | None = Field(
+        default=None,
+        description="ScaledObject idleReplicaCount (below min_replicas) while no trigger is active; null omits it",
+    )
+    polling_interval_seconds: PositiveInt = 2  # ScaledObject pollingInterval, seconds
+    cooldown_period_seconds: NonNegativeInt = Field(
+        default=300,
+        description="ScaledObject cooldownPeriod: seconds after the last active trigger before going to idle/0",
+    )
+    triggers: list[ScalingTrigger] = Field(
+        default_factory=_default_triggers, min_length=1,
+        description="ScaledObject triggers: {name, metric_query, target_value, kind}; names are formula variables",
+    )
+    formula: str = "running + (waiting * 10)"  # scalingModifiers.formula over trigger names
+    target: Annotated[float, Field(gt=0)] = 25  # scalingModifiers.target: composite value per replica
+    activation_target: Annotated[float, Field(ge=0)] = 5  # scalingModifiers.activationTarget (leave idle/0)
+    metric_type: Literal["AverageValue", "Value"] = Field(
+        default="AverageValue",
+        description="metricType of scalingModifiers and of every external trigger",
+    )
+    scale_up: HpaRules = HpaRules(  # HPA behavior.scaleUp
         stabilization_window_seconds=0,
         select_policy="Max",
         policies=[
@@ -286,7 +347,7 @@ class ScalingConfig(_Model):
             HpaPolicy(type="Pods", value=9, period_seconds=15),
         ],
     )
-    scale_down: HpaRules = HpaRules(
+    scale_down: HpaRules = HpaRules(  # HPA behavior.scaleDown
         stabilization_window_seconds=300,
         select_policy="Max",
         policies=[HpaPolicy(type="Percent", value=50, period_seconds=60)],
@@ -345,9 +406,9 @@ class NodeRequirement(_Model):
     Operators are the ones the Karpenter v1 NodePool CRD accepts; ``Gte``/``Lte`` do not exist.
     """
 
-    key: str = Field(min_length=1)
-    operator: Literal["In", "NotIn", "Exists", "DoesNotExist", "Gt", "Lt"]
-    values: list[str] = Field(default_factory=list)
+    key: str = Field(min_length=1)  # node label key, e.g. karpenter.k8s.aws/instance-family
+    operator: Literal["In", "NotIn", "Exists", "DoesNotExist", "Gt", "Lt"]  # selector operator
+    values: list[str] = Field(default_factory=list)  # none for Exists/DoesNotExist, one integer for Gt/Lt
 
     @model_validator(mode="before")
     @classmethod
@@ -382,22 +443,36 @@ class NodeRequirement(_Model):
 class GpuNodePoolConfig(_Model):
     """The GPU NodePool and its EC2NodeClass (Bottlerocket + SOCI parallel pull)."""
 
-    capacity_types: list[str] = Field(default_factory=lambda: ["spot", "on-demand"], min_length=1)
-    instance_categories: list[str] = Field(default_factory=lambda: ["g", "p"], min_length=1)
-    gpu_manufacturer: str = "nvidia"
-    architectures: list[str] = Field(default_factory=lambda: ["amd64"], min_length=1)
-    extra_requirements: list[NodeRequirement] = Field(default_factory=list)
-    limit_cpu: str = "400"
-    limit_memory: str = "1600Gi"
-    limit_gpus: PositiveInt = 40
-    consolidation_policy: Literal["WhenEmpty", "WhenEmptyOrUnderutilized"] = "WhenEmpty"
-    consolidate_after: str = "30s"
-    ami_alias: str = "bottlerocket@latest"
-    root_volume_gib: PositiveInt = 4
-    data_volume_gib: PositiveInt = 50
-    data_volume_iops: Annotated[int, Field(ge=3000, le=16000)] = 4000
-    data_volume_throughput_mibps: Annotated[int, Field(ge=125, le=1000)] = 1000
-    soci_parallel_pull: bool = True
+    capacity_types: list[str] = Field(
+        default_factory=lambda: ["spot", "on-demand"], min_length=1,
+        description="NodePool requirement karpenter.sh/capacity-type (spot, on-demand, reserved)",
+    )
+    instance_categories: list[str] = Field(
+        default_factory=lambda: ["g", "p"], min_length=1,
+        description="NodePool requirement karpenter.k8s.aws/instance-category (EC2 families g, p...)",
+    )
+    gpu_manufacturer: str = "nvidia"  # NodePool requirement karpenter.k8s.aws/instance-gpu-manufacturer
+    architectures: list[str] = Field(
+        default_factory=lambda: ["amd64"], min_length=1,
+        description="NodePool requirement kubernetes.io/arch",
+    )
+    extra_requirements: list[NodeRequirement] = Field(
+        default_factory=list,
+        description="more NodePool requirements {key, operator, values}, appended after the built-in ones",
+    )
+    limit_cpu: str = "400"  # NodePool limits.cpu: total vCPUs of the pool's nodes
+    limit_memory: str = "1600Gi"  # NodePool limits.memory: total memory of the pool's nodes
+    limit_gpus: PositiveInt = 40  # NodePool limits nvidia.com/gpu: total GPUs of the pool's nodes
+    consolidation_policy: Literal["WhenEmpty", "WhenEmptyOrUnderutilized"] = Field(
+        default="WhenEmpty", description="NodePool disruption.consolidationPolicy",
+    )
+    consolidate_after: str = "30s"  # NodePool disruption.consolidateAfter (Karpenter duration)
+    ami_alias: str = "bottlerocket@latest"  # EC2NodeClass amiSelectorTerms alias (NVIDIA variant on GPUs)
+    root_volume_gib: PositiveInt = 4  # EC2NodeClass root gp3 volume (/dev/xvda), GiB
+    data_volume_gib: PositiveInt = 50  # EC2NodeClass data gp3 volume (/dev/xvdb: images, containers), GiB
+    data_volume_iops: Annotated[int, Field(ge=3000, le=16000)] = 4000  # data volume gp3 IOPS
+    data_volume_throughput_mibps: Annotated[int, Field(ge=125, le=1000)] = 1000  # data volume throughput, MiB/s
+    soci_parallel_pull: bool = True  # Bottlerocket SOCI snapshotter, parallel-pull-unpack (EC2NodeClass userData)
 
     @model_validator(mode="after")
     def _requirements(self) -> "GpuNodePoolConfig":
@@ -414,12 +489,21 @@ class GpuNodePoolConfig(_Model):
 class CpuNodePoolConfig(_Model):
     """The CPU NodePool for the gateway (on-demand by default)."""
 
-    capacity_types: list[str] = Field(default_factory=lambda: ["on-demand"], min_length=1)
-    instance_categories: list[str] = Field(default_factory=lambda: ["c", "m", "r"], min_length=1)
-    architectures: list[str] = Field(default_factory=lambda: ["amd64", "arm64"], min_length=1)
-    limit_cpu: str = "64"
-    limit_memory: str = "256Gi"
-    consolidate_after: str = "60s"
+    capacity_types: list[str] = Field(
+        default_factory=lambda: ["on-demand"], min_length=1,
+        description="NodePool requirement karpenter.sh/capacity-type (spot, on-demand, reserved)",
+    )
+    instance_categories: list[str] = Field(
+        default_factory=lambda: ["c", "m", "r"], min_length=1,
+        description="NodePool requirement karpenter.k8s.aws/instance-category (EC2 families c, m, r...)",
+    )
+    architectures: list[str] = Field(
+        default_factory=lambda: ["amd64", "arm64"], min_length=1,
+        description="NodePool requirement kubernetes.io/arch",
+    )
+    limit_cpu: str = "64"  # NodePool limits.cpu: total vCPUs of the pool's nodes
+    limit_memory: str = "256Gi"  # NodePool limits.memory: total memory of the pool's nodes
+    consolidate_after: str = "60s"  # NodePool disruption.consolidateAfter (policy WhenEmptyOrUnderutilized)
 
     @model_validator(mode="after")
     def _requirements(self) -> "CpuNodePoolConfig":
@@ -433,8 +517,8 @@ class CpuNodePoolConfig(_Model):
 class KarpenterConfig(_Model):
     """Karpenter NodePools."""
 
-    gpu: GpuNodePoolConfig = GpuNodePoolConfig()
-    cpu: CpuNodePoolConfig = CpuNodePoolConfig()
+    gpu: GpuNodePoolConfig = GpuNodePoolConfig()  # the vLLM pool
+    cpu: CpuNodePoolConfig = CpuNodePoolConfig()  # the gateway pool
 
 
 # ---------------------------------------------------------------------------------
@@ -443,17 +527,26 @@ class KarpenterConfig(_Model):
 class GatewayConfig(_Model):
     """The FastAPI gateway Deployment and its admission control."""
 
-    replicas: PositiveInt = 2
-    max_in_flight: PositiveInt = 64  # per pod
-    max_queue: NonNegativeInt = 256  # per pod, waiting for an in-flight slot
-    queue_timeout_seconds: Annotated[float, Field(gt=0)] = 30
-    heartbeat_interval_seconds: Annotated[float, Field(gt=0)] = 15
-    upstream_connect_timeout_seconds: Annotated[float, Field(gt=0)] = 3
-    upstream_read_timeout_seconds: Annotated[float, Field(gt=0)] = 600
-    max_body_bytes: PositiveInt = 1_048_576
-    api_key_secret_name: str | None = None
-    cpu_request: str = "500m"
-    memory_request: str = "512Mi"
+    replicas: PositiveInt = 2  # gateway Deployment replicas
+    max_in_flight: PositiveInt = 64  # requests proxied to vLLM at once, per pod
+    max_queue: NonNegativeInt = 256  # requests waiting for an in-flight slot, per pod; beyond: 429
+    queue_timeout_seconds: Annotated[float, Field(gt=0)] = 30  # longest wait for a slot before 429, seconds
+    heartbeat_interval_seconds: Annotated[float, Field(gt=0)] = Field(
+        default=15,
+        description="SSE comment heartbeat interval while a stream waits, seconds; "
+        "below edge.origin_read_timeout_seconds and edge.alb_idle_timeout_seconds",
+    )
+    upstream_connect_timeout_seconds: Annotated[float, Field(gt=0)] = 3  # vLLM connect timeout, seconds
+    upstream_read_timeout_seconds: Annotated[float, Field(gt=0)] = Field(
+        default=600, description="read timeout between two chunks from vLLM, seconds",
+    )
+    max_body_bytes: PositiveInt = 1_048_576  # request body limit, bytes (413 above)
+    api_key_secret_name: str | None = Field(
+        default=None,
+        description="Secrets Manager secret for gateway API keys; not wired yet: the gateway runs without auth",
+    )
+    cpu_request: str = "500m"  # gateway container CPU request
+    memory_request: str = "512Mi"  # gateway container memory request and limit
 
 
 class EdgeConfig(_Model):
@@ -463,23 +556,36 @@ class EdgeConfig(_Model):
     CloudFront origin read timeout, or queued users get cut off (case B15).
     """
 
-    origin_read_timeout_seconds: Annotated[int, Field(ge=60, le=180)] = 60
-    origin_keepalive_timeout_seconds: Annotated[int, Field(ge=1, le=60)] = 60
-    alb_idle_timeout_seconds: Annotated[int, Field(ge=1, le=4000)] = 120
-    waf_enabled: bool = True
-    waf_rate_limit_per_5min: Annotated[int, Field(ge=10, le=2_000_000_000)] = 2000
-    price_class: Literal["PriceClass_100", "PriceClass_200", "PriceClass_All"] = "PriceClass_100"
-    # Edge log bucket (CloudFront standard logs + ALB access logs): days kept, and whether
-    # `cdk destroy` empties and deletes it (``destroy``) or leaves it (``retain``).
-    log_retention_days: PositiveInt = 90
-    logs_removal_policy: Literal["retain", "destroy"] = "retain"
+    origin_read_timeout_seconds: Annotated[int, Field(ge=60, le=180)] = Field(
+        default=60, description="CloudFront VPC-origin read (response) timeout, seconds",
+    )
+    origin_keepalive_timeout_seconds: Annotated[int, Field(ge=1, le=60)] = Field(
+        default=60, description="CloudFront VPC-origin keep-alive timeout, seconds",
+    )
+    alb_idle_timeout_seconds: Annotated[int, Field(ge=1, le=4000)] = 120  # internal ALB idle timeout, seconds
+    waf_enabled: bool = True  # create the us-east-1 WAF web ACL and attach it to CloudFront
+    waf_rate_limit_per_5min: Annotated[int, Field(ge=10, le=2_000_000_000)] = Field(
+        default=2000, description="WAF rate-based rule: requests per client IP per 5 min",
+    )
+    price_class: Literal["PriceClass_100", "PriceClass_200", "PriceClass_All"] = Field(
+        default="PriceClass_100", description="CloudFront price class (which edge locations serve)",
+    )
+    log_retention_days: PositiveInt = 90  # days objects stay in the edge log bucket (CloudFront + ALB logs)
+    logs_removal_policy: Literal["retain", "destroy"] = Field(
+        default="retain", description="edge log bucket on `cdk destroy`: leave it, or empty and delete it",
+    )
 
 
 class TeardownConfig(_Model):
     """What `cdk destroy` removes beyond CloudFormation's own resources."""
 
-    cleanup_controller_resources: bool = True
-    wait_timeout_seconds: Annotated[int, Field(ge=60, le=3000)] = 900
+    cleanup_controller_resources: bool = Field(
+        default=True,
+        description="on `cdk destroy`, delete NodePools and leftover Karpenter instances, controller ALBs, ENIs",
+    )
+    wait_timeout_seconds: Annotated[int, Field(ge=60, le=3000)] = Field(
+        default=900, description="how long the cleanup may take before the delete fails listing leftovers, seconds",
+    )
 
 
 # ---------------------------------------------------------------------------------
@@ -488,7 +594,10 @@ class TeardownConfig(_Model):
 class AppConfig(_Model):
     """The whole app's configuration. Every field has a default; override in YAML or context."""
 
-    project_name: str = Field(default="qvllm", pattern=r"^[a-z][a-z0-9-]{1,20}$")
+    project_name: str = Field(
+        default="qvllm", pattern=r"^[a-z][a-z0-9-]{1,20}$",
+        description="prefix of stack and WAF names, qvllm:project tag value, default cluster name",
+    )
     env: DeploymentEnv = DeploymentEnv()
     network: NetworkConfig = NetworkConfig()
     cluster: ClusterConfig = ClusterConfig()
