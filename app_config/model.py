@@ -541,9 +541,11 @@ class GatewayConfig(_Model):
         default=600, description="read timeout between two chunks from vLLM, seconds",
     )
     max_body_bytes: PositiveInt = 1_048_576  # request body limit, bytes (413 above)
-    api_key_secret_name: str | None = Field(
+    api_keys_secret: str | None = Field(
         default=None,
-        description="Secrets Manager secret for gateway API keys; not wired yet: the gateway runs without auth",
+        pattern=r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$",
+        description="Kubernetes Secret (inference namespace, key `api-keys`, one key per line) mounted into "
+        "the gateway; callers then need `Authorization: Bearer <key>`. Unset: no auth",
     )
     cpu_request: str = "500m"  # gateway container CPU request
     memory_request: str = "512Mi"  # gateway container memory request and limit

@@ -81,9 +81,15 @@ def upstream_url(namespace: str = INFERENCE_NAMESPACE) -> str:
     return f"http://{service_host(VLLM_NAME, namespace)}:{VLLM_PORT}"
 
 
+API_KEYS_SECRET_KEY = "api-keys"  # key inside the Kubernetes Secret named by gateway.api_keys_secret
+API_KEYS_VOLUME = "api-keys"
+API_KEYS_MOUNT_DIR = "/etc/gateway/api-keys"  # read-only Secret volume; the file is <dir>/<key>
+
+
 def gateway_env(props: GatewayProps) -> list[dict[str, str]]:
     """The container env (``GATEWAY_*``) from the config, via the gateway's settings module."""
     gw = props.gateway
+    auth = {"api_keys_file": f"{API_KEYS_MOUNT_DIR}/{API_KEYS_SECRET_KEY}"} if gw.api_keys_secret else {}
     env = settings_env(
         upstream_url=upstream_url(props.upstream_namespace),
         served_model_name=props.served_model_name,
@@ -95,6 +101,7 @@ def gateway_env(props: GatewayProps) -> list[dict[str, str]]:
         read_timeout_seconds=gw.upstream_read_timeout_seconds,
         max_body_bytes=gw.max_body_bytes,
         port=GATEWAY_PORT,
+        **auth,
     )
     return [{"name": k, "value": v} for k, v in env.items()]
 
@@ -135,6 +142,10 @@ class GatewayChart(QvllmChart):
                 "seccompProfile": {"type": "RuntimeDefault"},
             },
         }
+        if gw.api_keys_secret:
+            # Bearer keys from a Secret the operator creates (kubectl create secret generic ...);
+            # mounted read-only, read by the gateway at start (GATEWAY_API_KEYS_FILE).
+            container["volumeMounts"] = [{"name": API_KEYS_VOLUME, "mountPath": API_KEYS_MOUNT_DIR, "readOnly": True}]
         pod_spec: dict[str, Any] = {
             "terminationGracePeriodSeconds": TERMINATION_GRACE_SECONDS,
             "nodeSelector": {NODEPOOL_LABEL_KEY: CPU_NODEPOOL_NAME},
@@ -161,6 +172,13 @@ class GatewayChart(QvllmChart):
             ],
             "containers": [container],
         }
+        if gw.api_keys_secret:
+            pod_spec["volumes"] = [
+                {
+                    "name": API_KEYS_VOLUME,
+                    "secret": {"secretName": gw.api_keys_secret, "items": [{"key": API_KEYS_SECRET_KEY, "path": API_KEYS_SECRET_KEY}]},
+                }
+            ]
         k8s_object(
             self,
             "deployment",

@@ -252,3 +252,37 @@ def test_vllm_pod_drains_in_flight_requests(all_objects):
 def test_vllm_pdb_never_blocks_evicting_the_only_pod(all_objects):
     pdb = find(all_objects, "PodDisruptionBudget", c.VLLM_NAME)["spec"]
     assert "minAvailable" not in pdb and pdb["maxUnavailable"] >= 1
+
+
+def test_gateway_has_no_auth_unless_a_secret_is_named(all_objects):
+    deployment = find(all_objects, "Deployment", c.GATEWAY_NAME)
+    env = {e["name"] for e in _pod_spec(deployment)["containers"][0]["env"]}
+    assert "GATEWAY_API_KEYS_FILE" not in env and "volumes" not in _pod_spec(deployment)
+
+
+def test_gateway_api_keys_secret_is_mounted_where_the_gateway_reads_it(tmp_path):
+    """gateway.api_keys_secret: the Secret's `api-keys` item is mounted read-only and
+    GATEWAY_API_KEYS_FILE names that very file, which the gateway's own settings then read."""
+    from app_config import config_from_dict
+    from k8s_charts import render_all
+    from services.gateway.settings import load_settings
+
+    objects = [o for objs in render_all(config_from_dict({"gateway": {"api_keys_secret": "gateway-keys"}})).values() for o in objs]
+    deployment = find(objects, "Deployment", c.GATEWAY_NAME)
+    from tests.support.k8s_schemas import validate_builtin
+
+    validate_builtin(deployment)  # Kubernetes 1.35 schema, strict
+    spec = _pod_spec(deployment)
+    (volume,) = spec["volumes"]
+    assert volume["secret"]["secretName"] == "gateway-keys"
+    (mount,) = spec["containers"][0]["volumeMounts"]
+    assert mount["name"] == volume["name"] and mount["readOnly"] is True
+    env = {e["name"]: e["value"] for e in spec["containers"][0]["env"]}
+    (item,) = volume["secret"]["items"]
+    assert env["GATEWAY_API_KEYS_FILE"] == f"{mount['mountPath']}/{item['path']}"
+
+    # The gateway reads the mounted file (simulated at a temp path with the same file name).
+    key_file = tmp_path / item["path"]
+    key_file.write_text("key-one\n# comment\nkey-two\n")
+    settings = load_settings({**env, "GATEWAY_API_KEYS_FILE": str(key_file)})
+    assert settings.all_api_keys() == {"key-one", "key-two"}
