@@ -32,6 +32,11 @@ def _deep_merge(base: dict[str, Any], override: Mapping[str, Any]) -> dict[str, 
     return merged
 
 
+def _defaults() -> dict[str, Any]:
+    """The default config as plain data (what overrides are merged onto)."""
+    return AppConfig().model_dump(mode="json")
+
+
 def _format(error: ValidationError) -> str:
     lines = []
     for item in error.errors():
@@ -42,13 +47,17 @@ def _format(error: ValidationError) -> str:
 
 
 def config_from_dict(data: Mapping[str, Any]) -> AppConfig:
-    """Validate a plain mapping into an :class:`AppConfig`.
+    """Validate a plain mapping of overrides into an :class:`AppConfig`.
+
+    Overrides are merged onto the defaults key by key, so ``{"scaling": {"scale_up":
+    {"stabilization_window_seconds": 30}}}`` changes that one value and keeps the default
+    policies; a list (``scaling.triggers``, ``allow_patterns``) replaces the default list whole.
 
     Raises:
         ConfigError: with one line per failing field, ``  - <dotted.path>: <reason>``.
     """
     try:
-        return AppConfig.model_validate(dict(data))
+        return AppConfig.model_validate(_deep_merge(_defaults(), data))
     except ValidationError as exc:
         raise ConfigError(_format(exc)) from None
 

@@ -366,6 +366,14 @@ class ScalingConfig(_Model):
                 f"scaling.idle_replica_count ({self.idle_replica_count}) must be < "
                 f"scaling.min_replicas ({self.min_replicas})"
             )
+        # Every trigger reads vLLM's own metrics (the collector scrapes app=vllm pods): with zero
+        # vLLM pods there is no metric, KEDA never activates again, and the gateway's /readyz fails.
+        if self.min_replicas == 0 or self.idle_replica_count == 0:
+            field = "scaling.min_replicas" if self.min_replicas == 0 else "scaling.idle_replica_count"
+            raise ValueError(
+                f"{field}: 0 (scale to zero) is not supported: the triggers read vLLM's own metrics, "
+                "which vanish with the last vLLM pod, so KEDA could never scale up again; use 1 or more"
+            )
         names = [t.name for t in self.triggers]
         duplicates = sorted({n for n in names if names.count(n) > 1})
         if duplicates:

@@ -160,3 +160,23 @@ def test_app_py_fails_naming_the_field_from_context(tmp_path):
     )
     assert result.returncode != 0
     assert "cluster.kubernetes_version" in result.stderr and "kubectl" in result.stderr, result.stderr
+
+
+def test_a_partial_nested_override_keeps_the_other_defaults() -> None:
+    """Overrides merge onto the defaults key by key (a new user set one HPA field and lost the policies)."""
+    config = config_from_dict({"scaling": {"scale_up": {"stabilization_window_seconds": 30}}})
+    default = config_from_dict({})
+    assert config.scaling.scale_up.stabilization_window_seconds == 30
+    assert config.scaling.scale_up.policies == default.scaling.scale_up.policies
+    assert config.scaling.scale_down == default.scaling.scale_down
+
+
+@pytest.mark.parametrize("override, field", [
+    ({"min_replicas": 0}, "scaling.min_replicas"),
+    ({"idle_replica_count": 0}, "scaling.idle_replica_count"),
+])
+def test_scale_to_zero_is_refused_with_the_reason(override: dict, field: str) -> None:
+    """The triggers read vLLM's own metrics: with no vLLM pod there is nothing to activate on."""
+    with pytest.raises(ConfigError) as err:
+        config_from_dict({"scaling": override})
+    assert field in str(err.value) and "scale to zero" in str(err.value)
