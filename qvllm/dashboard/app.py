@@ -6,7 +6,7 @@ from collections.abc import Callable
 
 from textual import work
 from textual.app import App, ComposeResult
-from textual.containers import Grid, Vertical
+from textual.containers import Horizontal, Vertical
 from textual.message import Message
 from textual.widgets import Footer, Header, Label, Sparkline
 
@@ -40,12 +40,24 @@ class DashboardApp(App[None]):
     """
 
     TITLE = "qvllm dashboard"
+    # One vertical stack, nothing scrolls the screen: the summary row and the replicas panel size to
+    # their content (height: auto, no fr rows inside), and only #tables takes the rest (1fr); the
+    # tables scroll internally. Below 36 rows the panels trade their box borders for a left bar.
     CSS = """
-    Grid { grid-size: 2 3; grid-rows: auto auto 1fr; height: auto; }
-    ThroughputPanel, QueuePanel, ReplicasPanel, LatencyPanel { border: round $accent; padding: 0 1; height: auto; }
-    Sparkline { height: 2; }
-    DataTable { height: auto; max-height: 12; }
+    #summary { height: auto; }
+    #rates { width: 34; height: auto; }
+    #queue-box { width: 1fr; height: auto; }
+    ThroughputPanel, LatencyPanel, QueuePanel, ReplicasPanel { height: auto; padding: 0 1; }
+    #rates > *, #queue-box, ReplicasPanel { border-left: tall $accent; }
+    Screen.-tall #rates > *, Screen.-tall #queue-box, Screen.-tall ReplicasPanel { border: round $accent; }
+    .spark-row { height: 1; padding: 0 1; }
+    Screen.-tall .spark-row { height: 2; }
+    .spark-row Label { width: 9; }
+    .spark-row Sparkline { width: 1fr; height: 100%; }
+    #tables { height: 1fr; }
+    #tables DataTable { height: 1fr; min-height: 2; }
     """
+    VERTICAL_BREAKPOINTS = [(0, "-short"), (36, "-tall")]
     BINDINGS = [("q", "quit", "Quit"), ("r", "refresh", "Poll now")]
 
     def __init__(self, poll: Callable[[], DashboardSnapshot], interval_s: float = 2.0) -> None:
@@ -56,20 +68,24 @@ class DashboardApp(App[None]):
 
     def compose(self) -> ComposeResult:
         yield Header()
-        with Grid():
-            yield ThroughputPanel(id="throughput")
-            with Vertical():
+        with Horizontal(id="summary"):
+            with Vertical(id="rates"):
+                yield ThroughputPanel(id="throughput")
+                yield LatencyPanel(id="latency")
+            with Vertical(id="queue-box"):
                 yield QueuePanel(id="queue")
-                yield Label("running")
-                yield Sparkline([], id="running-spark")
-                yield Label("waiting")
-                yield Sparkline([], id="waiting-spark")
-            yield ReplicasPanel(id="replicas")
-            yield LatencyPanel(id="latency")
-        yield Label("[b]vLLM pods: time to ready[/b]")
-        yield PodsTable(id="pods")
-        yield Label("[b]GPU nodes[/b]")
-        yield NodesTable(id="nodes")
+                with Horizontal(classes="spark-row"):
+                    yield Label("running")
+                    yield Sparkline([], id="running-spark")
+                with Horizontal(classes="spark-row"):
+                    yield Label("waiting")
+                    yield Sparkline([], id="waiting-spark")
+        yield ReplicasPanel(id="replicas")
+        with Vertical(id="tables"):
+            yield Label("[b]vLLM pods: time to ready[/b]")
+            yield PodsTable(id="pods")
+            yield Label("[b]GPU nodes[/b]")
+            yield NodesTable(id="nodes")
         yield Footer()
 
     def on_mount(self) -> None:

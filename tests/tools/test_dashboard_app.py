@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 
+import pytest
 from textual.widgets import DataTable, Static
 
 from qvllm.dashboard.app import DashboardApp
@@ -99,3 +100,43 @@ async def test_scrape_error_is_shown(data_dir):
         await pilot.pause()
         assert "connection refused" in _text(app, "#throughput")
         assert "n/a" in _text(app, "#replicas")
+
+
+# Every panel the dashboard shows (the KV cache line lives in #queue, the time-to-ready phases in #pods).
+PANELS = ("#throughput", "#latency", "#queue", "#running-spark", "#waiting-spark", "#replicas", "#pods", "#nodes")
+
+
+def _assert_panels_on_screen(app, size: tuple[int, int], when: str) -> None:
+    width, height = size
+    assert app.screen.scroll_y == 0, f"{when}: the screen scrolled"
+    for selector in PANELS:
+        widget = app.query_one(selector)
+        geometry = app.screen.find_widget(widget)
+        region = geometry.region
+        assert region.width > 0 and region.height > 0, f"{when}: {selector} has no size: {region}"
+        assert region.x >= 0 and region.right <= width, f"{when}: {selector} off screen: {region}"
+        assert region.y >= 1 and region.bottom <= height - 1, f"{when}: {selector} under header/footer: {region}"
+        assert geometry.visible_region == region, f"{when}: {selector} clipped: {geometry.visible_region} of {region}"
+
+
+@pytest.mark.parametrize("size", [(80, 24), (160, 45)])
+async def test_every_panel_fits_the_screen(data_dir, size):
+    """Regression: the top panels were scrolled off above the header (region y=-3) in a real terminal."""
+    snap = _snap(data_dir, "vllm_metrics_queue.txt", _kube())
+    app = DashboardApp(lambda: snap, interval_s=3600)
+    async with app.run_test(size=size) as pilot:
+        await app.workers.wait_for_complete()
+        await pilot.pause()
+        assert app.screen.has_class("-short" if size[1] < 36 else "-tall")
+        _assert_panels_on_screen(app, size, "after data")
+        # whole panel text is shown (no wrapped-away or clipped lines): auto height == rendered lines
+        for selector in ("#throughput", "#latency", "#queue", "#replicas"):
+            widget = app.query_one(selector, Static)
+            assert widget.content_region.height == widget.get_content_height(
+                widget.content_region.size, widget.content_region.size, widget.content_region.width)
+        assert app.query_one("#pods", DataTable).row_count == 2
+        for step in range(3):  # focus moves between the tables; neither may scroll the screen
+            await pilot.press("tab")
+            await pilot.pause()
+            assert isinstance(app.focused, DataTable)
+            _assert_panels_on_screen(app, size, f"after tab {step + 1} (focus {app.focused.id})")

@@ -72,13 +72,12 @@ class ReplicasPanel(SnapshotStatic):
         if snap is None or snap.decision is None:
             return "[b]Replicas[/b]\nn/a (no trigger values)"
         d = snap.decision
-        lines = [f"[b]Replicas[/b]\ndesired {d.desired}   current {snap.current_replicas}",
-                 f"composite {d.composite:g}"]
+        lines = [f"[b]Replicas[/b]\ndesired {d.desired}   current {snap.current_replicas}   composite {d.composite:g}"]
         lines += [f"[dim]{s}[/dim]" for s in d.steps]
         hpa = snap.kube.hpa if snap.kube else None
         if hpa is not None and hpa.per_pod_value is not None:
             lines.append(
-                f"HPA metric {hpa.per_pod_value:g} per pod ({hpa.per_pod_text}) x {hpa.current_replicas} pods "
+                f"HPA: {hpa.per_pod_value:g} per pod ({hpa.per_pod_text}) x {hpa.current_replicas} pods "
                 f"= composite ~{hpa.composite_estimate:g}; target {fmt(hpa.target_per_pod, digits=0)} per pod"
             )
         return "\n".join(lines)
