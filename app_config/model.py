@@ -15,6 +15,7 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from app_config import versions
+from app_config.formula import formula_identifiers
 
 
 class _Model(BaseModel):
@@ -306,8 +307,6 @@ def _default_triggers() -> list[ScalingTrigger]:
     ]
 
 
-FORMULA_IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
-FORMULA_FUNCTIONS = {"min", "max"}
 
 
 class ScalingConfig(_Model):
@@ -380,9 +379,7 @@ class ScalingConfig(_Model):
             raise ValueError(f"scaling.triggers: duplicate trigger names {duplicates}")
         # Case B01: resource triggers (cpu/memory) are not formula variables.
         usable = {t.name for t in self.triggers if t.kind == "external"}
-        for ident in FORMULA_IDENTIFIER.findall(self.formula):
-            if ident in FORMULA_FUNCTIONS:
-                continue
+        for ident in formula_identifiers(self.formula):
             if ident not in usable:
                 kinds = {t.name: t.kind for t in self.triggers}
                 why = (

@@ -13,7 +13,6 @@ may be fed triggers that did not come through :class:`app_config.model.ScalingCo
 
 from __future__ import annotations
 
-import re
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -23,7 +22,8 @@ import cdk8s
 from constructs import Construct
 
 from app_config.constants import INFERENCE_NAMESPACE, KEDA_NAMESPACE, OTEL_ADDON_NAME, VLLM_NAME
-from app_config.model import FORMULA_FUNCTIONS, HpaRules, ScalingConfig
+from app_config.formula import formula_identifiers
+from app_config.model import HpaRules, ScalingConfig
 from k8s_charts.common import k8s_object, QvllmChart, addon_scaler_address, common_labels, format_number
 
 SCALED_OBJECT_API_VERSION = "keda.sh/v1alpha1"
@@ -32,14 +32,6 @@ KEDIFY_OTEL_TRIGGER_TYPE = "kedify-otel"  # Kedify's build of KEDA
 RESOURCE_TRIGGER_TYPES = frozenset({"cpu", "memory"})  # not usable as formula variables (B01)
 COMPOSITE_METRIC_TYPES = frozenset({"AverageValue", "Value"})
 DEFAULT_TRIGGER_METRIC_TYPE = "AverageValue"  # KEDA's default when a trigger leaves metricType out
-
-_IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
-_STRING_LITERAL = re.compile(r"\"(?:[^\"\\]|\\.)*\"|'(?:[^'\\]|\\.)*'|`[^`]*`")
-# Words of KEDA's formula language (expr-lang) that are not trigger names.
-FORMULA_KEYWORDS = frozenset(FORMULA_FUNCTIONS) | frozenset(
-    {"and", "or", "not", "in", "true", "false", "nil", "abs", "ceil", "floor", "round", "float", "int"}
-)
-
 
 class ScaledObjectError(ValueError):
     """The ScaledObject breaks a KEDA rule; the message names the field (and trigger index)."""
@@ -97,25 +89,6 @@ class ScalingModifiersSpec:
             out["activationTarget"] = self.activation_target
         out["metricType"] = self.metric_type
         return out
-
-
-def formula_identifiers(formula: str) -> list[str]:
-    """Identifiers a KEDA formula refers to as variables, in order of first use.
-
-    String literals and the formula language's own words (``min``, ``max``, ``abs``...) are
-    skipped; ``x.y`` member access counts only ``x``.
-    """
-    text = _STRING_LITERAL.sub(" ", formula)
-    seen: list[str] = []
-    for match in _IDENTIFIER.finditer(text):
-        ident = match.group(0)
-        start = match.start()
-        if start > 0 and text[start - 1] == ".":
-            continue
-        if ident in FORMULA_KEYWORDS or ident in seen:
-            continue
-        seen.append(ident)
-    return seen
 
 
 def check_scaling_modifiers(triggers: Sequence[TriggerSpec], modifiers: ScalingModifiersSpec | None) -> list[str]:

@@ -180,3 +180,11 @@ def test_scale_to_zero_is_refused_with_the_reason(override: dict, field: str) ->
     with pytest.raises(ConfigError) as err:
         config_from_dict({"scaling": override})
     assert field in str(err.value) and "scale to zero" in str(err.value)
+
+
+def test_formula_functions_of_keda_are_not_taken_for_trigger_names() -> None:
+    """KEDA's formula language has functions (ceil, abs...): the config must not refuse them."""
+    config = config_from_dict({"scaling": {"formula": "ceil(waiting / 2) + max(running, 1)"}})
+    assert config.scaling.formula.startswith("ceil(")
+    with pytest.raises(ConfigError, match="'queued'"):
+        config_from_dict({"scaling": {"formula": "ceil(queued / 2) + running"}})
