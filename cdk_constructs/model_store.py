@@ -94,9 +94,34 @@ class ModelStore(Construct):
 
         Nothing else of the bucket is readable; with KMS encryption, ``kms:Decrypt`` on the key.
         """
+        grant = self._grant_prefix(grantee, ["s3:GetObject"])
+        if self.encryption_key is not None:
+            self.encryption_key.grant_decrypt(grantee)
+        return grant
+
+    def grant_write_model(self, grantee: iam.IGrantable) -> iam.Grant:
+        """Allow writing, reading and listing under the model prefix only (the upload handler).
+
+        ``s3:ListBucketMultipartUploads`` (to abort an interrupted copy's uploads) gets its own
+        statement on the bucket: ``s3:prefix`` is not a condition key of that action, so under the
+        ListBucket prefix condition it would always be denied. The handler lists with
+        ``Prefix=models/<name>/`` and may only abort uploads under that prefix.
+        """
+        grant = self._grant_prefix(
+            grantee, ["s3:PutObject", "s3:GetObject", "s3:DeleteObject", "s3:AbortMultipartUpload"]
+        )
+        iam.Grant.add_to_principal(
+            grantee=grantee, actions=["s3:ListBucketMultipartUploads"], resource_arns=[self.bucket.bucket_arn]
+        )
+        if self.encryption_key is not None:
+            self.encryption_key.grant_encrypt_decrypt(grantee)
+        return grant
+
+    def _grant_prefix(self, grantee: iam.IGrantable, object_actions: list[str]) -> iam.Grant:
+        """``object_actions`` on ``<prefix>*`` plus ``s3:ListBucket`` with an ``s3:prefix`` condition."""
         grant = iam.Grant.add_to_principal(
             grantee=grantee,
-            actions=["s3:GetObject"],
+            actions=object_actions,
             resource_arns=[self.bucket.arn_for_objects(f"{self.model_prefix}*")],
         )
         iam.Grant.add_to_principal(
@@ -105,23 +130,4 @@ class ModelStore(Construct):
             resource_arns=[self.bucket.bucket_arn],
             conditions={"StringLike": {"s3:prefix": [self.model_prefix, f"{self.model_prefix}*"]}},
         )
-        if self.encryption_key is not None:
-            self.encryption_key.grant_decrypt(grantee)
-        return grant
-
-    def grant_write_model(self, grantee: iam.IGrantable) -> iam.Grant:
-        """Allow writing, reading and listing under the model prefix only (the upload handler)."""
-        grant = iam.Grant.add_to_principal(
-            grantee=grantee,
-            actions=["s3:PutObject", "s3:GetObject", "s3:DeleteObject", "s3:AbortMultipartUpload"],
-            resource_arns=[self.bucket.arn_for_objects(f"{self.model_prefix}*")],
-        )
-        iam.Grant.add_to_principal(
-            grantee=grantee,
-            actions=["s3:ListBucket", "s3:ListBucketMultipartUploads"],
-            resource_arns=[self.bucket.bucket_arn],
-            conditions={"StringLike": {"s3:prefix": [self.model_prefix, f"{self.model_prefix}*"]}},
-        )
-        if self.encryption_key is not None:
-            self.encryption_key.grant_encrypt_decrypt(grantee)
         return grant

@@ -76,7 +76,7 @@ def test_handlers_are_python_arm64_sized_for_throughput(synthesized: Any) -> Non
     by_handler = {f["Handler"]: f for f in functions}
     assert set(by_handler) == {"model_upload.handler.on_event", "model_upload.handler.is_complete"}
     for fn in functions:
-        assert fn["Runtime"] == "python3.13" and fn["Architectures"] == ["arm64"]
+        assert fn["Runtime"] == "python3.14" and fn["Architectures"] == ["arm64"]
         assert fn["Environment"]["Variables"]["QVLLM_COMPLETION_MANIFEST"] == ".qvllm-complete.json"
     copy = by_handler["model_upload.handler.is_complete"]
     assert copy["Timeout"] == 900 and copy["MemorySize"] >= 3008
@@ -95,7 +95,9 @@ def test_least_privilege_model_prefix_and_named_secret_only(synthesized: Any) ->
     _, template = synthesized
     statements = _statements(template)
     every_action = {a for st in statements for a in (st["Action"] if isinstance(st["Action"], list) else [st["Action"]])}
-    assert {"s3:PutObject", "s3:ListBucket", "secretsmanager:GetSecretValue"} <= every_action
+    assert {"s3:PutObject", "s3:ListBucket", "s3:ListBucketMultipartUploads", "secretsmanager:GetSecretValue"} <= every_action
+    (abort,) = [st for st in statements if "s3:AbortMultipartUpload" in st["Action"]]
+    assert "/models/tiny/*" in json.dumps(abort["Resource"])
     for st in statements:
         actions = st["Action"] if isinstance(st["Action"], list) else [st["Action"]]
         text = json.dumps(st["Resource"])
@@ -103,6 +105,10 @@ def test_least_privilege_model_prefix_and_named_secret_only(synthesized: Any) ->
         if any(a.startswith("s3:") for a in actions):
             if "s3:ListBucket" in actions:
                 assert st["Condition"]["StringLike"]["s3:prefix"] == ["models/tiny/", "models/tiny/*"]
+            elif actions == ["s3:ListBucketMultipartUploads"]:
+                # s3:prefix is not a condition key of this action (it would always deny): bucket-level,
+                # no condition; the abort itself is limited to the prefix's objects.
+                assert "Condition" not in st and "/models/" not in text, st
             else:
                 assert "/models/tiny/*" in text, st
         elif any(a.startswith("secretsmanager:") for a in actions):
