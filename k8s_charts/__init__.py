@@ -61,7 +61,10 @@ def chart_props(config: AppConfig, values: DeployValues) -> dict[str, ChartSpec]
         "karpenter_nodepools": ChartSpec(
             KarpenterNodePoolsChart,
             KarpenterNodePoolsProps(
-                karpenter=config.karpenter, cluster_name=values.cluster_name, node_role_name=values.node_role_name
+                karpenter=config.karpenter,
+                cluster_name=values.cluster_name,
+                node_role_name=values.node_role_name,
+                project_name=config.project_name,
             ),
         ),
         "otel_collector": ChartSpec(OtelCollectorChart, OtelCollectorProps(scaler_metrics=scaler_metrics(config))),

@@ -132,12 +132,15 @@ class KarpenterNodePoolsProps:
         node_role_name: IAM role name of Karpenter nodes (the role with the EC2_LINUX access entry).
         excluded_gpu_families: instance families the GPU pool never launches (default: GPUs
             older than Ampere and fractional GPUs; see :data:`DEFAULT_EXCLUDED_GPU_FAMILIES`).
+        project_name: value of the project tag on the instances Karpenter launches (the stacks
+            carry the same tag, ``config.project_name``).
     """
 
     karpenter: KarpenterConfig
     cluster_name: str
     node_role_name: str
     excluded_gpu_families: tuple[str, ...] = DEFAULT_EXCLUDED_GPU_FAMILIES
+    project_name: str = PART_OF_VALUE
 
 
 class KarpenterNodePoolsChart(QvllmChart):
@@ -153,7 +156,7 @@ class KarpenterNodePoolsChart(QvllmChart):
             "httpPutResponseHopLimit": 1,  # pods cannot reach IMDS (and the node role) through the node
             "httpTokens": "required",
         }
-        tags = {PROJECT_TAG_KEY: PART_OF_VALUE}
+        tags = {PROJECT_TAG_KEY: props.project_name}
 
         self._node_class(
             GPU_NODECLASS_NAME,

@@ -286,3 +286,13 @@ def test_gateway_api_keys_secret_is_mounted_where_the_gateway_reads_it(tmp_path)
     key_file.write_text("key-one\n# comment\nkey-two\n")
     settings = load_settings({**env, "GATEWAY_API_KEYS_FILE": str(key_file)})
     assert settings.all_api_keys() == {"key-one", "key-two"}
+
+
+def test_karpenter_instances_carry_the_configured_project_tag():
+    """The stacks tag everything with config.project_name; Karpenter's instances must match it."""
+    from app_config import config_from_dict
+    from k8s_charts import render_all
+
+    objects = [o for objs in render_all(config_from_dict({"project_name": "llm-team"})).values() for o in objs]
+    for node_class in (o for o in objects if o["kind"] == "EC2NodeClass"):
+        assert node_class["spec"]["tags"][c.PROJECT_TAG_KEY] == "llm-team"
