@@ -41,6 +41,7 @@ from constructs import Construct
 
 from app_config.constants import CPU_NODEPOOL_NAME, GPU_NODEPOOL_NAME
 from app_config.model import TeardownConfig
+from cdk_constructs.lambda_defaults import ARCHITECTURE, PYTHON_RUNTIME
 from cdk_constructs.nag import (
     acknowledge,
     acknowledge_provider_framework,
@@ -56,7 +57,6 @@ K8S_ROLE_NAME = "qvllm-controller-cleanup"
 QUERY_INTERVAL = cdk.Duration.seconds(15)
 FRAMEWORK_MARGIN_SECONDS = 120  # Provider total timeout = handler timeout + this, so our message wins
 SERVICE_TIMEOUT_MARGIN_SECONDS = 60
-LAMBDA_RUNTIME = lambda_.Runtime.PYTHON_3_14
 
 # Tag keys the controllers put on what they create (sources: services/teardown/cleanup.py).
 NODEPOOL_TAG = "karpenter.sh/nodepool"
@@ -153,8 +153,8 @@ class ControllerCleanup(Construct):
             )
             functions[name] = lambda_.Function(
                 self, name.title().replace("_", ""),
-                runtime=LAMBDA_RUNTIME,
-                architecture=lambda_.Architecture.ARM_64,
+                runtime=PYTHON_RUNTIME,
+                architecture=ARCHITECTURE,
                 code=code,
                 handler=f"{HANDLER_PACKAGE}.handler.{name}",
                 timeout=cdk.Duration.minutes(2),

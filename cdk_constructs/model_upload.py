@@ -35,8 +35,8 @@ from constructs import Construct
 from app_config.constants import COMPLETION_MANIFEST, MODELS_PREFIX
 from app_config.model import ModelConfig
 from cdk_constructs.model_store import ModelStore
+from cdk_constructs.lambda_defaults import ARCHITECTURE, PYTHON_RUNTIME
 from cdk_constructs.nag import (
-    acknowledge,
     acknowledge_provider_framework,
     acknowledge_wildcard_resources,
 )
@@ -44,7 +44,6 @@ from cdk_constructs.nag import (
 SERVICES_DIR = Path(__file__).resolve().parents[1] / "services"
 HANDLER_PACKAGE = "model_upload"  # services/model_upload, shipped as a package (relative imports)
 RESOURCE_TYPE = "Custom::ModelUpload"
-LAMBDA_RUNTIME = lambda_.Runtime.PYTHON_3_13
 QUERY_INTERVAL = cdk.Duration.seconds(30)
 TOTAL_TIMEOUT = cdk.Duration.minutes(50)  # Provider framework: its waiter gives up and answers FAILED
 SERVICE_TIMEOUT = cdk.Duration.minutes(55)  # CloudFormation's own limit for this resource (max 3600 s)
@@ -109,8 +108,8 @@ class ModelUpload(Construct):
             log_group.grant_write(self.role)
             functions[name] = lambda_.Function(
                 self, pascal,
-                runtime=LAMBDA_RUNTIME,
-                architecture=lambda_.Architecture.ARM_64,
+                runtime=PYTHON_RUNTIME,
+                architecture=ARCHITECTURE,
                 code=code,
                 handler=f"{HANDLER_PACKAGE}.handler.{name}",
                 timeout=timeout,
@@ -167,9 +166,3 @@ class ModelUpload(Construct):
                 "to that prefix by an s3:prefix condition.",
             )
         acknowledge_provider_framework(self.provider)
-        acknowledge(
-            self,
-            "The copy handlers are pinned to the Python 3.13 Lambda runtime, the one their stdlib + boto3 + "
-            "urllib3 code is tested against; moving to a newer runtime is a deliberate, tested bump.",
-            "AwsSolutions-L1",
-        )
