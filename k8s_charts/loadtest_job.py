@@ -21,10 +21,10 @@ from constructs import Construct
 from app_config.constants import INFERENCE_NAMESPACE
 from app_config.versions import LOCUST_IMAGE
 from k8s_charts.common import QvllmChart, common_labels, k8s_object
+from qvllm.loadtest.profiles import PROFILES  # plain data, no Locust import
 
 LOADTEST_NAME = "qvllm-loadtest"
 MOUNT_PATH = "/opt/qvllm"
-PROFILE_SECONDS = {"demo": 1800, "short": 120}
 
 
 def _key(path: str) -> str:
@@ -100,7 +100,7 @@ class LoadTestJobChart(QvllmChart):
             metadata=cdk8s.ApiObjectMetadata(name=props.name, namespace=props.namespace, labels=labels),
             spec={
                 "backoffLimit": 0,
-                "activeDeadlineSeconds": PROFILE_SECONDS[props.load_profile] + 600,
+                "activeDeadlineSeconds": int(PROFILES[props.load_profile].duration_s) + 600,
                 "ttlSecondsAfterFinished": props.ttl_seconds_after_finished,
                 "template": {
                     "metadata": {"labels": labels},
