@@ -113,24 +113,19 @@ class ClusterStack(cdk.Stack):
         self.karpenter = Karpenter(self, "Karpenter", KarpenterProps(cluster=cluster, cluster_name=name))
         self.keda = Keda(self, "Keda", KedaProps(cluster=cluster, flavor=config.scaling.keda_flavor))
         self.metrics_server = MetricsServer(self, "MetricsServer", MetricsServerProps(cluster=cluster))
-        for chart in (
+        helm_controllers: tuple[IConstruct, ...] = (
             self.karpenter.crd_chart,
             self.karpenter.chart,
             self.keda.keda_chart,
             self.keda.otel_addon_chart,
             self.metrics_server.chart,
-        ):
-            # Controllers run on the system nodes and resolve names through CoreDNS.
+        )
+        for chart in helm_controllers:
+            # Controllers run on the system nodes and resolve names through CoreDNS (the load
+            # balancer controller is wired to them by EksCluster).
             chart.node.add_dependency(self.eks.system_nodegroup)
             chart.node.add_dependency(self.eks.addons["coredns"])
-        self.controllers: tuple[IConstruct, ...] = (
-            self.karpenter.crd_chart,
-            self.karpenter.chart,
-            self.keda.keda_chart,
-            self.keda.otel_addon_chart,
-            self.metrics_server.chart,
-            self.eks.alb_controller,
-        )
+        self.controllers: tuple[IConstruct, ...] = (*helm_controllers, self.eks.alb_controller)
 
         self.cleanup = self._teardown_cleanup(config)
 
