@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import ipaddress
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -20,6 +21,29 @@ def check_url(url: str) -> str:
     if parsed.scheme not in ("http", "https") or not parsed.netloc:
         raise ValueError(f"URL {url!r} must be absolute http:// or https:// with a host")
     return url
+
+
+def is_loopback_url(url: str) -> bool:
+    """True when the URL's host is this machine only: ``localhost`` (and ``*.localhost``),
+    ``127.0.0.0/8`` or ``::1`` (also as an IPv4-mapped IPv6 address)."""
+    host = (urlparse(url).hostname or "").rstrip(".").lower()
+    if host == "localhost" or host.endswith(".localhost"):
+        return True
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    mapped = getattr(address, "ipv4_mapped", None)
+    return address.is_loopback or bool(mapped and mapped.is_loopback)
+
+
+def loopback_note(url: str) -> str | None:
+    """A one-line warning when ``url`` points at loopback (a phone scanning it cannot open it), else None."""
+    if not is_loopback_url(url):
+        return None
+    host = urlparse(url).hostname
+    return (f"note: {host} is this machine's loopback address, a phone cannot open this URL; "
+            "use the machine's LAN address (with the server listening on it) or the CloudFront URL")
 
 
 def make_qr(url: str) -> qrcode.QRCode:

@@ -27,7 +27,7 @@ def up(run_dir, model, served_model_name, vllm_python, max_num_seqs, max_model_l
     from qvllm.local.stack import DEFAULT_VLLM_PYTHON, LocalOptions, LocalStackError
     from qvllm.local.stack import up as stack_up
     from qvllm.local.state import run_dir as resolve
-    from qvllm.qr import terminal_text
+    from qvllm.qr import loopback_note, terminal_text
 
     opts = LocalOptions(
         run_dir=resolve(run_dir), model=model, served_model_name=served_model_name,
@@ -42,6 +42,9 @@ def up(run_dir, model, served_model_name, vllm_python, max_num_seqs, max_model_l
     t = state.timings
     click.echo(terminal_text(state.urls["chat"]), nl=False)
     click.echo(f"chat page:  {state.urls['chat']}")
+    note = loopback_note(state.urls["chat"])
+    if note:
+        click.echo(note)
     click.echo(f"API:        {state.urls['gateway']}/v1  (model {state.model['served_model_name']!r})")
     click.echo(f"metrics:    {state.urls['metrics']}   (qvllm dashboard --metrics-url {state.urls['metrics']})")
     click.echo(f"S3:         {state.urls['s3']}  {state.model['uri']}")

@@ -8,10 +8,13 @@ Options added to Locust's command line (each also readable from the env var show
 - ``--model`` (``QVLLM_MODEL``): served model name; empty = first id of ``GET /v1/models``.
 - ``--max-tokens`` (50), ``--ignore-eos`` (generate all max tokens), ``--api-key``.
 - ``--p95-s`` (20), ``--max-failure-ratio`` (0.15), ``--summary-json PATH``.
+- ``--failure-wait-s`` (1): pause of a user after a failed request (none after a success).
 
-Each request is reported as ``POST /v1/chat/completions`` (end-to-end time, failure when the
-status is not 200, the stream carries an error, or it ends without ``[DONE]``); the time
-to the first content token is reported as a second entry, type ``TTFT``.
+Each request goes through Locust's ``HttpSession`` (``self.client.post(..., stream=True,
+catch_response=True)``) and is reported as ``POST /v1/chat/completions`` with its end-to-end
+time (until the last chunk); it fails when the status is not 200, the stream carries an error,
+or it ends without ``[DONE]``. The time to the first content token of a successful request is
+reported as a second entry, type ``TTFT``.
 """
 
 from __future__ import annotations
@@ -21,7 +24,6 @@ import time
 from pathlib import Path
 
 from locust import HttpUser, LoadTestShape, events, task  # first: Locust monkey-patches on import
-import requests  # noqa: E402 (after Locust, see above)
 
 from qvllm.loadtest.profiles import PROFILES, Profile, constant
 from qvllm.loadtest.thresholds import RunSummary, Thresholds, format_summary, judge
@@ -52,6 +54,7 @@ def _options(parser) -> None:  # type: ignore[no-untyped-def]
         "--max-failure-ratio", type=float, default=Thresholds.max_failure_ratio, env_var="QVLLM_MAX_FAILURE_RATIO"
     )
     parser.add_argument("--summary-json", default="", env_var="QVLLM_SUMMARY_JSON")
+    parser.add_argument("--failure-wait-s", type=float, default=1.0, env_var="QVLLM_FAILURE_WAIT_S")
 
 
 def profile_from_options(options) -> Profile:  # type: ignore[no-untyped-def]
@@ -75,24 +78,47 @@ class StageShape(LoadTestShape):
 
 
 class ChatUser(HttpUser):
-    """A user sending streaming chat completions back to back (no think time)."""
+    """A user sending streaming chat completions back to back (no think time after a success).
 
-    model: str = ""
+    After a failed request (or a failed model lookup) the user waits ``--failure-wait-s``
+    seconds before the next one: a broken target gets a bounded request rate, not a busy loop.
+    """
+
+    model: str = ""  # learned once from /v1/models, shared by all users of the process
 
     def on_start(self) -> None:
         options = self.environment.parsed_options
         self.headers = {"Authorization": f"Bearer {options.api_key}"} if options.api_key else {}
         self.model = options.model or ChatUser.model
+        self.last_failed = False
         if not self.model:
-            with self.client.get("/v1/models", headers=self.headers, name="/v1/models", catch_response=True) as resp:
+            self.last_failed = not self._learn_model()
+
+    def wait_time(self) -> float:  # type: ignore[override]
+        """Locust's pause between tasks: none after a success, ``--failure-wait-s`` after a failure."""
+        return float(self.environment.parsed_options.failure_wait_s) if self.last_failed else 0.0
+
+    def _learn_model(self) -> bool:
+        """Set ``self.model`` from ``GET /v1/models`` (reported as ``/v1/models``); False when it fails."""
+        with self.client.get("/v1/models", headers=self.headers, name="/v1/models", catch_response=True,
+                             timeout=(10, 30)) as resp:
+            try:
                 data = resp.json().get("data") if resp.status_code == 200 else None
-                if not data:
-                    resp.failure(f"cannot learn the model name from /v1/models (HTTP {resp.status_code})")
-                    return
-                ChatUser.model = self.model = data[0]["id"]
+                model = data[0]["id"] if data else ""
+            except (ValueError, KeyError, TypeError, AttributeError, IndexError):
+                model = ""
+            if not model:
+                resp.failure(f"cannot learn the model name from /v1/models (HTTP {resp.status_code})")
+                return False
+            resp.success()
+        ChatUser.model = self.model = model
+        return True
 
     @task
     def chat(self) -> None:
+        if not self.model and not self._learn_model():
+            self.last_failed = True
+            return
         options = self.environment.parsed_options
         body = {
             "model": self.model,
@@ -104,52 +130,32 @@ class ChatUser(HttpUser):
             body["ignore_eos"] = True
         start = time.perf_counter()
         first_token: float | None = None
-        error = ""
-        length = 0
-        # Locust's own timing stops when the response headers arrive; a streamed request is
-        # timed here until its last chunk, so the session is used without Locust's hook.
-        try:
-            resp = requests.Session.request(
-                self.client, "POST", self.host.rstrip("/") + CHAT_PATH, json=body, headers=self.headers,
-                stream=True, timeout=(10, 900),
-            )
-            with resp:
-                if resp.status_code != 200:
+        # Locust's HttpSession stops its clock when the response headers arrive (stream=True);
+        # the request is timed here until its last chunk and the end-to-end time is written
+        # into the response's request_meta before the with-block reports it.
+        with self.client.post(CHAT_PATH, json=body, headers=self.headers, stream=True, catch_response=True,
+                              name=REQUEST_NAME, timeout=(10, 900)) as resp:
+            error, length = "", 0
+            try:
+                if resp.error is not None:  # connection refused, timeout before the headers, ...
+                    error = f"request broke: {resp.error!r}"
+                elif resp.status_code != 200:
                     error = f"HTTP {resp.status_code}: {resp.text[:200]}"
                 else:
-                    done = False
-                    for raw in resp.iter_lines():
-                        line = raw.decode() if isinstance(raw, bytes) else raw
-                        length += len(line)
-                        if not line.startswith("data:"):
-                            continue  # blank separators and ': keep-alive' heartbeats
-                        payload = line[5:].strip()
-                        if payload == "[DONE]":
-                            done = True
-                            break
-                        chunk = json.loads(payload)
-                        if "error" in chunk:
-                            error = str(chunk["error"])[:200]
-                            break
-                        if first_token is None and any(
-                            (c.get("delta") or {}).get("content") for c in chunk.get("choices", [])
-                        ):
-                            first_token = time.perf_counter()
-                    if not error and not done:
-                        error = "stream ended without [DONE]"
-        except Exception as exc:  # noqa: BLE001 - a broken connection or stream is a failed request
-            error = f"request broke: {exc!r}"[:200]
-        self.environment.events.request.fire(
-            request_type="POST",
-            name=REQUEST_NAME,
-            response_time=(time.perf_counter() - start) * 1000.0,
-            response_length=length,
-            exception=RuntimeError(error) if error else None,
-            context={},
-        )
-        if error:
-            return
-        if first_token is not None:
+                    first_token, length, error = _read_stream(resp)
+            except Exception as exc:  # noqa: BLE001 - a broken stream or bad JSON is a failed request
+                error = f"stream broke: {exc!r}"
+            finally:
+                if resp.raw is not None:  # None when the request never got a response
+                    resp.close()
+            resp.request_meta["response_time"] = (time.perf_counter() - start) * 1000.0
+            resp.request_meta["response_length"] = length
+            if error:
+                resp.failure(error[:300])
+            else:
+                resp.success()
+        self.last_failed = bool(error)
+        if not error and first_token is not None:
             self.environment.events.request.fire(
                 request_type=TTFT_TYPE,
                 name=TTFT_NAME,
@@ -160,6 +166,30 @@ class ChatUser(HttpUser):
             )
 
 
+def _read_stream(resp) -> tuple[float | None, int, str]:  # type: ignore[no-untyped-def]
+    """Read an OpenAI SSE stream: ``(time of the first content chunk, bytes read, error or "")``.
+
+    Blank separators and SSE comments (``: keep-alive`` heartbeats) are skipped; a chunk with
+    ``error`` or a stream that ends without ``data: [DONE]`` is an error.
+    """
+    first_token: float | None = None
+    length = 0
+    for raw in resp.iter_lines():
+        line = raw.decode() if isinstance(raw, bytes) else raw
+        length += len(raw) + 1
+        if not line.startswith("data:"):
+            continue
+        payload = line[5:].strip()
+        if payload == "[DONE]":
+            return first_token, length, ""
+        chunk = json.loads(payload)
+        if "error" in chunk:
+            return first_token, length, str(chunk["error"])[:200]
+        if first_token is None and any((c.get("delta") or {}).get("content") for c in chunk.get("choices") or ()):
+            first_token = time.perf_counter()
+    return first_token, length, "stream ended without [DONE]"
+
+
 def summarize(environment) -> RunSummary:  # type: ignore[no-untyped-def]
     """Read the run's numbers from Locust's stats (times in ms there, seconds here)."""
     chat = environment.stats.get(REQUEST_NAME, "POST")
@@ -168,10 +198,12 @@ def summarize(environment) -> RunSummary:  # type: ignore[no-untyped-def]
     def pct(entry, q: float) -> float | None:  # type: ignore[no-untyped-def]
         return entry.get_response_time_percentile(q) / 1000.0 if entry.num_requests else None
 
+    # Locust's percentiles include failed requests: with no success they measure only failures.
+    succeeded = chat.num_requests - chat.num_failures > 0
     return RunSummary(
         requests=chat.num_requests,
         failures=chat.num_failures,
-        p95_s=pct(chat, 0.95),
+        p95_s=pct(chat, 0.95) if succeeded else None,
         ttft_p50_s=pct(ttft, 0.50),
         ttft_p95_s=pct(ttft, 0.95),
     )
@@ -185,7 +217,7 @@ def _verdict(environment, **_kwargs) -> None:  # type: ignore[no-untyped-def]
     print("\n=== qvllm load test ===\n" + format_summary(summary, verdict), flush=True)
     if options.summary_json:
         Path(options.summary_json).write_text(
-            json.dumps({**summary.__dict__, "failure_ratio": summary.failure_ratio,
+            json.dumps({**summary.__dict__, "successes": summary.successes, "failure_ratio": summary.failure_ratio,
                         "passed": verdict.passed, "reasons": list(verdict.reasons)}, indent=2)
         )
     environment.process_exit_code = verdict.exit_code

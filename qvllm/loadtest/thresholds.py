@@ -1,7 +1,8 @@
 """Pass/fail of a load-test run: the reference demo's thresholds (DESIGN.md section 2).
 
 A run passes when the 95th percentile of end-to-end request time is below 20 s and fewer
-than 15 % of requests failed. No requests at all is a failure (nothing was measured).
+than 15 % of requests failed. No requests at all, or no successful request, is a failure
+(nothing was measured); the summary then says so instead of printing times.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ class RunSummary:
     Attributes:
         requests: chat requests completed or failed.
         failures: failed requests (HTTP errors, broken streams, timeouts).
-        p95_s: 95th percentile of end-to-end request time (seconds).
+        p95_s: 95th percentile of end-to-end request time (seconds), None when no request succeeded.
         ttft_p50_s / ttft_p95_s: time to first token percentiles (seconds), None when unknown.
     """
 
@@ -33,6 +34,11 @@ class RunSummary:
     p95_s: float | None
     ttft_p50_s: float | None = None
     ttft_p95_s: float | None = None
+
+    @property
+    def successes(self) -> int:
+        """Requests that did not fail."""
+        return max(self.requests - self.failures, 0)
 
     @property
     def failure_ratio(self) -> float:
@@ -55,13 +61,17 @@ def judge(summary: RunSummary, limits: Thresholds = Thresholds()) -> Verdict:
     if summary.requests == 0:
         reasons.append("no requests completed")
     else:
-        if summary.p95_s is None or summary.p95_s >= limits.p95_s:
-            reasons.append(f"p95 {summary.p95_s} s is not below {limits.p95_s:g} s")
         if summary.failure_ratio >= limits.max_failure_ratio:
             reasons.append(
                 f"failures {summary.failure_ratio:.1%} ({summary.failures}/{summary.requests}) are not below "
                 f"{limits.max_failure_ratio:.0%}"
             )
+        if summary.successes == 0:
+            reasons.append("no successful requests")
+        elif summary.p95_s is None:
+            reasons.append("no end-to-end time measured")
+        elif summary.p95_s >= limits.p95_s:
+            reasons.append(f"p95 {summary.p95_s} s is not below {limits.p95_s:g} s")
     return Verdict(not reasons, 0 if not reasons else 1, tuple(reasons))
 
 
@@ -71,9 +81,14 @@ def format_summary(summary: RunSummary, verdict: Verdict) -> str:
     def s(v: float | None) -> str:
         return "n/a" if v is None else f"{v:.2f} s"
 
-    lines = [
-        f"requests {summary.requests}, failures {summary.failures} ({summary.failure_ratio:.1%})",
-        f"end-to-end p95 {s(summary.p95_s)}; TTFT p50 {s(summary.ttft_p50_s)}, p95 {s(summary.ttft_p95_s)}",
-        "PASS" if verdict.passed else "FAIL: " + "; ".join(verdict.reasons),
-    ]
+    if summary.requests == 0:
+        counts, times = "requests 0", "no requests completed: end-to-end and TTFT times n/a"
+    else:
+        counts = f"requests {summary.requests}, failures {summary.failures} ({summary.failure_ratio:.1%})"
+        if summary.successes == 0:
+            times = "no successful requests: end-to-end and TTFT times n/a"
+        else:
+            times = (f"end-to-end p95 {s(summary.p95_s)}; "
+                     f"TTFT p50 {s(summary.ttft_p50_s)}, p95 {s(summary.ttft_p95_s)}")
+    lines = [counts, times, "PASS" if verdict.passed else "FAIL: " + "; ".join(verdict.reasons)]
     return "\n".join(lines)

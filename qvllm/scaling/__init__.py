@@ -13,6 +13,7 @@ from qvllm.scaling.replicas import (
     composite_value,
     desired_replicas,
     hpa_recommendation,
+    keda_from_zero,
     scale_down_limit,
     scale_up_limit,
     simulate,
@@ -29,5 +30,5 @@ from qvllm.scaling.spec import (
 __all__ = [
     "Autoscaler", "Decision", "FormulaError", "Policy", "Rules", "ScaledObjectError", "ScalingSpec",
     "Trigger", "changes", "composite_value", "desired_replicas", "evaluate_formula", "formula_names",
-    "hpa_recommendation", "scale_down_limit", "scale_up_limit", "scaled_object_from_config", "simulate",
+    "hpa_recommendation", "keda_from_zero", "scale_down_limit", "scale_up_limit", "scaled_object_from_config", "simulate",
 ]

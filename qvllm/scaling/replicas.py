@@ -19,6 +19,10 @@ Sources (the arithmetic mirrors them; tests quote their examples):
   (https://keda.sh/docs/2.17/concepts/scaling-deployments/#scaling-modifiers); KEDA alone
   does 0 <-> 1: it activates when the value exceeds ``activationTarget`` and, with
   ``minReplicaCount: 0``, goes to 0 once inactive for ``cooldownPeriod`` (cases B05, kedacore/keda#6844).
+  From 0 replicas KEDA's scale executor (``pkg/scaling/executor/scale_scaledobjects.go``) scales
+  an active target to ``max(minReplicaCount, 1)`` (scaleFromZeroOrIdle) and an inactive one with
+  ``minReplicaCount >= 1`` and no ``idleReplicaCount`` back to ``minReplicaCount``; the HPA
+  takes over from there (https://keda.sh/docs/2.17/concepts/scaling-deployments/#activating-and-scaling-thresholds).
 """
 
 from __future__ import annotations
@@ -113,8 +117,10 @@ def hpa_recommendation(
 def desired_replicas(spec: ScalingSpec, values: Mapping[str, float], current: int) -> Decision:
     """Desired replicas for one evaluation, without behavior history (what the HPA aims at).
 
-    Tolerance, the HPA rule and the clamp to [max(min, 1), max] apply; with ``current == 0``
-    the KEDA activation rule decides whether to wake up (to 1, then the HPA rule from 1).
+    Tolerance, the HPA rule and the clamp to [max(min, 1), max] apply. With ``current == 0``
+    KEDA acts first (:func:`keda_from_zero`): activation reached -> ``max(min, 1)``; not
+    reached -> 0 with ``minReplicaCount`` 0 (or an ``idleReplicaCount``), else ``min``; then
+    the HPA rule runs from that count.
     """
     steps: list[str] = []
     clamped_values = trigger_values(spec, values)
@@ -134,13 +140,19 @@ def desired_replicas(spec: ScalingSpec, values: Mapping[str, float], current: in
         steps.append("no scalingModifiers: each trigger is its own HPA metric, the HPA takes the max")
     active = composite > spec.activation_target
     if current == 0:
-        if not active:
-            steps.append(
-                f"current 0 and value {_n(composite)} <= activationTarget {_n(spec.activation_target)}: stays 0"
-            )
+        current = keda_from_zero(spec, active)
+        if active:
+            steps.append(f"current 0, value {_n(composite)} > activationTarget {_n(spec.activation_target)}: "
+                         f"KEDA activates to max(minReplicaCount {spec.min_replicas}, 1) = {current}")
+        elif current == 0:
+            why = (f"idleReplicaCount {spec.idle_replicas}" if spec.idle_replicas is not None
+                   else "minReplicaCount 0")
+            steps.append(f"current 0 and value {_n(composite)} <= activationTarget {_n(spec.activation_target)} "
+                         f"with {why}: stays 0")
             return Decision(composite, 0, 0, False, tuple(steps))
-        steps.append(f"current 0, value > activationTarget {_n(spec.activation_target)}: KEDA activates to 1")
-        current = 1
+        else:
+            steps.append(f"current 0 and value {_n(composite)} <= activationTarget {_n(spec.activation_target)}, "
+                         f"but minReplicaCount {spec.min_replicas} >= 1: KEDA sets the replicas to {current}")
     tolerance = spec.scale_up.tolerance
     recs = []
     for value, target in candidates:
@@ -163,6 +175,19 @@ def desired_replicas(spec: ScalingSpec, values: Mapping[str, float], current: in
     if desired != recommendation:
         steps.append(f"clamped to [{low}, {high}]: {desired}")
     return Decision(composite, recommendation, desired, active, tuple(steps))
+
+
+def keda_from_zero(spec: ScalingSpec, active: bool) -> int:
+    """Replicas KEDA sets for a target at 0 replicas (before the HPA acts).
+
+    Active (value > activationTarget): ``max(minReplicaCount, 1)`` (scaleFromZeroOrIdle).
+    Inactive: ``minReplicaCount`` when it is >= 1 and no ``idleReplicaCount`` is set, else 0.
+    """
+    if active:
+        return max(spec.min_replicas, 1)
+    if spec.min_replicas >= 1 and spec.idle_replicas is None:
+        return spec.min_replicas
+    return 0
 
 
 # ---------------------------------------------------------------------------------
@@ -203,8 +228,9 @@ class Autoscaler:
         if decision.active or self.last_active is None:
             self.last_active = now
         if self.replicas == 0:
-            if decision.active:
-                self._change(now, 1)
+            start = keda_from_zero(spec, decision.active)
+            if start:
+                self._change(now, start)
             return self.replicas
         if (
             spec.min_replicas == 0

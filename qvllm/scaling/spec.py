@@ -98,6 +98,7 @@ class ScalingSpec:
     scale_up: Rules = DEFAULT_SCALE_UP
     scale_down: Rules = DEFAULT_SCALE_DOWN
     warnings: tuple[str, ...] = field(default=())
+    idle_replicas: int | None = None  # spec.idleReplicaCount (None when absent)
 
     # ------------------------------------------------------------------ constructors
     @classmethod
@@ -150,6 +151,7 @@ class ScalingSpec:
             polling_interval_seconds=int(spec.get("pollingInterval", 30)),
             scale_up=_rules(behavior.get("scaleUp"), DEFAULT_SCALE_UP, "scaleUp"),
             scale_down=_rules(behavior.get("scaleDown"), DEFAULT_SCALE_DOWN, "scaleDown"),
+            idle_replicas=int(spec["idleReplicaCount"]) if spec.get("idleReplicaCount") is not None else None,
         )
         return result._checked()
 

@@ -85,9 +85,15 @@ def test_locust_shape_follows_the_profile():
 
 
 # ----------------------------------------------------------------------------- a real headless run
-def _fake_openai_server():
-    """A tiny OpenAI-compatible streaming server (stdlib), standing in for the gateway."""
+def _fake_openai_server(fail_status: int = 0):
+    """A tiny OpenAI-compatible streaming server (stdlib), standing in for the gateway.
+
+    ``fail_status``: when set, every chat request is answered with that status (no stream).
+    ``server.chat_requests`` counts the chat requests received.
+    """
     from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    lock = threading.Lock()
 
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
@@ -105,6 +111,16 @@ def _fake_openai_server():
 
         def do_POST(self):
             request = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+            with lock:
+                server.chat_requests += 1
+            if fail_status:
+                body = b'{"error": "overloaded"}'
+                self.send_response(fail_status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+                return
             if request.get("model") != "tiny" or not request.get("stream"):
                 self.send_response(400)
                 self.send_header("Content-Length", "0")
@@ -125,6 +141,7 @@ def _fake_openai_server():
             self.close_connection = True
 
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server.chat_requests = 0
     threading.Thread(target=server.serve_forever, daemon=True).start()
     return server
 
@@ -167,3 +184,79 @@ def test_failing_run_exits_nonzero(tmp_path):
         server.shutdown()
     assert result.returncode == 1, result.stdout[-2000:] + result.stderr[-2000:]
     assert "FAIL: failures 100.0%" in result.stdout
+
+
+def _run_loadtest(server, *args: str) -> subprocess.CompletedProcess:
+    """``qvllm loadtest URL ARGS...`` against ``server`` in a subprocess (Locust never imported here)."""
+    url = f"http://127.0.0.1:{server.server_address[1]}"
+    return subprocess.run(
+        [sys.executable, "-m", "qvllm.cli", "loadtest", url, *args],
+        cwd=REPO, capture_output=True, text=True, timeout=150, env={**os.environ, "PYTHONPATH": str(REPO)},
+    )
+
+
+@pytest.mark.timeout(180)
+@pytest.mark.parametrize(("users", "model_args"), [(4, []), (3, ["--model", "tiny"])], ids=["learned-model", "given-model"])
+def test_several_users_all_succeed_at_a_bounded_rate(tmp_path, users, model_args):
+    """Every user's session goes through Locust's HttpSession (regression: 'explicit_name'
+    AttributeError for every user but the one that looked up /v1/models, and for all of them
+    with --model), and the request rate stays what the streams allow."""
+    seconds = 5
+    server = _fake_openai_server()
+    summary_path = tmp_path / "summary.json"
+    try:
+        result = _run_loadtest(server, "--profile", "constant", "--users", str(users), "--seconds", str(seconds),
+                               "--max-tokens", "8", "--summary-json", str(summary_path), *model_args)
+    finally:
+        server.shutdown()
+    output = result.stdout[-2000:] + result.stderr[-2000:]
+    assert result.returncode == 0, output
+    assert "explicit_name" not in output
+    summary = json.loads(summary_path.read_text())
+    assert summary["failures"] == 0 and summary["passed"] is True, summary
+    # Each request waits FIRST_TOKEN_DELAY_S for its first token: at most users / delay per second.
+    ceiling = users * (seconds + 2) / FIRST_TOKEN_DELAY_S
+    assert users <= summary["requests"] <= ceiling, summary
+    assert server.chat_requests <= ceiling
+    assert summary["ttft_p50_s"] >= FIRST_TOKEN_DELAY_S * 0.75
+
+
+@pytest.mark.timeout(180)
+@pytest.mark.parametrize("model_args", [[], ["--model", "tiny"]], ids=["learned-model", "given-model"])
+def test_failing_server_does_not_spin_and_says_no_successful_requests(tmp_path, model_args):
+    """Every chat request gets 503: each user pauses after a failure (no busy loop), the
+    summary reports no successful requests instead of 0.00 s times, and the exit code is 1."""
+    users, seconds = 3, 4
+    server = _fake_openai_server(fail_status=503)
+    summary_path = tmp_path / "summary.json"
+    try:
+        started = time.monotonic()
+        result = _run_loadtest(server, "--profile", "constant", "--users", str(users), "--seconds", str(seconds),
+                               "--summary-json", str(summary_path), *model_args)
+        elapsed = time.monotonic() - started
+    finally:
+        server.shutdown()
+    output = result.stdout[-2000:] + result.stderr[-2000:]
+    assert result.returncode == 1, output
+    summary = json.loads(summary_path.read_text())
+    assert summary["requests"] > 0 and summary["failures"] == summary["requests"], summary
+    assert summary["successes"] == 0 and summary["p95_s"] is None and summary["ttft_p50_s"] is None
+    # One request per user per second of failure pause (1 s), plus the first one: not thousands.
+    ceiling = users * (seconds + 2)
+    assert summary["requests"] <= ceiling, summary
+    assert server.chat_requests <= ceiling
+    assert "no successful requests" in result.stdout
+    assert "0.00 s" not in result.stdout
+    assert "FAIL: failures 100.0%" in result.stdout
+    assert elapsed < 60
+
+
+def test_summary_without_successes_prints_no_times():
+    from qvllm.loadtest.thresholds import format_summary
+
+    none_ok = RunSummary(requests=7, failures=7, p95_s=None)
+    text = format_summary(none_ok, judge(none_ok))
+    assert "no successful requests" in text and "0.00 s" not in text and "p95 None" not in text
+    assert judge(none_ok).reasons == ("failures 100.0% (7/7) are not below 15%", "no successful requests")
+    nothing = RunSummary(requests=0, failures=0, p95_s=None)
+    assert "no requests completed" in format_summary(nothing, judge(nothing))

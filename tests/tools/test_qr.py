@@ -9,7 +9,7 @@ from click.testing import CliRunner
 from PIL import Image
 
 from qvllm.cli import main
-from qvllm.qr import save_png, terminal_text
+from qvllm.qr import is_loopback_url, loopback_note, save_png, terminal_text
 
 URL = "https://d111111abcdef8.cloudfront.net/chat?model=mistral-7b-awq"
 
@@ -60,3 +60,35 @@ def test_cli_rejects_non_url():
     result = CliRunner().invoke(main, ["qr", "not a url"])
     assert result.exit_code == 2
     assert "must be absolute http" in result.output
+
+
+@pytest.mark.parametrize(
+    "url",
+    ["http://127.0.0.1:8080/", "http://127.1.2.3/chat", "http://localhost:8000/", "http://LOCALHOST./",
+     "http://[::1]:8080/", "http://[::ffff:127.0.0.1]/", "http://app.localhost/"],
+)
+def test_loopback_urls_get_a_note(url):
+    assert is_loopback_url(url)
+    note = loopback_note(url)
+    assert note and "phone cannot open" in note and "CloudFront" in note and "\n" not in note
+
+
+@pytest.mark.parametrize("url", [URL, "http://192.168.1.20:8080/", "http://10.0.0.5/", "http://[2001:db8::1]/",
+                                 "http://128.0.0.1/", "http://localhost.example.com/"])
+def test_other_urls_get_no_note(url):
+    assert not is_loopback_url(url) and loopback_note(url) is None
+
+
+def test_cli_default_png_in_working_directory_and_loopback_note(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    result = CliRunner().invoke(main, ["qr", "http://127.0.0.1:8080/"])
+    assert result.exit_code == 0, result.output
+    png = tmp_path.resolve() / "qr.png"
+    assert png.is_file() and f"PNG: {png}" in result.output  # the full path, not just "qr.png"
+    assert _decode(Image.open(png)) == ["http://127.0.0.1:8080/"]
+    assert result.output.strip().splitlines()[-1].startswith("note: 127.0.0.1 is this machine's loopback")
+
+
+def test_cli_no_note_for_public_url(tmp_path):
+    result = CliRunner().invoke(main, ["qr", URL, "--png", str(tmp_path / "q.png")])
+    assert result.exit_code == 0 and "note:" not in result.output

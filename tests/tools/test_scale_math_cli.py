@@ -42,3 +42,23 @@ def test_bad_formula_is_a_clear_error(tmp_path, default_scaled_object):
 def test_bad_value_names_the_option():
     result = CliRunner().invoke(main, ["scale-math", "-v", "running"])
     assert result.exit_code == 2 and "--value" in result.output
+
+
+def test_current_zero_with_min_one_runs_min_replicas():
+    """Default config (minReplicaCount 1): an idle target at 0 replicas is brought back to 1, not left at 0."""
+    result = CliRunner().invoke(main, ["scale-math", "--current", "0"])
+    assert result.exit_code == 0, result.output
+    assert "minReplicaCount 1 >= 1" in result.output
+    assert result.output.strip().endswith("desired replicas: 1 (current 0)")
+
+
+def test_current_zero_active_scales_to_min_first(tmp_path, default_scaled_object):
+    obj = copy.deepcopy(default_scaled_object)
+    obj["spec"]["minReplicaCount"] = 3
+    path = tmp_path / "so.yaml"
+    path.write_text(yaml.safe_dump(obj))
+    result = CliRunner().invoke(main, ["scale-math", "--scaled-object", str(path), "--current", "0",
+                                       "-v", "running=6", "-v", "waiting=0"])
+    assert result.exit_code == 0, result.output
+    assert "KEDA activates to max(minReplicaCount 3, 1) = 3" in result.output
+    assert result.output.strip().endswith("desired replicas: 3 (current 0)")

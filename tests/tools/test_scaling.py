@@ -270,3 +270,47 @@ def test_scale_up_stabilization_window_takes_minimum(default_scaled_object):
     # At t = 30 the t = 0 recommendation has left the window (kept only if newer than now - 30):
     # the minimum is 12, and the scale-up policies allow 1 -> 10 at once.
     assert scaler.step(30, {"running": 0, "waiting": 30}) == 10
+
+
+# ----------------------------------------------------------------------------- KEDA from 0 replicas
+def _spec_with(default_scaled_object, **fields) -> ScalingSpec:
+    obj = copy.deepcopy(default_scaled_object)
+    obj["spec"].update(fields)
+    return ScalingSpec.from_scaled_object(obj)
+
+
+@pytest.mark.parametrize(
+    ("fields", "values", "keda", "desired"),
+    [
+        # Not active (0 and 5 are not > activationTarget 5): min >= 1 still runs min replicas.
+        ({"minReplicaCount": 1}, {"running": 0, "waiting": 0}, 1, 1),
+        ({"minReplicaCount": 1}, {"running": 5, "waiting": 0}, 1, 1),
+        ({"minReplicaCount": 3}, {"running": 0, "waiting": 0}, 3, 3),
+        # min 0, or an idleReplicaCount: KEDA leaves an inactive target at 0.
+        ({"minReplicaCount": 0}, {"running": 0, "waiting": 0}, 0, 0),
+        ({"minReplicaCount": 2, "idleReplicaCount": 0}, {"running": 0, "waiting": 0}, 0, 0),
+        # Active: KEDA scales to max(min, 1) first, then the HPA rule runs from there.
+        ({"minReplicaCount": 0}, {"running": 6, "waiting": 0}, 1, 1),
+        ({"minReplicaCount": 3}, {"running": 6, "waiting": 0}, 3, 3),
+        ({"minReplicaCount": 1}, {"running": 0, "waiting": 3}, 1, 2),  # then ceil(30 / 25)
+        ({"minReplicaCount": 2, "idleReplicaCount": 0}, {"running": 6, "waiting": 0}, 2, 2),
+    ],
+)
+def test_from_zero_follows_keda(default_scaled_object, fields, values, keda, desired):
+    """KEDA scale executor: active -> max(minReplicaCount, 1) (scaleFromZeroOrIdle); inactive with
+    minReplicaCount >= 1 and no idleReplicaCount -> minReplicaCount; otherwise stays 0."""
+    spec = _spec_with(default_scaled_object, **fields)
+    assert desired_replicas(spec, values, current=0).desired == desired
+    # Over time: KEDA's step first (one sync), then the HPA from that count.
+    scaler = Autoscaler(spec, replicas=0)
+    assert scaler.step(0, values) == keda
+    assert scaler.step(15, values) == desired
+
+
+def test_from_zero_steps_name_the_keda_rule(default_scaled_object):
+    spec = _spec_with(default_scaled_object, minReplicaCount=1)
+    idle = desired_replicas(spec, {"running": 0, "waiting": 0}, current=0)
+    assert idle.desired == 1 and not idle.active
+    assert any("minReplicaCount 1 >= 1: KEDA sets the replicas to 1" in s for s in idle.steps)
+    woken = desired_replicas(_spec_with(default_scaled_object, minReplicaCount=3), {"running": 6, "waiting": 0}, 0)
+    assert any("KEDA activates to max(minReplicaCount 3, 1) = 3" in s for s in woken.steps)
