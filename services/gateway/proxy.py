@@ -9,10 +9,15 @@ Why a custom response instead of ``StreamingResponse(upstream.aiter_raw())`` (ca
 - A watcher task reads ``receive()`` for ``http.disconnect`` during the whole call, so a client
   that goes away is noticed at once (not at the next write), the upstream stream is closed and
   vLLM aborts the request.
-- Upstream status and headers are read before the response is committed: an upstream 4xx/5xx is
-  passed through with its status. One exception (B15): a stream whose upstream has not answered
+- Upstream status and headers are read before the response is committed: an upstream 4xx/5xx
+  keeps its status, and its body (read up to 64 KiB) is rewritten into the OpenAI error shape by
+  :func:`~services.gateway.errors.normalise_upstream_error` (vLLM sends pydantic dumps, an int
+  ``code`` and types like ``"Bad Request"``; that function's docstring has the mapping). Only
+  ``Retry-After`` of the upstream headers is kept for it. Successful answers (plain and SSE) are
+  relayed byte for byte, unbuffered. One exception (B15): a stream whose upstream has not answered
   within ``heartbeat_interval`` is committed as 200 ``text/event-stream`` so heartbeat comments
-  can flow; a later upstream error is then sent as one ``data: {"error": ...}`` event.
+  can flow; a later upstream error is then sent as one ``data: {"error": ...}`` event (same
+  normalisation, but ``code`` falls back to the status as a string).
 - While a stream waits for bytes and the bytes sent so far end on an event boundary, an SSE
   comment line (``: keep-alive``) is sent every ``heartbeat_interval`` seconds (never inside an
   event), so the ALB and CloudFront idle timeouts do not cut a queued request.
@@ -22,7 +27,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import time
 from collections.abc import Callable
@@ -32,7 +36,13 @@ import httpx
 from starlette.responses import Response
 from starlette.types import Message, Receive, Scope, Send
 
-from services.gateway.errors import GatewayError, upstream_timeout, upstream_unavailable
+from services.gateway.errors import (
+    MAX_UPSTREAM_ERROR_BYTES,
+    GatewayError,
+    normalise_upstream_error,
+    upstream_timeout,
+    upstream_unavailable,
+)
 from services.gateway.logs import LOGGER_NAME
 from services.gateway.metrics import GatewayMetrics
 
@@ -209,6 +219,8 @@ class ProxyResponse(Response):
                 await self._error_event(upstream)
             elif self._stream and upstream.status_code == 200:
                 await self._relay_stream(upstream)
+            elif upstream.status_code >= 400:
+                await self._relay_error(upstream)
             else:
                 await self._relay_plain(upstream)
         except httpx.HTTPError as exc:
@@ -279,17 +291,28 @@ class ProxyResponse(Response):
                 await self._heartbeat()
             self._last_sent = loop.time()
 
+    async def _read_error(self, upstream: httpx.Response) -> GatewayError:
+        """Read at most ``MAX_UPSTREAM_ERROR_BYTES`` of an upstream error body and normalise it."""
+        raw = b""
+        async for chunk in upstream.aiter_bytes():
+            raw += chunk
+            if len(raw) >= MAX_UPSTREAM_ERROR_BYTES:
+                raw = raw[:MAX_UPSTREAM_ERROR_BYTES]
+                break
+        return normalise_upstream_error(upstream.status_code, raw)
+
+    async def _relay_error(self, upstream: httpx.Response) -> None:
+        """Upstream 4xx/5xx before commit: same status, OpenAI-shaped body."""
+        error = await self._read_error(upstream)
+        if "retry-after" in upstream.headers:
+            error.headers["Retry-After"] = upstream.headers["retry-after"]
+        await self._send_error(error)
+
     async def _error_event(self, upstream: httpx.Response) -> None:
         """Upstream failed after we committed 200 for heartbeats: relay its error as one event."""
-        raw = await upstream.aread()
-        try:
-            body = json.loads(raw)
-            message = body["error"]["message"]
-        except Exception:  # noqa: BLE001 - any non-OpenAI body
-            message = raw.decode(errors="replace")[:500] or f"HTTP {upstream.status_code}"
-        await self._send_error(
-            GatewayError(upstream.status_code, message, type_="server_error", code=str(upstream.status_code))
-        )
+        error = await self._read_error(upstream)
+        error.code = error.code or str(upstream.status_code)
+        await self._send_error(error)
 
     async def _send_error(self, error: GatewayError) -> None:
         if not self._committed:

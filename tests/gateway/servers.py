@@ -7,6 +7,9 @@ the request body, which the gateway passes through untouched::
 
     {"fake": {"chunks": 100, "interval": 0.02, "header_delay": 0, "first_delay": 0}}
 
+``{"fake": {"status": 500}}`` answers a vLLM-like error (``"code": 500``, a non-OpenAI ``type``);
+adding ``"raw_error": "<text>"`` (and ``"content_type"``) sends that literal body instead.
+
 Every request is recorded in ``FakeUpstream.requests`` (``chunks_sent``, ``finished``,
 ``disconnected`` flags) so tests can see what the upstream saw.
 """
@@ -100,7 +103,13 @@ class FakeUpstream:
         knobs = body.get("fake", {})
         await asyncio.sleep(knobs.get("header_delay", 0))
         if knobs.get("status"):
-            await self._json(send, knobs["status"], {"error": {"message": "fake failure", "type": "x", "param": None, "code": knobs["status"]}})
+            if "raw_error" in knobs:  # a literal body, e.g. a proxy's HTML page or an OpenAI error
+                raw_error = knobs["raw_error"].encode()
+                await send({"type": "http.response.start", "status": knobs["status"],
+                            "headers": [(b"content-type", knobs.get("content_type", "text/plain").encode())]})
+                await send({"type": "http.response.body", "body": raw_error})
+            else:
+                await self._json(send, knobs["status"], {"error": {"message": "fake failure", "type": "x", "param": None, "code": knobs["status"]}})
             record.finished = True
             return
         if not body.get("stream"):

@@ -5,7 +5,6 @@ overload, and /metrics after a known request sequence."""
 from __future__ import annotations
 
 import json
-import threading
 import time
 
 import httpx
@@ -93,11 +92,35 @@ def test_models_passthrough(gw: str, vllm) -> None:  # type: ignore[no-untyped-d
     assert [m["id"] for m in via["data"]] == [m["id"] for m in direct["data"]] == [vllm.served_model_name]
 
 
-def test_vllm_validation_error_passes_through(gw: str, vllm) -> None:  # type: ignore[no-untyped-def]
-    """A request the gateway accepts but vLLM rejects keeps vLLM's status and error body."""
-    resp = httpx.post(gw + CHAT, json={"model": vllm.served_model_name, "messages": MESSAGES, "max_tokens": 100000})
-    error = assert_openai_error(resp, 400)
-    assert "max_tokens" in error["message"] or "context length" in error["message"]
+OPENAI_ERROR_TYPES = {"invalid_request_error", "authentication_error", "permission_error", "not_found_error",
+                      "rate_limit_error", "server_error"}
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["plain", "stream"])
+@pytest.mark.parametrize(
+    ("extra", "param", "needle"),
+    [
+        ({"messages": [{"foo": 1}]}, "messages.0.role", "messages.0.role: Field required"),
+        ({"max_tokens": 100000}, "max_tokens", "max_tokens"),
+        ({"temperature": "hot"}, "temperature", "temperature: Input should be a valid number"),
+    ],
+    ids=["pydantic-union-dump", "max-tokens", "temperature-type"],
+)
+def test_vllm_errors_are_normalised_to_openai_shape(gw: str, vllm, extra: dict, param: str, needle: str, stream: bool) -> None:  # type: ignore[no-untyped-def]
+    """A request the gateway accepts but vLLM rejects keeps vLLM's status (400), and its body
+    becomes OpenAI-style: a listed ``type`` (not vLLM's "Bad Request"/"BadRequestError"), a
+    string-or-null ``code`` (not the int 400), the field in ``param``, and a short message
+    (not vLLM's 15-item pydantic dump). Streaming requests fail before commit: same result."""
+    body = {"model": vllm.served_model_name, "messages": MESSAGES, "max_tokens": 4, **extra}
+    if stream:
+        body["stream"] = True
+    resp = httpx.post(gw + CHAT, json=body, timeout=60)
+    error = assert_openai_error(resp, 400, param=param)
+    assert resp.headers["content-type"] == "application/json"
+    assert error["type"] == "invalid_request_error" and error["type"] in OPENAI_ERROR_TYPES
+    assert error["code"] is None or isinstance(error["code"], str)
+    assert needle in error["message"], error
+    assert len(error["message"]) <= 300 and "{'type'" not in error["message"] and "\n" not in error["message"], error
 
 
 @pytest.mark.parametrize(
@@ -171,44 +194,64 @@ def test_b13_disconnect_aborts_engine_request(gw: str, vllm) -> None:  # type: i
 
 def test_429_under_overload_with_queue_full(vllm, start_gateway) -> None:  # type: ignore[no-untyped-def]
     """1 in-flight slot and 1 queue place in front of the real engine: while a long stream
-    runs and another request waits, a third gets 429 with Retry-After; the others succeed."""
+    runs and another request waits, a third gets 429 with Retry-After; the others succeed.
+
+    The three requests come from one event loop (no thread start-up between them), and the long
+    stream's reader holds after its first event until the 429 is checked, so the slot stays
+    taken even on a slow machine; a trial where the slot freed early anyway is repeated."""
+    import asyncio
+
     gw = start_gateway(upstream_url=vllm.base_url, served_model_name=vllm.served_model_name,
                        max_in_flight=1, max_queue=1, queue_timeout_seconds=60, retry_after_seconds=3)
     admission = gw.app.state.admission
     long_body = {"model": vllm.served_model_name, "messages": MESSAGES, "max_tokens": 1900, "ignore_eos": True, "stream": True}
     short_body = {"model": vllm.served_model_name, "messages": MESSAGES, "max_tokens": 4}
-    stalls = 0
+
+    async def until(condition, seconds: float = 10.0) -> bool:  # type: ignore[no-untyped-def]
+        deadline = time.monotonic() + seconds
+        while not condition():
+            if time.monotonic() > deadline:
+                return False
+            await asyncio.sleep(0.001)
+        return True
+
+    async def trial() -> tuple[httpx.Response, dict[str, int]] | None:
+        checked = asyncio.Event()
+        async with httpx.AsyncClient(timeout=120) as client:
+
+            async def long_stream() -> int:
+                async with client.stream("POST", gw.url + CHAT, json=long_body) as resp:
+                    lines = resp.aiter_lines()
+                    async for line in lines:
+                        if line.startswith("data:"):
+                            break
+                    await checked.wait()  # hold the in-flight slot until the 429 was seen
+                    async for _ in lines:
+                        pass
+                    return resp.status_code
+
+            long_task = asyncio.create_task(long_stream())
+            if not await until(lambda: admission.in_flight == 1):
+                checked.set()
+                await long_task
+                return None
+            queued_task = asyncio.create_task(client.post(gw.url + CHAT, json=short_body))
+            full = await until(lambda: admission.queued == 1)
+            rejected = await client.post(gw.url + CHAT, json=short_body) if full else None
+            checked.set()
+            statuses = {"long": await long_task, "queued": (await queued_task).status_code}
+            return (rejected, statuses) if full else None
+
     for _attempt in range(3):
-        results: dict[str, int] = {}
-
-        def call(name: str, body: dict) -> None:
-            with httpx.Client(timeout=120) as client:
-                results[name] = client.post(gw.url + CHAT, json=body).status_code
-
-        first = threading.Thread(target=call, args=("long", long_body))
-        first.start()
-        deadline = time.monotonic() + 10
-        while admission.in_flight != 1 and time.monotonic() < deadline:
-            time.sleep(0.005)
-        second = threading.Thread(target=call, args=("queued", short_body))
-        second.start()
-        while admission.queued != 1 and time.monotonic() < deadline:
-            time.sleep(0.005)
-        full = (admission.in_flight, admission.queued) == (1, 1)
-        rejected = httpx.post(gw.url + CHAT, json=short_body, timeout=30) if full else None
-        long_ended_early = "long" in results
-        first.join(timeout=120)
-        second.join(timeout=120)
-        if not full or (rejected.status_code != 429 and long_ended_early):
-            # the long answer ended before the gateway was full (a stalled test thread on a busy
-            # machine): not a fair trial, repeat
-            stalls += 1
-            continue
+        outcome = asyncio.run(trial())
+        if outcome is None or outcome[0].status_code != 429 and admission.in_flight == 0:
+            continue  # the slot freed before the gateway was full: not a fair trial
+        rejected, statuses = outcome
         error = assert_openai_error(rejected, 429)
         assert rejected.headers["retry-after"] == "3" and error["code"] == "queue_full"
-        assert results == {"long": 200, "queued": 200}
+        assert statuses == {"long": 200, "queued": 200}
         return
-    pytest.fail(f"could not fill the gateway in {stalls} attempts")
+    pytest.fail("could not fill the gateway in 3 attempts")
 
 
 def test_metrics_after_known_sequence(vllm, start_gateway) -> None:  # type: ignore[no-untyped-def]

@@ -216,3 +216,32 @@ def test_connect_retries_zero_fails_at_once(start_gateway) -> None:
     started = time.monotonic()
     assert_openai_error(httpx.post(gw.url + CHAT, json=_chat(model="m")), 503)
     assert time.monotonic() - started < 0.25  # no backoff was slept
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["plain", "stream"])
+def test_upstream_non_json_error_becomes_openai_error_with_status(gw: str, stream: bool) -> None:
+    """A non-JSON upstream 502 (a proxy's HTML page) keeps its status; the body is OpenAI-style
+    and names the status."""
+    page = "<html><body><h1>502 Bad Gateway</h1>" + "x" * 400 + "</body></html>"
+    resp = httpx.post(gw + CHAT, json=_chat(stream=stream, fake={"status": 502, "raw_error": page, "content_type": "text/html"}), timeout=30)
+    error = assert_openai_error(resp, 502)
+    assert resp.headers["content-type"] == "application/json"
+    assert error["type"] == "server_error" and error["code"] is None and error["param"] is None
+    assert "HTTP 502" in error["message"] and "Bad Gateway" in error["message"]
+    assert len(error["message"]) <= 500
+
+
+def test_upstream_openai_shaped_error_passes_through(gw: str) -> None:
+    """An upstream error already in OpenAI shape keeps message, type, param and code."""
+    upstream_error = {"message": "This model's maximum context length is 2048 tokens.",
+                      "type": "invalid_request_error", "param": "messages", "code": "context_length_exceeded"}
+    raw = json.dumps({"error": upstream_error})
+    resp = httpx.post(gw + CHAT, json=_chat(fake={"status": 400, "raw_error": raw, "content_type": "application/json"}), timeout=30)
+    assert assert_openai_error(resp, 400) == upstream_error
+
+
+def test_upstream_429_maps_to_rate_limit_error(gw: str) -> None:
+    """A vLLM-style 429 (int code, non-OpenAI type) becomes rate_limit_error, code null."""
+    resp = httpx.post(gw + CHAT, json=_chat(fake={"status": 429}), timeout=30)
+    error = assert_openai_error(resp, 429)
+    assert error == {"message": "fake failure", "type": "rate_limit_error", "param": None, "code": None}

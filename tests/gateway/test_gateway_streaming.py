@@ -154,13 +154,14 @@ def test_b15_openai_client_parses_stream_with_heartbeats(fake_upstream, start_ga
 
 
 def test_upstream_error_before_commit_passes_through(fake_upstream, start_gateway) -> None:
-    """An upstream 5xx that answers before the first heartbeat keeps its status and body."""
+    """An upstream 5xx that answers before the first heartbeat keeps its status and message; the
+    body is OpenAI-shaped (the fake's non-OpenAI type and int code are replaced)."""
     fake, upstream_url = fake_upstream
     gw = start_gateway(upstream_url=upstream_url, heartbeat_interval_seconds=5)
     with httpx.Client(timeout=30) as client:
         resp = client.post(gw.url + "/v1/chat/completions", json=_chat(status=500))
     assert resp.status_code == 500
-    assert resp.json()["error"]["message"] == "fake failure"
+    assert resp.json()["error"] == {"message": "fake failure", "type": "server_error", "param": None, "code": None}
 
 
 def test_upstream_error_after_heartbeat_commit_becomes_error_event(fake_upstream, start_gateway) -> None:
