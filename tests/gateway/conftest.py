@@ -15,10 +15,15 @@ from tests.support.vllm_server import VllmServer, running_vllm
 from .servers import CountingTransport, FakeUpstream, ThreadedServer
 
 
+# Long enough (several seconds of generation on 2 CPU cores) that an abort which works always
+# lands before the end, even when the machine is busy (B13, the 429 test).
+LONG_ANSWER_TOKENS = 7800
+
+
 @pytest.fixture(scope="package")
 def vllm(tmp_path_factory: pytest.TempPathFactory) -> Iterator[VllmServer]:
     """One real CPU vLLM (tiny model) shared by the package's engine tests."""
-    with running_vllm(tmp_path_factory.mktemp("gateway-vllm"), max_model_len=2048) as server:
+    with running_vllm(tmp_path_factory.mktemp("gateway-vllm"), max_model_len=LONG_ANSWER_TOKENS + 192) as server:
         yield server
 
 

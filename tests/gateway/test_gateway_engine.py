@@ -13,6 +13,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from app_config.constants import METRIC_RUNNING
 
+from .conftest import LONG_ANSWER_TOKENS
 from .servers import assert_openai_error, sse_events
 
 pytestmark = pytest.mark.engine
@@ -147,15 +148,15 @@ def test_b17_usage_only_when_asked(gw: str, vllm, case: str, stream_options, exp
 
 
 def test_b13_disconnect_aborts_engine_request(gw: str, vllm) -> None:  # type: ignore[no-untyped-def]
-    """B13: the client reads three events of a 1900-token answer and disconnects: vLLM stops
-    generating (vllm:generation_tokens_total grows by far less than 1900, no request finishes
+    """B13: the client reads three events of a 7800-token answer and disconnects: vLLM stops
+    generating (vllm:generation_tokens_total grows by far less than 7800, no request finishes
     with "length") and vllm:num_requests_running is 0 within about 2 s.
 
     (Client-aborted requests are counted under no finished_reason in vLLM 0.32, and on 2 CPU
     cores its API server answers /metrics late during a burst of generation, so the running
     gauge is not sampled before the disconnect: the token counter is the proof. An attempt
     whose first events arrive late, when the answer may already be complete, is repeated.)"""
-    body = {"model": vllm.served_model_name, "messages": MESSAGES, "max_tokens": 1900, "ignore_eos": True, "stream": True}
+    body = {"model": vllm.served_model_name, "messages": MESSAGES, "max_tokens": LONG_ANSWER_TOKENS, "ignore_eos": True, "stream": True}
     stalls = []
     for _attempt in range(3):
         tokens_before = engine_value(vllm.base_url, "vllm:generation_tokens_total")
@@ -186,7 +187,7 @@ def test_b13_disconnect_aborts_engine_request(gw: str, vllm) -> None:  # type: i
         assert running == 0
         time.sleep(0.5)  # let a (wrongly) continuing generation show up in the counters
         generated = engine_value(vllm.base_url, "vllm:generation_tokens_total") - tokens_before
-        assert 0 < generated < 1000, f"{generated} tokens generated after the client left"
+        assert 0 < generated < LONG_ANSWER_TOKENS / 2, f"{generated} tokens generated after the client left"
         assert engine_value(vllm.base_url, "vllm:request_success_total", finished_reason="length") == length_before
         return
     pytest.fail(f"the third event came late in every attempt ({stalls} s): machine too busy for B13")
@@ -204,7 +205,7 @@ def test_429_under_overload_with_queue_full(vllm, start_gateway) -> None:  # typ
     gw = start_gateway(upstream_url=vllm.base_url, served_model_name=vllm.served_model_name,
                        max_in_flight=1, max_queue=1, queue_timeout_seconds=60, retry_after_seconds=3)
     admission = gw.app.state.admission
-    long_body = {"model": vllm.served_model_name, "messages": MESSAGES, "max_tokens": 1900, "ignore_eos": True, "stream": True}
+    long_body = {"model": vllm.served_model_name, "messages": MESSAGES, "max_tokens": LONG_ANSWER_TOKENS, "ignore_eos": True, "stream": True}
     short_body = {"model": vllm.served_model_name, "messages": MESSAGES, "max_tokens": 4}
 
     async def until(condition, seconds: float = 10.0) -> bool:  # type: ignore[no-untyped-def]
