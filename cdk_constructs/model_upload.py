@@ -40,6 +40,7 @@ from cdk_constructs.nag import (
     acknowledge_provider_framework,
     acknowledge_wildcard_resources,
 )
+from services.model_upload import settings as upload_settings  # stdlib only: no boto3 at synth
 
 SERVICES_DIR = Path(__file__).resolve().parents[1] / "services"
 HANDLER_PACKAGE = "model_upload"  # services/model_upload, shipped as a package (relative imports)
@@ -49,8 +50,6 @@ TOTAL_TIMEOUT = cdk.Duration.minutes(50)  # Provider framework: its waiter gives
 SERVICE_TIMEOUT = cdk.Duration.minutes(55)  # CloudFormation's own limit for this resource (max 3600 s)
 COPY_TIMEOUT = cdk.Duration.minutes(15)  # Lambda maximum
 COPY_MEMORY_MB = 3008
-COPY_WORKERS = 8
-COPY_PART_SIZE = 64 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -93,10 +92,10 @@ class ModelUpload(Construct):
             exclude=["*", f"!{HANDLER_PACKAGE}", f"!{HANDLER_PACKAGE}/*.py", "**/__pycache__"],
         )
         environment = {
-            "QVLLM_COMPLETION_MANIFEST": COMPLETION_MANIFEST,
-            "QVLLM_MODELS_PREFIX": MODELS_PREFIX,
-            "UPLOAD_WORKERS": str(COPY_WORKERS),
-            "UPLOAD_PART_SIZE": str(COPY_PART_SIZE),
+            upload_settings.ENV_COMPLETION_MANIFEST: COMPLETION_MANIFEST,
+            upload_settings.ENV_MODELS_PREFIX: MODELS_PREFIX,
+            upload_settings.ENV_WORKERS: str(upload_settings.DEFAULT_WORKERS),
+            upload_settings.ENV_PART_SIZE: str(upload_settings.DEFAULT_PART_SIZE),
         }
         sizes = {"on_event": (cdk.Duration.minutes(3), 512), "is_complete": (COPY_TIMEOUT, COPY_MEMORY_MB)}
         functions: dict[str, lambda_.Function] = {}

@@ -48,6 +48,7 @@ import boto3
 from botocore.config import Config
 
 from .copy import copy_step, purge_prefix, select_files
+from . import settings
 from .errors import ConfigurationError, redact
 from .sources import DEFAULT_HUB_ENDPOINT, HubSource
 
@@ -55,8 +56,9 @@ LOG = logging.getLogger(__name__)
 LOG.setLevel(logging.INFO)
 
 PHYSICAL_ID_PREFIX = "qvllm-model-upload:"
-ENV_WORKERS = "UPLOAD_WORKERS"
-ENV_PART_SIZE = "UPLOAD_PART_SIZE"
+# Read once per container (the functions' environment does not change between invocations).
+WORKERS = int(os.environ.get(settings.ENV_WORKERS, str(settings.DEFAULT_WORKERS)))
+PART_SIZE = int(os.environ.get(settings.ENV_PART_SIZE, str(settings.DEFAULT_PART_SIZE)))
 MIN_SAFETY_SECONDS = 120  # stop starting files this long (at least) before the Lambda timeout
 SAFETY_FRACTION = 0.4  # ... or this share of the remaining time, whichever is larger
 
@@ -117,8 +119,7 @@ class UploadProps:
 
 
 def _s3_client() -> Any:
-    workers = int(os.environ.get(ENV_WORKERS, "8"))
-    return boto3.client("s3", config=Config(max_pool_connections=4 * workers, retries={"mode": "standard"}))
+    return boto3.client("s3", config=Config(max_pool_connections=4 * WORKERS, retries={"mode": "standard"}))
 
 
 def read_token(secret_name: str | None) -> str | None:
@@ -239,8 +240,8 @@ def is_complete(event: dict[str, Any], context: Any = None) -> dict[str, Any]:
             bucket=props.bucket,
             prefix=props.prefix,
             allow_patterns=props.allow_patterns,
-            workers=int(os.environ.get(ENV_WORKERS, "8")),
-            part_size=int(os.environ.get(ENV_PART_SIZE, str(32 * 1024 * 1024))),
+            workers=WORKERS,
+            part_size=PART_SIZE,
             deadline=_deadline(context),
         )
     except Exception as exc:

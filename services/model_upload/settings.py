@@ -10,11 +10,19 @@ from __future__ import annotations
 
 import os
 
+# Environment of the Lambda functions, set by cdk_constructs/model_upload.py.
+ENV_COMPLETION_MANIFEST = "QVLLM_COMPLETION_MANIFEST"
+ENV_MODELS_PREFIX = "QVLLM_MODELS_PREFIX"
+ENV_WORKERS = "UPLOAD_WORKERS"  # files copied in parallel by one is_complete invocation
+ENV_PART_SIZE = "UPLOAD_PART_SIZE"  # S3 multipart part size, bytes
+DEFAULT_WORKERS = 8
+DEFAULT_PART_SIZE = 64 * 1024 * 1024  # 64 MiB: 10,000 parts cover 625 GiB files
+
 try:  # in the repo
     from app_config.constants import COMPLETION_MANIFEST, MODELS_PREFIX
 except ImportError:  # in the Lambda runtime: values injected by cdk_constructs/model_upload.py
-    COMPLETION_MANIFEST = os.environ["QVLLM_COMPLETION_MANIFEST"]
-    MODELS_PREFIX = os.environ["QVLLM_MODELS_PREFIX"]
+    COMPLETION_MANIFEST = os.environ[ENV_COMPLETION_MANIFEST]
+    MODELS_PREFIX = os.environ[ENV_MODELS_PREFIX]
 
 # Object metadata keys (S3 stores them as x-amz-meta-<key>): progress lives on the objects.
 META_SHA256 = "qvllm-sha256"
