@@ -39,29 +39,36 @@ def test_chat_page_streams_tokens_and_shows_ttft(page_url: str, vllm) -> None:  
             page.on("pageerror", lambda exc: errors.append(str(exc)))
             page.goto(page_url)
             page.wait_for_function("document.getElementById('model').textContent === %r" % vllm.served_model_name)
-            # record every change of the answer bubble, to see the text grow token by token
+            # record every change of the newest answer bubble, to see the text grow token by token
             page.evaluate("""() => {
                 window.__updates = [];
                 new MutationObserver(() => {
-                    const el = document.querySelector('.assistant');
-                    if (el) window.__updates.push(el.textContent.length);
+                    const all = document.querySelectorAll('.assistant');
+                    if (all.length) window.__updates.push(all[all.length - 1].textContent.length);
                 }).observe(document.getElementById('log'), {subtree: true, childList: true, characterData: true});
             }""")
             page.click("#settings summary")
             page.fill("#maxtokens", "1500")
-            page.fill("#prompt", "Hello! How are you today?")
-            page.click("#send")
-            page.wait_for_selector(".assistant[data-done='true']", timeout=60_000)
-            answer = page.locator(".assistant").inner_text()
+            # The tiny model is random: it may sample its end-of-sequence token after a few tokens,
+            # too short to watch the text grow. Such an answer is not a fair trial: ask again.
+            for attempt in range(1, 4):
+                page.evaluate("() => { window.__updates = []; }")
+                page.fill("#prompt", "Hello! How are you today?")
+                page.click("#send")
+                answer_bubble = page.locator(".assistant").nth(attempt - 1)
+                answer_bubble.and_(page.locator("[data-done='true']")).wait_for(timeout=60_000)
+                chunks = int(answer_bubble.get_attribute("data-chunks"))
+                if chunks >= 20:
+                    break
+            answer = answer_bubble.inner_text()
             assert not page.locator(".assistant.error").count(), answer
             assert answer.strip(), "no tokens shown"
-            chunks = int(page.locator(".assistant").get_attribute("data-chunks"))
-            assert chunks >= 2
+            assert chunks >= 20, f"every answer ended early ({chunks} chunks in the last)"
             updates = page.evaluate("window.__updates")
             assert len(set(updates)) >= 3, f"text did not grow in steps: {updates}"
             assert re.fullmatch(r"\d+ ms", page.locator("#ttft").inner_text()), page.locator("#ttft").inner_text()
             assert re.fullmatch(r"\d+(\.\d)? tok/s", page.locator("#tps").inner_text()), page.locator("#tps").inner_text()
-            assert page.locator(".user").inner_text() == "Hello! How are you today?"
+            assert page.locator(".user").first.inner_text() == "Hello! How are you today?"
             assert errors == []
         finally:
             browser.close()
