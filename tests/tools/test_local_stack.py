@@ -49,8 +49,9 @@ def test_b24_failing_input_names_what_is_missing():
     assert "AWS_ENDPOINT_URL" not in text
 
 
-@pytest.mark.skipif(not DEFAULT_VLLM_PYTHON.exists(), reason="needs the engine venv (make deps-engine)")
 def test_b24_up_stops_in_preflight_without_endpoint(tmp_path):
+    # make test installs the engine venv; without it this preflight would stop on the interpreter instead.
+    assert DEFAULT_VLLM_PYTHON.exists(), "the engine venv is missing (make deps-engine)"
     with pytest.raises(PreflightError, match="AWS_ENDPOINT_URL is not set"):
         up(LocalOptions(run_dir=tmp_path, env_overrides=(("AWS_ENDPOINT_URL", None),)), echo=lambda s: None)
     assert not (tmp_path / "state.json").exists()  # nothing was started
