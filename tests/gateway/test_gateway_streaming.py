@@ -60,13 +60,17 @@ def test_b13_client_disconnect_closes_upstream(fake_upstream, start_gateway) -> 
     gw = start_gateway(upstream_url=upstream_url, served_model_name=FAKE_MODEL, count=True)
     with httpx.Client(timeout=30) as client:
         with client.stream("POST", gw.url + "/v1/chat/completions", json=_chat(chunks=1000, interval=0.02)) as resp:
+            # Hold the line iterator: a dropped one is finalised at once, and its GeneratorExit
+            # makes httpcore close the connection before the in-flight check below.
+            lines = resp.iter_lines()
             seen = 0
-            for line in resp.iter_lines():
+            for line in lines:
                 if line.startswith("data: "):
                     seen += 1
                     if seen == 3:
                         break
             assert gw.app.state.admission.in_flight == 1
+            assert not fake.requests[-1].disconnected
         closed_at = time.monotonic()
     record = fake.requests[-1]
     assert _wait_until(lambda: record.ended_at is not None, timeout=2.0), "upstream still streaming"
