@@ -108,6 +108,54 @@ def _tags(items: list[dict[str, str]] | None) -> dict[str, str]:
     return {t["Key"]: t["Value"] for t in items or []}
 
 
+def _attempt(
+    leftovers: Leftovers,
+    operation: str,
+    subject: str,
+    call: Callable[[], object],
+    *,
+    gone: str | None,
+    remaining: list[str] | None = None,
+    expected: tuple[str, ...] = (),
+) -> None:
+    """Make one change call (delete, terminate, revoke...) and record what it left.
+
+    Args:
+        leftovers: where an unexpected error is recorded as ``"<operation> <subject>: <error>"``.
+        operation: the API operation name, for that message (``DeleteLaunchTemplate``).
+        subject: the resource id.
+        call: the boto3 call, bound to its arguments.
+        gone: an error code fragment meaning "already deleted" (``NotFound``, ``NoSuchEntity``):
+            success, since the sweeps are idempotent; ``None`` where no error means that.
+        remaining: on any other error, ``subject`` is appended here (it still exists).
+        expected: error codes that are normal while dependencies drain
+            (``DependencyViolation``): still remaining, but not recorded as errors.
+    """
+    try:
+        call()
+    except ClientError as exc:
+        code = _error_code(exc)
+        if gone is not None and gone in code:
+            return
+        if remaining is not None:
+            remaining.append(subject)
+        if code not in expected:
+            leftovers.errors.append(f"{operation} {subject}: {exc}")
+
+
+@dataclass(frozen=True)
+class ControllerGroups:
+    """The load balancer controller's security groups in the VPC, and the ENIs using them.
+
+    Attributes:
+        groups: ``DescribeSecurityGroups`` items tagged ``elbv2.k8s.aws/cluster=<name>``.
+        enis: ``{eni id: DescribeNetworkInterfaces item}`` of ENIs using any of them.
+    """
+
+    groups: list[dict[str, Any]]
+    enis: dict[str, dict[str, Any]]
+
+
 class AwsCleanup:
     """One idempotent sweep over EC2, ELBv2 and IAM for one :class:`Target`.
 
@@ -150,10 +198,9 @@ class AwsCleanup:
         to_terminate = sorted(i for i, state in instances.items() if state != "shutting-down")
         if to_terminate:
             self.log(f"terminating Karpenter instances: {', '.join(to_terminate)}")
-            try:
-                self.ec2.terminate_instances(InstanceIds=to_terminate)
-            except ClientError as exc:
-                leftovers.errors.append(f"TerminateInstances: {exc}")
+            # Terminating a terminated instance succeeds: every error here is a real one.
+            _attempt(leftovers, "TerminateInstances", ",".join(to_terminate),
+                     lambda: self.ec2.terminate_instances(InstanceIds=to_terminate), gone=None)
         leftovers.add("instance", instances)
 
     def sweep_launch_templates(self, leftovers: Leftovers) -> None:
@@ -165,12 +212,9 @@ class AwsCleanup:
             for template in page["LaunchTemplates"]:
                 template_id = template["LaunchTemplateId"]
                 self.log(f"deleting launch template {template_id} ({template.get('LaunchTemplateName')})")
-                try:
-                    self.ec2.delete_launch_template(LaunchTemplateId=template_id)
-                except ClientError as exc:
-                    if "NotFound" not in _error_code(exc):
-                        remaining.append(template_id)
-                        leftovers.errors.append(f"DeleteLaunchTemplate {template_id}: {exc}")
+                _attempt(leftovers, "DeleteLaunchTemplate", template_id,
+                         lambda: self.ec2.delete_launch_template(LaunchTemplateId=template_id),
+                         gone="NotFound", remaining=remaining)
         leftovers.add("launch-template", remaining)
 
     def sweep_instance_profiles(self, leftovers: Leftovers) -> None:
@@ -198,17 +242,12 @@ class AwsCleanup:
             if tags.get(cluster_owned_tag(self.target.cluster_name)) != OWNED:
                 continue
             self.log(f"removing role {role} from instance profile {name} and deleting it")
-            try:
-                self.iam.remove_role_from_instance_profile(InstanceProfileName=name, RoleName=role)
-            except ClientError as exc:
-                if _error_code(exc) != "NoSuchEntity":
-                    leftovers.errors.append(f"RemoveRoleFromInstanceProfile {name}: {exc}")
-            try:
-                self.iam.delete_instance_profile(InstanceProfileName=name)
-            except ClientError as exc:
-                if _error_code(exc) != "NoSuchEntity":
-                    remaining.append(name)
-                    leftovers.errors.append(f"DeleteInstanceProfile {name}: {exc}")
+            _attempt(leftovers, "RemoveRoleFromInstanceProfile", name,
+                     lambda: self.iam.remove_role_from_instance_profile(InstanceProfileName=name, RoleName=role),
+                     gone="NoSuchEntity")
+            _attempt(leftovers, "DeleteInstanceProfile", name,
+                     lambda: self.iam.delete_instance_profile(InstanceProfileName=name),
+                     gone="NoSuchEntity", remaining=remaining)
         leftovers.add("instance-profile", remaining)
 
     # --- AWS Load Balancer Controller -----------------------------------------------
@@ -236,11 +275,8 @@ class AwsCleanup:
         lbs = self.controller_load_balancers()
         for arn in sorted(lbs):
             self.log(f"deleting load balancer {arn}")
-            try:
-                self.elbv2.delete_load_balancer(LoadBalancerArn=arn)
-            except ClientError as exc:
-                if _error_code(exc) != "LoadBalancerNotFound":
-                    leftovers.errors.append(f"DeleteLoadBalancer {arn}: {exc}")
+            _attempt(leftovers, "DeleteLoadBalancer", arn,
+                     lambda: self.elbv2.delete_load_balancer(LoadBalancerArn=arn), gone="LoadBalancerNotFound")
         still = self.controller_load_balancers() if lbs else {}
         leftovers.add("load-balancer", still)
         return still
@@ -256,12 +292,9 @@ class AwsCleanup:
         remaining = []
         for arn in sorted(self._elbv2_tagged(tgs)):
             self.log(f"deleting target group {arn}")
-            try:
-                self.elbv2.delete_target_group(TargetGroupArn=arn)
-            except ClientError as exc:
-                if _error_code(exc) != "TargetGroupNotFound":
-                    remaining.append(arn)
-                    leftovers.errors.append(f"DeleteTargetGroup {arn}: {exc}")
+            _attempt(leftovers, "DeleteTargetGroup", arn,
+                     lambda: self.elbv2.delete_target_group(TargetGroupArn=arn),
+                     gone="TargetGroupNotFound", remaining=remaining)
         leftovers.add("target-group", remaining)
 
     # --- VPC: security groups and network interfaces ----------------------------------
@@ -286,19 +319,26 @@ class AwsCleanup:
         ])
         return {eni["NetworkInterfaceId"]: eni for page in pages for eni in page["NetworkInterfaces"]}
 
-    def sweep_security_groups(self, leftovers: Leftovers) -> None:
+    def controller_groups_in_use(self) -> ControllerGroups:
+        """The controller security groups and the ENIs using them, listed once per pass."""
+        groups = self.controller_security_groups()
+        return ControllerGroups(groups, self._enis_using([sg["GroupId"] for sg in groups]))
+
+    def sweep_security_groups(self, leftovers: Leftovers, listed: ControllerGroups | None = None) -> None:
         """Delete controller security groups (``elbv2.k8s.aws/cluster=<name>``) in the VPC.
 
         A group still used by an ENI (a load balancer's, while ELB releases it) is kept for the
         next poll. Before deleting, revokes the rules of other security groups in the same VPC
         that reference it (the controller adds such rules to the node/cluster security group),
-        because a referenced group cannot be deleted.
+        because a referenced group cannot be deleted. ``listed`` is this pass's listing (made
+        here if not given): an ENI deleted since was ``available``, which never counts as use.
         """
         vpc = {"Name": "vpc-id", "Values": [self.target.vpc_id]}
-        mine = self.controller_security_groups()
+        listed = listed or self.controller_groups_in_use()
+        mine = listed.groups
         in_use = {
             group["GroupId"]
-            for eni in self._enis_using([sg["GroupId"] for sg in mine]).values()
+            for eni in listed.enis.values()
             if eni.get("Status") != "available"
             for group in eni.get("Groups", [])
         }
@@ -317,19 +357,14 @@ class AwsCleanup:
                         perms.append({**rule, "UserIdGroupPairs": [{"GroupId": group_id}]})
                 if perms:
                     self.log(f"revoking rules of {other['GroupId']} that reference {group_id}")
-                    try:
-                        self.ec2.revoke_security_group_ingress(GroupId=other["GroupId"], IpPermissions=perms)
-                    except ClientError as exc:
-                        leftovers.errors.append(f"RevokeSecurityGroupIngress {other['GroupId']}: {exc}")
+                    _attempt(leftovers, "RevokeSecurityGroupIngress", other["GroupId"],
+                             lambda: self.ec2.revoke_security_group_ingress(GroupId=other["GroupId"], IpPermissions=perms),
+                             gone="InvalidGroup.NotFound")
             self.log(f"deleting security group {group_id} ({sg.get('GroupName')})")
-            try:
-                self.ec2.delete_security_group(GroupId=group_id)
-            except ClientError as exc:
-                code = _error_code(exc)
-                if code != "InvalidGroup.NotFound":
-                    remaining.append(group_id)
-                    if code != "DependencyViolation":  # expected while ENIs still use it: retried next poll
-                        leftovers.errors.append(f"DeleteSecurityGroup {group_id}: {exc}")
+            # DependencyViolation is expected while ENIs still use the group: retried next poll.
+            _attempt(leftovers, "DeleteSecurityGroup", group_id,
+                     lambda: self.ec2.delete_security_group(GroupId=group_id),
+                     gone="InvalidGroup.NotFound", remaining=remaining, expected=("DependencyViolation",))
         leftovers.add("security-group", remaining)
 
     def _cluster_enis(self) -> dict[str, dict[str, Any]]:
@@ -347,7 +382,9 @@ class AwsCleanup:
                     found[eni["NetworkInterfaceId"]] = eni
         return found
 
-    def sweep_network_interfaces(self, leftovers: Leftovers, instances: Iterable[str] = ()) -> None:
+    def sweep_network_interfaces(
+        self, leftovers: Leftovers, instances: Iterable[str] = (), listed: ControllerGroups | None = None
+    ) -> None:
         """Delete detached (``available``) ENIs of this cluster in the VPC; report the busy ones.
 
         This cluster's ENIs: tagged for it (VPC CNI, load balancer controller, Karpenter tags),
@@ -356,22 +393,19 @@ class AwsCleanup:
         An in-use ENI is a leftover when it uses a controller security group or is attached to
         one of ``instances`` (Karpenter nodes being terminated). ENIs of the system node group
         are in use until CloudFormation deletes that node group, after this handler, and are
-        left alone.
+        left alone. ``listed``: this pass's controller groups and their ENIs (listed here if not given).
         """
         instances = set(instances)
-        by_sg = self._enis_using([sg["GroupId"] for sg in self.controller_security_groups()])
+        by_sg = (listed or self.controller_groups_in_use()).enis
         candidates = {**self._cluster_enis(), **by_sg}
         remaining = []
         for eni_id, eni in sorted(candidates.items()):
             attached_to = (eni.get("Attachment") or {}).get("InstanceId")
             if eni.get("Status") == "available":
                 self.log(f"deleting detached network interface {eni_id}")
-                try:
-                    self.ec2.delete_network_interface(NetworkInterfaceId=eni_id)
-                except ClientError as exc:
-                    if _error_code(exc) != "InvalidNetworkInterfaceID.NotFound":
-                        remaining.append(eni_id)
-                        leftovers.errors.append(f"DeleteNetworkInterface {eni_id}: {exc}")
+                _attempt(leftovers, "DeleteNetworkInterface", eni_id,
+                         lambda: self.ec2.delete_network_interface(NetworkInterfaceId=eni_id),
+                         gone="InvalidNetworkInterfaceID.NotFound", remaining=remaining)
             elif eni_id in by_sg or attached_to in instances:
                 remaining.append(eni_id)
         leftovers.add("network-interface", remaining)
@@ -393,6 +427,7 @@ class AwsCleanup:
         self.sweep_launch_templates(leftovers)
         if not instances:
             self.sweep_instance_profiles(leftovers)
-        self.sweep_network_interfaces(leftovers, instances=instances)
-        self.sweep_security_groups(leftovers)
+        listed = self.controller_groups_in_use()
+        self.sweep_network_interfaces(leftovers, instances=instances, listed=listed)
+        self.sweep_security_groups(leftovers, listed=listed)
         return leftovers

@@ -227,3 +227,37 @@ def test_eks_token_is_a_presigned_get_caller_identity_bound_to_the_cluster():
     assert query["X-Amz-Expires"] == ["60"]
     assert CLUSTER_ID_HEADER in query["X-Amz-SignedHeaders"][0].split(";")
     assert query["X-Amz-Credential"][0].startswith("AKIDEXAMPLE/")
+
+
+
+def test_change_call_errors_are_sorted_into_gone_draining_and_real(aws):
+    """One rule for every change call: "already gone" is success (idempotent), a draining
+    dependency keeps the resource for the next poll without an error, anything else is kept and
+    reported. The errors are moto_server's real EC2 answers, but for DependencyViolation (moto
+    deletes a group still in use), built in EC2's error shape."""
+    from botocore.exceptions import ClientError
+
+    from services.teardown.cleanup import Leftovers, _attempt
+
+    ec2 = aws("ec2")
+    leftovers, remaining = Leftovers(), []
+    _attempt(leftovers, "DeleteNetworkInterface", "eni-0123456789abcdef0",
+             lambda: ec2.delete_network_interface(NetworkInterfaceId="eni-0123456789abcdef0"),
+             gone="InvalidNetworkInterfaceID.NotFound", remaining=remaining)
+    assert remaining == [] and leftovers.errors == []
+
+    def draining() -> None:
+        raise ClientError({"Error": {"Code": "DependencyViolation", "Message": "resource sg-1 has a dependent object"}},
+                          "DeleteSecurityGroup")
+
+    _attempt(leftovers, "DeleteSecurityGroup", "sg-1", draining, gone="InvalidGroup.NotFound",
+             remaining=remaining, expected=("DependencyViolation",))
+    assert remaining == ["sg-1"] and leftovers.errors == []
+
+    # Terminating is idempotent in EC2 itself, so no error code means "gone" there.
+    _attempt(leftovers, "TerminateInstances", "i-0123456789abcdef0",
+             lambda: ec2.terminate_instances(InstanceIds=["i-0123456789abcdef0"]), gone=None, remaining=remaining)
+    assert remaining == ["sg-1", "i-0123456789abcdef0"]
+    assert len(leftovers.errors) == 1
+    assert leftovers.errors[0].startswith("TerminateInstances i-0123456789abcdef0: ")
+    assert "InvalidInstanceID.NotFound" in leftovers.errors[0]
