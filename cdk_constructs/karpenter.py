@@ -27,6 +27,7 @@ from app_config import versions
 from app_config.constants import KARPENTER_NAMESPACE, KARPENTER_SERVICE_ACCOUNT
 from cdk_constructs.eks_cluster import system_tolerations
 from cdk_constructs.nag import acknowledge, acknowledge_wildcard_resources, managed_policy_finding
+from cdk_constructs.pod_identity_role import PodIdentityRole, PodIdentityRoleProps
 
 # EventBridge rules of the interruption queue: (construct id, source, detail-type), exactly upstream's.
 INTERRUPTION_EVENTS: tuple[tuple[str, str, str], ...] = (
@@ -43,9 +44,6 @@ NODE_ROLE_MANAGED_POLICIES = (
     "AmazonEC2ContainerRegistryReadOnly",
     "AmazonSSMManagedInstanceCore",
 )
-
-POD_IDENTITY_PRINCIPAL = "pods.eks.amazonaws.com"
-
 
 @dataclass(frozen=True)
 class KarpenterProps:
@@ -94,7 +92,8 @@ class Karpenter(Construct):
     """Karpenter's AWS side and its two Helm releases.
 
     Exposes ``node_role`` (EC2NodeClass ``spec.role``), ``queue`` (interruption queue),
-    ``rules``, ``controller_role``, ``crd_chart`` and ``chart`` (the ``HelmChart`` constructs;
+    ``rules``, ``controller_role`` with its ``pod_identity`` association (a :class:`PodIdentityRole`),
+    ``crd_chart`` and ``chart`` (the ``HelmChart`` constructs;
     NodePools must depend on ``chart``), and ``policies`` (the five controller policies).
     """
 
@@ -139,24 +138,19 @@ class Karpenter(Construct):
 
         # --- Controller ------------------------------------------------------------------
         self.policies = self._controller_policies(name)
-        self.controller_role = iam.Role(
+        controller = PodIdentityRole(
             self,
-            "ControllerRole",
-            assumed_by=iam.SessionTagsPrincipal(iam.ServicePrincipal(POD_IDENTITY_PRINCIPAL)),
-            managed_policies=list(self.policies.values()),
-            description=f"Karpenter controller of EKS cluster {name} (Pod Identity)",
+            "Controller",
+            PodIdentityRoleProps(
+                cluster=cluster,
+                namespace=props.namespace,
+                service_account=props.service_account,
+                description=f"Karpenter controller of EKS cluster {name} (Pod Identity)",
+            ),
         )
-        self.pod_identity = eks.CfnPodIdentityAssociation(
-            self,
-            "PodIdentity",
-            cluster_name=cluster.cluster_name,
-            namespace=props.namespace,
-            service_account=props.service_account,
-            role_arn=self.controller_role.role_arn,
-        )
-        agent = cluster.eks_pod_identity_agent
-        if agent is not None:
-            self.pod_identity.node.add_dependency(agent)
+        for policy in self.policies.values():
+            controller.role.add_managed_policy(policy)
+        self.controller_role, self.pod_identity = controller.role, controller.association
 
         self.crd_chart = cluster.add_helm_chart(
             "KarpenterCrd",
