@@ -28,28 +28,26 @@ Instantiate it only when ``teardown.cleanup_controller_resources`` is true.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import aws_cdk as cdk
 from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_eks_v2 as eks
 from aws_cdk import aws_iam as iam
-from aws_cdk import aws_lambda as lambda_
-from aws_cdk import aws_logs as logs
-from aws_cdk import custom_resources as cr
 from constructs import Construct
 
 from app_config.constants import CPU_NODEPOOL_NAME, GPU_NODEPOOL_NAME
 from app_config.model import TeardownConfig
-from cdk_constructs.lambda_defaults import ARCHITECTURE, PYTHON_RUNTIME
+from cdk_constructs.handler_provider import (
+    HandlerProviderProps,
+    HandlerSize,
+    handler_provider,
+)
 from cdk_constructs.nag import (
     acknowledge,
-    acknowledge_provider_framework,
     acknowledge_wildcard_resources,
     managed_policy_finding,
 )
 
-SERVICES_DIR = Path(__file__).resolve().parents[1] / "services"
 HANDLER_PACKAGE = "teardown"  # services/teardown, shipped as a package (relative imports)
 RESOURCE_TYPE = "Custom::ControllerCleanup"
 K8S_GROUP = "qvllm:controller-cleanup"  # Kubernetes group of the handler's access entry
@@ -141,43 +139,17 @@ class ControllerCleanup(Construct):
             "tags (aws:ResourceTag) or this VPC (ec2:Vpc), and Describe* calls do not support resource scoping.",
         )
 
-        code = lambda_.Code.from_asset(
-            str(SERVICES_DIR),
-            exclude=["*", f"!{HANDLER_PACKAGE}", f"!{HANDLER_PACKAGE}/*.py", "**/__pycache__"],
-        )
-        functions = {}
-        for name in ("on_event", "is_complete"):
-            log_group = logs.LogGroup(
-                self, f"{name.title().replace('_', '')}Logs",
-                retention=logs.RetentionDays.ONE_MONTH, removal_policy=cdk.RemovalPolicy.DESTROY,
-            )
-            functions[name] = lambda_.Function(
-                self, name.title().replace("_", ""),
-                runtime=PYTHON_RUNTIME,
-                architecture=ARCHITECTURE,
-                code=code,
-                handler=f"{HANDLER_PACKAGE}.handler.{name}",
-                timeout=cdk.Duration.minutes(2),
-                memory_size=256,
-                role=self.role,
-                vpc=props.vpc,
-                vpc_subnets=ec2.SubnetSelection(subnet_type=ec2.SubnetType.PRIVATE_WITH_EGRESS),
-                security_groups=[self.security_group],
-                log_group=log_group,
-                description=f"Controller cleanup {name} for cluster {props.cluster_name}",
-            )
-
-        self.provider = cr.Provider(
-            self, "Provider",
-            on_event_handler=functions["on_event"],
-            is_complete_handler=functions["is_complete"],
+        size = HandlerSize(timeout=cdk.Duration.minutes(2), memory_mb=256)
+        self.provider = handler_provider(self, HandlerProviderProps(
+            package=HANDLER_PACKAGE,
+            role=self.role,
+            sizes={"on_event": size, "is_complete": size},
             query_interval=QUERY_INTERVAL,
             total_timeout=cdk.Duration.seconds(total),
-            log_group=logs.LogGroup(
-                self, "ProviderLogs", retention=logs.RetentionDays.ONE_MONTH, removal_policy=cdk.RemovalPolicy.DESTROY,
-            ),
-        )
-        acknowledge_provider_framework(self.provider)
+            describe=lambda handler: f"Controller cleanup {handler} for cluster {props.cluster_name}",
+            vpc=props.vpc,  # private subnets: a private cluster endpoint is reachable
+            security_groups=(self.security_group,),
+        ))
 
         access_entry = eks.CfnAccessEntry(
             self, "AccessEntry",

@@ -22,27 +22,27 @@ log groups (no managed policy).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
 import aws_cdk as cdk
 from aws_cdk import aws_iam as iam
-from aws_cdk import aws_lambda as lambda_
-from aws_cdk import aws_logs as logs
 from aws_cdk import aws_secretsmanager as secretsmanager
-from aws_cdk import custom_resources as cr
 from constructs import Construct
 
 from app_config.constants import COMPLETION_MANIFEST, MODELS_PREFIX
 from app_config.model import ModelConfig
+from cdk_constructs.handler_provider import (
+    HandlerProviderProps,
+    HandlerSize,
+    handler_provider,
+)
 from cdk_constructs.model_store import ModelStore
-from cdk_constructs.lambda_defaults import ARCHITECTURE, PYTHON_RUNTIME
 from cdk_constructs.nag import (
-    acknowledge_provider_framework,
     acknowledge_wildcard_resources,
 )
-from services.model_upload import settings as upload_settings  # stdlib only: no boto3 at synth
+from services.model_upload import (
+    settings as upload_settings,  # stdlib only: no boto3 at synth
+)
 
-SERVICES_DIR = Path(__file__).resolve().parents[1] / "services"
 HANDLER_PACKAGE = "model_upload"  # services/model_upload, shipped as a package (relative imports)
 RESOURCE_TYPE = "Custom::ModelUpload"
 QUERY_INTERVAL = cdk.Duration.seconds(30)
@@ -87,48 +87,25 @@ class ModelUpload(Construct):
             secret = secretsmanager.Secret.from_secret_name_v2(self, "HfToken", model.hf_token_secret_name)
             secret.grant_read(self.role)
 
-        code = lambda_.Code.from_asset(
-            str(SERVICES_DIR),
-            exclude=["*", f"!{HANDLER_PACKAGE}", f"!{HANDLER_PACKAGE}/*.py", "**/__pycache__"],
-        )
         environment = {
             upload_settings.ENV_COMPLETION_MANIFEST: COMPLETION_MANIFEST,
             upload_settings.ENV_MODELS_PREFIX: MODELS_PREFIX,
             upload_settings.ENV_WORKERS: str(upload_settings.DEFAULT_WORKERS),
             upload_settings.ENV_PART_SIZE: str(upload_settings.DEFAULT_PART_SIZE),
         }
-        sizes = {"on_event": (cdk.Duration.minutes(3), 512), "is_complete": (COPY_TIMEOUT, COPY_MEMORY_MB)}
-        functions: dict[str, lambda_.Function] = {}
-        for name, (timeout, memory) in sizes.items():
-            pascal = name.title().replace("_", "")
-            log_group = logs.LogGroup(
-                self, f"{pascal}Logs", retention=logs.RetentionDays.ONE_MONTH, removal_policy=cdk.RemovalPolicy.DESTROY,
-            )
-            log_group.grant_write(self.role)
-            functions[name] = lambda_.Function(
-                self, pascal,
-                runtime=PYTHON_RUNTIME,
-                architecture=ARCHITECTURE,
-                code=code,
-                handler=f"{HANDLER_PACKAGE}.handler.{name}",
-                timeout=timeout,
-                memory_size=memory,
-                role=self.role,
-                environment=environment,
-                log_group=log_group,
-                description=f"Model upload {name}: {model.hf_repo_id} -> {store.model_prefix}",
-            )
-
-        self.provider = cr.Provider(
-            self, "Provider",
-            on_event_handler=functions["on_event"],
-            is_complete_handler=functions["is_complete"],
+        self.provider = handler_provider(self, HandlerProviderProps(
+            package=HANDLER_PACKAGE,
+            role=self.role,
+            sizes={
+                "on_event": HandlerSize(timeout=cdk.Duration.minutes(3), memory_mb=512),
+                "is_complete": HandlerSize(timeout=COPY_TIMEOUT, memory_mb=COPY_MEMORY_MB),
+            },
             query_interval=QUERY_INTERVAL,
             total_timeout=TOTAL_TIMEOUT,
-            log_group=logs.LogGroup(
-                self, "ProviderLogs", retention=logs.RetentionDays.ONE_MONTH, removal_policy=cdk.RemovalPolicy.DESTROY,
-            ),
-        )
+            describe=lambda handler: f"Model upload {handler}: {model.hf_repo_id} -> {store.model_prefix}",
+            environment=environment,
+            grant_log_write=True,  # no managed policy: the role writes its own two log groups only
+        ))
 
         properties: dict[str, object] = {
             "Bucket": store.bucket.bucket_name,
@@ -164,4 +141,4 @@ class ModelUpload(Construct):
                 "copied file names come from the Hugging Face repo at deploy time. ListBucket is limited "
                 "to that prefix by an s3:prefix condition.",
             )
-        acknowledge_provider_framework(self.provider)
+
