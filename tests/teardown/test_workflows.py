@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 import sys
@@ -49,7 +50,14 @@ def test_pull_request_workflow_tests_synths_and_diffs():
     assert deployed["permissions"]["id-token"] == "write"
     creds = [s for s in deployed["steps"] if "configure-aws-credentials" in s.get("uses", "")]
     assert creds and creds[0]["with"]["role-to-assume"] == "${{ vars.AWS_DIFF_ROLE_ARN }}"
-    for job in jobs.values():
-        for step in job["steps"]:
-            if "uses" in step:
-                assert "@" in step["uses"], f"unpinned action {step['uses']}"
+
+
+def test_every_action_is_pinned_to_a_commit_with_its_version_named():
+    """A tag can be moved to other code; a full commit sha cannot. The trailing ``# vX.Y.Z``
+    keeps the pin reviewable (and lets Dependabot propose updates)."""
+    pinned = re.compile(r"^\s*(?:- )?uses: [\w.-]+/[\w.-]+@[0-9a-f]{40} # v\d+\.\d+\.\d+$")
+    for workflow in WORKFLOWS:
+        lines = [line for line in workflow.read_text().splitlines() if re.match(r"^\s*(- )?uses:", line)]
+        assert lines, workflow
+        for line in lines:
+            assert pinned.match(line), f"{workflow.name}: not pinned to a commit sha with a version comment: {line.strip()}"
