@@ -52,8 +52,10 @@ $(VLLM_STAMP): requirements-vllm.txt scripts/install-vllm-venv.sh
 deps: $(SYNTH_STAMP) $(NODE_STAMP)
 deps-dev: deps $(DEV_STAMP)
 deps-engine: $(VLLM_STAMP)
+# The browser test drives $(CHROMIUM_PATH) (any Chromium or Chrome); Debian's chromium by default.
+CHROMIUM_PATH ?= /usr/bin/chromium
 deps-browser:
-	@command -v chromium >/dev/null || { apt-get update -q && apt-get install -y -q chromium; }
+	@test -x "$(CHROMIUM_PATH)" || { apt-get update -q && apt-get install -y -q chromium; }
 
 synth: deps
 	$(CDK) synth --quiet $(CDK_CONTEXT)
