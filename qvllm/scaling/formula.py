@@ -2,10 +2,12 @@
 
 KEDA evaluates the formula with expr-lang over the values of the ScaledObject's named
 triggers (https://keda.sh/docs/2.17/concepts/scaling-deployments/#scaling-modifiers).
-This module supports the subset the product's ScaledObjects use: numbers, trigger names,
-``+ - * /``, unary minus, parentheses and ``min(...)`` / ``max(...)``. The text is parsed
-with :mod:`ast` and only those node types are walked; anything else (attribute access,
-comparisons, the ``?:`` conditional, other calls, ``**``) raises :class:`FormulaError`
+This module supports the arithmetic subset: numbers, trigger names, ``+ - * /``, unary minus,
+parentheses, ``min(...)`` / ``max(...)`` (two or more arguments) and expr-lang's one-argument
+math builtins ``abs``, ``ceil``, ``floor`` and ``round`` (expr-lang docs, "Language
+Definition", math functions; ``round`` as Go's ``math.Round``: halves away from zero). The
+text is parsed with :mod:`ast` and only those node types are walked; anything else (attribute
+access, comparisons, the ``?:`` conditional, other calls, ``**``) raises :class:`FormulaError`
 naming the offending part. Nothing is ever passed to ``eval``.
 """
 
@@ -18,7 +20,15 @@ from collections.abc import Mapping
 
 _BINARY = {ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul, ast.Div: operator.truediv}
 _BINARY_TEXT = {ast.Add: "+", ast.Sub: "-", ast.Mult: "*", ast.Div: "/"}
-_FUNCTIONS = {"min": min, "max": max}
+_FUNCTIONS = {"min": min, "max": max}  # two or more arguments
+
+
+def _round_half_away(x: float) -> float:
+    return math.copysign(math.floor(abs(x) + 0.5), x)
+
+
+_UNARY_FUNCTIONS = {"abs": abs, "ceil": math.ceil, "floor": math.floor, "round": _round_half_away}
+_SUPPORTED = "numbers, trigger names, + - * /, parentheses, min(), max(), abs(), ceil(), floor() and round()"
 
 
 class FormulaError(ValueError):
@@ -33,13 +43,13 @@ def _parse(formula: str) -> ast.expr:
     except SyntaxError as exc:
         raise FormulaError(
             f"scalingModifiers.formula {formula!r} is not a valid expression (column {exc.offset}): "
-            "only numbers, trigger names, + - * /, parentheses, min() and max() are supported"
+            f"only {_SUPPORTED} are supported"
         ) from None
     return tree.body
 
 
 def formula_names(formula: str) -> set[str]:
-    """Return the trigger names a formula refers to (``min``/``max`` excluded).
+    """Return the trigger names a formula refers to (function names excluded).
 
     Raises:
         FormulaError: the formula is not in the supported subset.
@@ -92,15 +102,17 @@ def _walk(node: ast.AST, formula: str, values: Mapping[str, float] | None, names
         return -operand if isinstance(node.op, ast.USub) else operand
     if isinstance(node, ast.Call):
         func = node.func
-        if not isinstance(func, ast.Name) or func.id not in _FUNCTIONS:
-            raise FormulaError(f"{where(node)}: only min() and max() may be called")
+        if not isinstance(func, ast.Name) or func.id not in {**_FUNCTIONS, **_UNARY_FUNCTIONS}:
+            raise FormulaError(f"{where(node)}: only min(), max(), abs(), ceil(), floor() and round() may be called")
+        if func.id in _UNARY_FUNCTIONS:
+            if node.keywords or len(node.args) != 1:
+                raise FormulaError(f"{where(node)}: {func.id}() takes exactly one positional argument")
+            arg = _walk(node.args[0], formula, values, names)
+            return 0.0 if names is not None else float(_UNARY_FUNCTIONS[func.id](arg))
         if node.keywords or len(node.args) < 2:
             raise FormulaError(f"{where(node)}: {func.id}() takes two or more positional arguments")
         args = [_walk(a, formula, values, names) for a in node.args]
         return 0.0 if names is not None else float(_FUNCTIONS[func.id](args))
     if isinstance(node, ast.BinOp):
         raise FormulaError(f"{where(node)}: operator {type(node.op).__name__} is not supported (use {' '.join(_BINARY_TEXT.values())})")
-    raise FormulaError(
-        f"{where(node)} is not supported: only numbers, trigger names, + - * /, parentheses, "
-        "min() and max()"
-    )
+    raise FormulaError(f"{where(node)} is not supported: only {_SUPPORTED}")

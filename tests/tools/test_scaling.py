@@ -46,6 +46,10 @@ def spec(default_scaled_object) -> ScalingSpec:
         ("min(4, q / 6)", {"q": 25}, 4),
         ("max(a, b, 2) - -1", {"a": 0.5, "b": 1}, 3),
         ("10 - a / 4", {"a": 8}, 8),
+        ("ceil(waiting / 4) + abs(-running)", {"waiting": 9, "running": 2}, 5),  # expr-lang builtins
+        ("floor(waiting / 4)", {"waiting": 9}, 2),
+        ("round(a) + round(b) + round(c)", {"a": 2.5, "b": -2.5, "c": 0.49}, 0),  # halves away from zero
+        ("round(a)", {"a": 2.5}, 3),  # Go math.Round, not Python's banker's rounding (2)
     ],
 )
 def test_formula_evaluates_supported_subset(formula, values, expected):
@@ -55,12 +59,13 @@ def test_formula_evaluates_supported_subset(formula, values, expected):
 @pytest.mark.parametrize(
     ("formula", "fragment"),
     [
-        ("__import__('os').system('true')", "only min() and max()"),
+        ("__import__('os').system('true')", "only min(), max(), abs(), ceil(), floor() and round() may be called"),
         ("running ** 2", "operator Pow"),
         ("running.real", "not supported"),
         ("running > 2 ? running : 1", "not a valid expression"),  # expr-lang conditional (KEDA docs): unsupported here
         ("running if waiting else 1", "not supported"),
-        ("abs(running)", "only min() and max()"),
+        ("sqrt(running)", "may be called"),
+        ("ceil(running, 2)", "exactly one"),
         ("'text'", "not a number"),
         ("", "empty"),
         ("running / waiting", "divides by zero"),
@@ -81,6 +86,7 @@ def test_formula_unknown_name_is_named():
 
 def test_formula_names():
     assert formula_names("running + (waiting * 10) + max(a, 1)") == {"running", "waiting", "a"}
+    assert formula_names("ceil(q / 4) + round(r)") == {"q", "r"}
 
 
 # ----------------------------------------------------------------------------- HPA rule
