@@ -1,13 +1,16 @@
 """Karpenter 1.14.x: controller IAM (from Karpenter's official CloudFormation), node role, interruption
 queue with its EventBridge rules, Pod Identity for the controller, and the two Helm charts.
 
-Source of the IAM statements, event names and queue settings: Karpenter's getting-started template,
-``aws/karpenter-provider-aws: website/content/en/preview/getting-started/getting-started-with-karpenter/cloudformation.yaml``
-(statement ``Sid``s kept; grouped into the five managed policies upstream splits them into:
-NodeLifecycle, IAMIntegration, EKSIntegration, Interruption, ResourceDiscovery). Differences, on
-purpose: the queue name is generated (we pass the name to the chart), EventBridge may send only
-from our four rules (``aws:SourceArn``), and the node role gets an ``EC2_LINUX`` access entry
-instead of an ``aws-auth`` mapping.
+Source of the IAM statements, event names and queue settings: Karpenter's getting-started template
+for the pinned minor, ``aws/karpenter-provider-aws:
+website/content/en/v1.14/getting-started/getting-started-with-karpenter/cloudformation.yaml``
+(statement ``Sid``s kept; grouped into the six managed policies upstream splits them into:
+NodeLifecycle, IAMIntegration, EKSIntegration, Interruption, ZonalShift, ResourceDiscovery; the two
+instance-profile read statements sit in IAMIntegration here). Differences, on purpose: the queue
+name is generated (we pass the name to the chart), EventBridge may send only from our five rules
+(``aws:SourceArn``), the node role trusts EC2 only (upstream's template also lets
+``pods.eks.amazonaws.com`` assume it, which nodes do not need), and it gets an ``EC2_LINUX``
+access entry instead of an ``aws-auth`` mapping.
 """
 
 from __future__ import annotations
@@ -35,13 +38,14 @@ INTERRUPTION_EVENTS: tuple[tuple[str, str, str], ...] = (
     ("SpotInterruptionRule", "aws.ec2", "EC2 Spot Instance Interruption Warning"),
     ("RebalanceRule", "aws.ec2", "EC2 Instance Rebalance Recommendation"),
     ("InstanceStateChangeRule", "aws.ec2", "EC2 Instance State-change Notification"),
+    ("CapacityReservationInterruptionRule", "aws.ec2", "EC2 Capacity Reservation Instance Interruption Warning"),
 )
 
 # Upstream's node role managed policies. SSM core lets operators open sessions on GPU nodes.
 NODE_ROLE_MANAGED_POLICIES = (
     "AmazonEKS_CNI_Policy",
     "AmazonEKSWorkerNodePolicy",
-    "AmazonEC2ContainerRegistryReadOnly",
+    "AmazonEC2ContainerRegistryPullOnly",  # pull, no list/describe (upstream since 1.x; was ReadOnly)
     "AmazonSSMManagedInstanceCore",
 )
 
@@ -94,7 +98,7 @@ class Karpenter(Construct):
     Exposes ``node_role`` (EC2NodeClass ``spec.role``), ``queue`` (interruption queue),
     ``rules``, ``controller_role`` with its ``pod_identity`` association (a :class:`PodIdentityRole`),
     ``crd_chart`` and ``chart`` (the ``HelmChart`` constructs;
-    NodePools must depend on ``chart``), and ``policies`` (the five controller policies).
+    NodePools must depend on ``chart``), and ``policies`` (the six controller policies).
     """
 
     def __init__(self, scope: Construct, construct_id: str, props: KarpenterProps) -> None:
@@ -200,7 +204,8 @@ class Karpenter(Construct):
                 "Karpenter's documented controller policy (official CloudFormation, statement Sids kept): "
                 "resource wildcards are for EC2/IAM objects Karpenter creates at run time, bounded by "
                 "region and by the kubernetes.io/cluster/<name>=owned and karpenter.sh/nodepool tag "
-                "conditions; Describe*/pricing/ListInstanceProfiles accept no resource-level scoping.",
+                "conditions; Describe*/pricing/ListInstanceProfiles accept no resource-level scoping, and "
+                "arc-zonal-shift:GetManagedResource is scoped to this cluster by its ResourceIdentifier condition.",
             )
 
     def _controller_policies(self, name: str) -> dict[str, iam.ManagedPolicy]:
@@ -224,6 +229,7 @@ class Karpenter(Construct):
             ec2_arn("spot-instances-request/*"),
         ]
         instance_profiles = f"arn:{partition}:iam::{account}:instance-profile/*"
+        cluster_arn = f"arn:{partition}:eks:{region}:{account}:cluster/{name}"
 
         groups: dict[str, list[iam.PolicyStatement]] = {
             "NodeLifecycle": [
@@ -236,6 +242,7 @@ class Karpenter(Construct):
                         ec2_arn("security-group/*"),
                         ec2_arn("subnet/*"),
                         ec2_arn("capacity-reservation/*"),
+                        ec2_arn("placement-group/*"),
                     ],
                 ),
                 iam.PolicyStatement(
@@ -250,7 +257,7 @@ class Karpenter(Construct):
                 iam.PolicyStatement(
                     sid="AllowScopedEC2InstanceActionsWithTags",
                     actions=["ec2:RunInstances", "ec2:CreateFleet", "ec2:CreateLaunchTemplate"],
-                    resources=[*tagged_on_create, ec2_arn("capacity-reservation/*")],
+                    resources=tagged_on_create,
                     conditions={
                         "StringEquals": owned_request,
                         "StringLike": {"aws:RequestTag/karpenter.sh/nodepool": "*"},
@@ -354,7 +361,7 @@ class Karpenter(Construct):
                 iam.PolicyStatement(
                     sid="AllowAPIServerEndpointDiscovery",
                     actions=["eks:DescribeCluster"],
-                    resources=[f"arn:{partition}:eks:{region}:{account}:cluster/{name}"],
+                    resources=[cluster_arn],
                 ),
             ],
             "Interruption": [
@@ -364,6 +371,17 @@ class Karpenter(Construct):
                     resources=[self.queue.queue_arn],
                 ),
             ],
+            "ZonalShift": [
+                # Read-only status of an ARC zonal shift of this cluster (used when the chart
+                # enables zonal-shift awareness). The ARN goes in a condition: the action takes no
+                # resource-level permission (upstream fixed its 1.12 template this way).
+                iam.PolicyStatement(
+                    sid="AllowZonalShiftStatusReadOnly",
+                    actions=["arc-zonal-shift:GetManagedResource"],
+                    resources=["*"],
+                    conditions={"StringEquals": {"arc-zonal-shift:ResourceIdentifier": cluster_arn}},
+                ),
+            ],
             "ResourceDiscovery": [
                 iam.PolicyStatement(
                     sid="AllowRegionalReadActions",
@@ -371,9 +389,11 @@ class Karpenter(Construct):
                         "ec2:DescribeCapacityReservations",
                         "ec2:DescribeImages",
                         "ec2:DescribeInstances",
+                        "ec2:DescribeInstanceStatus",  # instance status health checks (required since 1.12)
                         "ec2:DescribeInstanceTypeOfferings",
                         "ec2:DescribeInstanceTypes",
                         "ec2:DescribeLaunchTemplates",
+                        "ec2:DescribePlacementGroups",
                         "ec2:DescribeSecurityGroups",
                         "ec2:DescribeSpotPriceHistory",
                         "ec2:DescribeSubnets",

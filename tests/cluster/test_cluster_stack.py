@@ -173,6 +173,7 @@ def test_interruption_rules_use_upstream_event_names(resources) -> None:
         ("aws.ec2", "EC2 Spot Instance Interruption Warning"),
         ("aws.ec2", "EC2 Instance Rebalance Recommendation"),
         ("aws.ec2", "EC2 Instance State-change Notification"),
+        ("aws.ec2", "EC2 Capacity Reservation Instance Interruption Warning"),
     }
     assert {d for _, _, d in INTERRUPTION_EVENTS} == {d for _, d in patterns}
     for rule in of_type(resources, "AWS::Events::Rule").values():
@@ -185,6 +186,21 @@ def test_interruption_queue_is_encrypted_and_short_lived(template) -> None:
 
 def test_karpenter_node_role_access_entry_is_ec2_linux(template) -> None:
     template.has_resource_properties("AWS::EKS::AccessEntry", {"Type": "EC2_LINUX"})
+
+
+def test_karpenter_node_role_has_upstreams_managed_policies(resources) -> None:
+    """Karpenter 1.14's node role: CNI, worker node, ECR pull-only (not ReadOnly) and SSM core."""
+    from cdk_constructs.karpenter import NODE_ROLE_MANAGED_POLICIES
+
+    roles = [r for r in of_type(resources, "AWS::IAM::Role").values()
+             if "ec2.amazonaws.com" in json.dumps(r["Properties"]["AssumeRolePolicyDocument"])
+             and "AmazonSSMManagedInstanceCore" in json.dumps(r["Properties"].get("ManagedPolicyArns", []))]
+    assert len(roles) == 1
+    arns = json.dumps(roles[0]["Properties"]["ManagedPolicyArns"])
+    assert set(NODE_ROLE_MANAGED_POLICIES) == {
+        "AmazonEKS_CNI_Policy", "AmazonEKSWorkerNodePolicy", "AmazonEC2ContainerRegistryPullOnly", "AmazonSSMManagedInstanceCore"}
+    assert all(f":iam::aws:policy/{name}" in arns for name in NODE_ROLE_MANAGED_POLICIES)
+    assert "ContainerRegistryReadOnly" not in arns
 
 
 def test_karpenter_controller_policy_statements(resources) -> None:
@@ -211,7 +227,21 @@ def test_karpenter_controller_policy_statements(resources) -> None:
         "AllowInstanceProfileReadActions",
         "AllowUnscopedInstanceProfileListAction",
         "AllowAPIServerEndpointDiscovery",
+        "AllowZonalShiftStatusReadOnly",
     } <= set(sids)
+    # Karpenter 1.14's template (v1.14 getting-started cloudformation.yaml): the interruption
+    # controller's instance status checks need DescribeInstanceStatus (required since 1.12).
+    reads = sids["AllowRegionalReadActions"]
+    assert {"ec2:DescribeInstanceStatus", "ec2:DescribePlacementGroups", "ec2:DescribeCapacityReservations",
+            "ec2:DescribeInstanceTypes", "ec2:DescribeSpotPriceHistory"} <= set(reads["Action"])
+    assert list(reads["Condition"]["StringEquals"]) == ["aws:RequestedRegion"]
+    zonal = sids["AllowZonalShiftStatusReadOnly"]
+    assert zonal["Action"] == "arc-zonal-shift:GetManagedResource" and zonal["Resource"] == "*"
+    assert list(zonal["Condition"]["StringEquals"]) == ["arc-zonal-shift:ResourceIdentifier"]
+    assert "cluster/qvllm" in json.dumps(zonal["Condition"])
+    access = json.dumps(sids["AllowScopedEC2InstanceAccessActions"]["Resource"])
+    assert ":placement-group/*" in access and ":capacity-reservation/*" in access
+    assert ":capacity-reservation/*" not in json.dumps(sids["AllowScopedEC2InstanceActionsWithTags"]["Resource"])
     deletion = sids["AllowScopedDeletion"]
     assert deletion["Condition"]["StringEquals"] == {"aws:ResourceTag/kubernetes.io/cluster/qvllm": "owned"}
     assert deletion["Condition"]["StringLike"] == {"aws:ResourceTag/karpenter.sh/nodepool": "*"}
