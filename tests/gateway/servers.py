@@ -203,6 +203,16 @@ class CountingTransport(httpx.AsyncBaseTransport):
         await self.inner.aclose()
 
 
+def wait_until(predicate: Any, timeout: float = 5.0) -> bool:
+    """Poll ``predicate()`` every 20 ms until it is true or ``timeout`` seconds pass; its last value."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.02)
+    return bool(predicate())
+
+
 def sse_events(lines: list[str]) -> list[str]:
     """``data:`` payloads from SSE lines (comments and blank lines dropped)."""
     return [line[len("data: "):] for line in lines if line.startswith("data: ")]

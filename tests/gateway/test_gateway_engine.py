@@ -34,7 +34,8 @@ def samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
 def engine_value(base_url: str, name: str, **labels: str) -> float:
     """Sum of vLLM samples called ``name`` whose labels include ``labels``."""
     total = 0.0
-    for (sample, sample_labels), value in samples(httpx.get(base_url + "/metrics").text).items():
+    # vLLM's API server can answer /metrics late on 2 busy cores: wait for it (httpx's default is 5 s).
+    for (sample, sample_labels), value in samples(httpx.get(base_url + "/metrics", timeout=30).text).items():
         if sample == name and set(labels.items()) <= set(sample_labels):
             total += value
     return total
@@ -245,8 +246,8 @@ def test_429_under_overload_with_queue_full(vllm, start_gateway) -> None:  # typ
 
     for _attempt in range(3):
         outcome = asyncio.run(trial())
-        if outcome is None or outcome[0].status_code != 429 and admission.in_flight == 0:
-            continue  # the slot freed before the gateway was full: not a fair trial
+        if outcome is None or outcome[0].status_code != 429:
+            continue  # the slot freed before the gateway was full: not a fair trial (3 unfair ones fail)
         rejected, statuses = outcome
         error = assert_openai_error(rejected, 429)
         assert rejected.headers["retry-after"] == "3" and error["code"] == "queue_full"

@@ -12,7 +12,7 @@ import pytest
 
 from services.gateway.logs import LOGGER_NAME, JsonFormatter
 
-from .servers import FAKE_MODEL, assert_openai_error
+from .servers import FAKE_MODEL, assert_openai_error, wait_until
 
 CHAT = "/v1/chat/completions"
 
@@ -139,21 +139,25 @@ def test_401_api_keys_from_env_list_and_file(fake_upstream, start_gateway, tmp_p
 
 def test_429_queue_full_and_queue_timeout(fake_upstream, start_gateway) -> None:
     """1 slot, 1 queue place: a third request is rejected at once (queue_full) with
-    Retry-After; the queued one gives up after the queue timeout (queue_timeout)."""
+    Retry-After; the queued one gives up after the queue timeout (queue_timeout).
+
+    The queue timeout (2 s) is also the window for the third request to find the queue full, so
+    it is wide enough for a slow test thread; the holder keeps the slot for longer (4 s)."""
     _, upstream_url = fake_upstream
     gw = start_gateway(upstream_url=upstream_url, served_model_name=FAKE_MODEL, max_in_flight=1, max_queue=1,
-                       queue_timeout_seconds=0.5, retry_after_seconds=2)
+                       queue_timeout_seconds=2.0, retry_after_seconds=2)
     admission = gw.app.state.admission
     holder_done = threading.Event()
 
     def hold() -> None:
-        httpx.post(gw.url + CHAT, json=_chat(stream=True, fake={"first_delay": 2.0, "chunks": 1}), timeout=30)
+        httpx.post(gw.url + CHAT, json=_chat(stream=True, fake={"first_delay": 4.0, "chunks": 1}), timeout=30)
         holder_done.set()
 
     threading.Thread(target=hold, daemon=True).start()
     deadline = time.monotonic() + 5
     while admission.in_flight != 1 and time.monotonic() < deadline:
         time.sleep(0.01)
+    assert admission.in_flight == 1
     results: dict[str, httpx.Response] = {}
     queued = threading.Thread(target=lambda: results.setdefault("queued", httpx.post(gw.url + CHAT, json=_chat(), timeout=30)))
     queued.start()
@@ -168,6 +172,7 @@ def test_429_queue_full_and_queue_timeout(fake_upstream, start_gateway) -> None:
     error = assert_openai_error(results["queued"], 429)
     assert error["code"] == "queue_timeout"
     assert holder_done.wait(timeout=10)
+    assert wait_until(lambda: admission.in_flight == 0)  # the slot is freed just after the answer is sent
     metrics = httpx.get(gw.url + "/metrics").text
     assert 'gateway_rejected_requests_total{reason="queue_full"} 1.0' in metrics
     assert 'gateway_rejected_requests_total{reason="queue_timeout"} 1.0' in metrics
@@ -190,32 +195,42 @@ def test_503_when_upstream_is_down(start_gateway) -> None:
     assert 'gateway_upstream_errors_total{kind="connect"} 2.0' in httpx.get(gw.url + "/metrics").text
 
 
-def test_a_failed_connect_is_retried_before_503(start_gateway) -> None:
+def test_a_failed_connect_is_retried_before_503(start_gateway, caplog, monkeypatch) -> None:
     """vLLM not yet accepting (a pod restarting, a loaded node): the gateway retries the connect
-    (nothing was sent, so it is safe) and the caller gets the answer, not a 503."""
+    (nothing was sent, so it is safe) and the caller gets the answer, not a 503.
+
+    The upstream starts only once the first retry is logged (so a retry surely happened), and
+    the backoff is stretched to 1 s, 2 s, 4 s so that its start fits in on a slow machine."""
+    from services.gateway import proxy
     from tests.support.vllm_server import free_port
 
     from .servers import FakeUpstream, ThreadedServer
 
+    monkeypatch.setattr(proxy, "CONNECT_RETRY_BACKOFF_SECONDS", 1.0)
+    caplog.set_level("INFO", logger="gateway")
     port = free_port()
     gw = start_gateway(upstream_url=f"http://127.0.0.1:{port}", served_model_name=FAKE_MODEL, connect_retries=3)
     result: dict[str, httpx.Response] = {}
     caller = threading.Thread(target=lambda: result.setdefault("resp", httpx.post(gw.url + CHAT, json=_chat(), timeout=30)))
     caller.start()
-    time.sleep(0.15)  # the first connect is refused; the upstream comes up during the backoff
+    assert wait_until(lambda: any("retrying" in r.getMessage() for r in list(caplog.records))), "no connect retry logged"
     with ThreadedServer(FakeUpstream(), port=port):
         caller.join(timeout=30)
     assert result["resp"].status_code == 200, result["resp"].text
     assert 'gateway_upstream_errors_total{kind="connect"}' not in httpx.get(gw.url + "/metrics").text
 
 
-def test_connect_retries_zero_fails_at_once(start_gateway) -> None:
+def test_connect_retries_zero_fails_at_once(start_gateway, monkeypatch) -> None:
+    """With retries off, no backoff is slept: the backoff is stretched to 10 s so that the bound
+    tells "none" from "one" on any machine, however slow the request itself is."""
+    from services.gateway import proxy
     from tests.support.vllm_server import free_port
 
+    monkeypatch.setattr(proxy, "CONNECT_RETRY_BACKOFF_SECONDS", 10.0)
     gw = start_gateway(upstream_url=f"http://127.0.0.1:{free_port()}", served_model_name="m", connect_retries=0)
     started = time.monotonic()
     assert_openai_error(httpx.post(gw.url + CHAT, json=_chat(model="m")), 503)
-    assert time.monotonic() - started < 0.25  # no backoff was slept
+    assert time.monotonic() - started < 5.0
 
 
 @pytest.mark.parametrize("stream", [False, True], ids=["plain", "stream"])

@@ -8,20 +8,11 @@ import httpx
 import openai
 import pytest
 
-from .servers import FAKE_MODEL, sse_events
+from .servers import FAKE_MODEL, sse_events, wait_until
 
 
 def _chat(stream: bool = True, **fake: object) -> dict:
     return {"model": FAKE_MODEL, "messages": [{"role": "user", "content": "hi"}], "stream": stream, "fake": fake}
-
-
-def _wait_until(predicate, timeout: float = 5.0) -> bool:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.02)
-    return predicate()
 
 
 def test_b14_stream_passes_100_chunks_in_order_as_they_come(fake_upstream, start_gateway) -> None:
@@ -47,10 +38,12 @@ def test_b14_stream_passes_100_chunks_in_order_as_they_come(fake_upstream, start
     assert last - first > 1.5, "chunks were buffered instead of streamed"
     assert first < 0.5 * last
     record = fake.requests[-1]
+    # The fake marks the record after its last send returns: the client may read [DONE] first.
+    assert wait_until(lambda: record.ended_at is not None, timeout=2.0)
     assert record.finished and not record.disconnected and record.chunks_sent == 100
-    assert _wait_until(lambda: gw.transport.closes == [1]), gw.transport.closes
+    assert wait_until(lambda: gw.transport.closes == [1]), gw.transport.closes
     assert gw.transport.active_connections() == 0
-    assert _wait_until(lambda: gw.app.state.admission.in_flight == 0, timeout=2.0)
+    assert wait_until(lambda: gw.app.state.admission.in_flight == 0, timeout=2.0)
 
 
 def test_b13_client_disconnect_closes_upstream(fake_upstream, start_gateway) -> None:
@@ -73,15 +66,16 @@ def test_b13_client_disconnect_closes_upstream(fake_upstream, start_gateway) -> 
             assert not fake.requests[-1].disconnected
         closed_at = time.monotonic()
     record = fake.requests[-1]
-    assert _wait_until(lambda: record.ended_at is not None, timeout=2.0), "upstream still streaming"
+    assert wait_until(lambda: record.ended_at is not None, timeout=2.0), "upstream still streaming"
     assert record.disconnected and not record.finished
     assert record.ended_at - closed_at < 2.0
     assert record.chunks_sent < 200
-    assert _wait_until(lambda: gw.app.state.admission.in_flight == 0, timeout=2.0)
+    # Counting the disconnect is the gateway's last step (after releasing the slot): wait for it.
+    assert wait_until(lambda: gw.app.state.metrics.disconnects._value.get() == 1, timeout=2.0)
+    assert gw.app.state.admission.in_flight == 0
     assert gw.app.state.metrics.in_flight._value.get() == 0
     assert gw.transport.closes == [1]
     assert gw.transport.active_connections() == 0
-    assert gw.app.state.metrics.disconnects._value.get() == 1
 
 
 @pytest.mark.parametrize("where", ["before_headers", "after_headers"])

@@ -63,7 +63,7 @@ async def test_panels_show_recorded_cluster_state(data_dir):
 async def test_b09_kv_cache_shows_na_not_zero(data_dir, tmp_path):
     text = (data_dir / "vllm_metrics_queue.txt").read_text()
     stripped = tmp_path / "no_kv.txt"
-    stripped.write_text("\n".join(l for l in text.splitlines() if "kv_cache_usage_perc" not in l) + "\n")
+    stripped.write_text("\n".join(line for line in text.splitlines() if "kv_cache_usage_perc" not in line) + "\n")
     snap = _snap(tmp_path, "no_kv.txt")
     app = DashboardApp(lambda: snap, interval_s=3600)
     async with app.run_test() as pilot:
