@@ -20,14 +20,10 @@ import argparse
 import asyncio
 import contextlib
 import json
-import os
 import signal
-import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -36,8 +32,8 @@ import httpx
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from services.gateway.settings import settings_env  # noqa: E402
-from tests.support.vllm_server import free_port, running_vllm  # noqa: E402
+from tests.support.gateway_process import gateway_process  # noqa: E402
+from tests.support.vllm_server import running_vllm  # noqa: E402
 
 
 @dataclass
@@ -97,39 +93,6 @@ async def run_round(url: str, model: str, concurrency: int, requests: int, max_t
         start = time.perf_counter()
         results = await asyncio.gather(*(guarded() for _ in range(requests)))
         return list(results), time.perf_counter() - start
-
-
-@contextlib.contextmanager
-def gateway_process(upstream: str, model: str, concurrency: int) -> Iterator[str]:
-    """Run ``python -m services.gateway`` on a free port; yield its base URL."""
-    port = free_port()
-    env = {
-        **os.environ,
-        **settings_env(upstream_url=upstream, served_model_name=model, port=port,
-                       max_in_flight=max(64, concurrency), log_level="WARNING"),
-        "PYTHONPATH": str(ROOT),
-    }
-    proc = subprocess.Popen([sys.executable, "-m", "services.gateway"], cwd=ROOT, env=env,  # noqa: S603
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                with urllib.request.urlopen(url + "/healthz", timeout=1):  # noqa: S310 - loopback
-                    break
-            except OSError:
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError("gateway did not start: " + proc.stderr.read().decode()[-2000:]) from None
-                time.sleep(0.1)
-        yield url
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
 
 
 def summarize(name: str, results: list[Result], seconds: float) -> dict[str, float]:
@@ -218,7 +181,8 @@ def main() -> None:
             work = stack.enter_context(tempfile.TemporaryDirectory(prefix="bench-gateway-"))
             server = stack.enter_context(running_vllm(work, max_num_seqs=max(4, args.concurrency)))
             upstream, model = server.base_url, server.served_model_name
-        gateway = stack.enter_context(gateway_process(upstream, model, args.concurrency))
+        gateway = stack.enter_context(gateway_process(
+            upstream_url=upstream, served_model_name=model, max_in_flight=max(64, args.concurrency), log_level="WARNING"))
         asyncio.run(bench(upstream, gateway, model, args))
 
 

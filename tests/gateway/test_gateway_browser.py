@@ -18,14 +18,13 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-
 
 @pytest.fixture(scope="module")
 def page_url(vllm):  # type: ignore[no-untyped-def]
-    from services.gateway.app import create_app
-    from services.gateway.settings import GatewaySettings
+    """The gateway in its own process, as in the cluster: inside the test runner, a garbage
+    collection of its large heap could pause the relay long enough for the whole answer to
+    reach the browser in one piece."""
+    from tests.support.gateway_process import gateway_process
 
-    from .servers import ThreadedServer
-
-    app = create_app(GatewaySettings(upstream_url=vllm.base_url))
-    with ThreadedServer(app) as server:
-        yield server.url + "/"
+    with gateway_process(upstream_url=vllm.base_url) as url:
+        yield url + "/"
 
 
 def test_chat_page_streams_tokens_and_shows_ttft(page_url: str, vllm) -> None:  # type: ignore[no-untyped-def]
@@ -51,7 +50,7 @@ def test_chat_page_streams_tokens_and_shows_ttft(page_url: str, vllm) -> None:  
             # The tiny model is random: it may end its answer after a few tokens, which then reach
             # the browser in one read and show no growth. The page's own request gets vLLM's
             # `ignore_eos` added on the way (the gateway passes sampling parameters through), so
-            # every answer is max_tokens long and its streaming can be watched.
+            # every answer is max_tokens long (2000: a few seconds here) and its streaming can be watched.
             sent: list[dict] = []
 
             def long_answer(route) -> None:  # type: ignore[no-untyped-def]
@@ -61,12 +60,12 @@ def test_chat_page_streams_tokens_and_shows_ttft(page_url: str, vllm) -> None:  
 
             page.route("**/v1/chat/completions", long_answer)
             page.click("#settings summary")
-            page.fill("#maxtokens", "800")
+            page.fill("#maxtokens", "2000")
             page.fill("#prompt", "Hello! How are you today?")
             page.click("#send")
             answer_bubble = page.locator(".assistant").first
             answer_bubble.and_(page.locator("[data-done='true']")).wait_for(timeout=120_000)
-            assert len(sent) == 1 and sent[0]["stream"] is True and sent[0]["max_tokens"] == 800
+            assert len(sent) == 1 and sent[0]["stream"] is True and sent[0]["max_tokens"] == 2000
             assert sent[0]["model"] == vllm.served_model_name
             assert sent[0]["messages"][-1] == {"role": "user", "content": "Hello! How are you today?"}
             chunks = int(answer_bubble.get_attribute("data-chunks"))
@@ -74,7 +73,7 @@ def test_chat_page_streams_tokens_and_shows_ttft(page_url: str, vllm) -> None:  
             assert not page.locator(".assistant.error").count(), answer
             assert answer.strip(), "no tokens shown"
             # (some of the random model's tokens are partial UTF-8 and arrive as empty deltas)
-            assert chunks >= 200, f"{chunks} content events for an 800-token answer"
+            assert chunks >= 500, f"{chunks} content events for a 2000-token answer"
             updates = page.evaluate("window.__updates")
             assert len(set(updates)) >= 3, f"text did not grow in steps: {updates}"
             assert re.fullmatch(r"\d+ ms", page.locator("#ttft").inner_text()), page.locator("#ttft").inner_text()

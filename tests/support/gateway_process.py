@@ -1,0 +1,72 @@
+"""Run the gateway as its own process (``python -m services.gateway``), as in the cluster.
+
+For tests and benchmarks that must not share a process (GIL, garbage-collector pauses) with
+the test runner or the load client: the chat-page browser test and ``make bench-gateway``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from services.gateway.settings import settings_env
+from tests.support.vllm_server import free_port
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+class GatewayStartError(RuntimeError):
+    """The gateway process exited or did not answer ``/healthz`` in time (message: its stderr tail)."""
+
+
+@contextlib.contextmanager
+def gateway_process(start_timeout: float = 30.0, **settings: Any) -> Iterator[str]:
+    """Start ``python -m services.gateway`` on a free loopback port; yield its base URL.
+
+    Args:
+        start_timeout: seconds to wait for ``GET /healthz`` to answer.
+        settings: :class:`~services.gateway.settings.GatewaySettings` fields
+            (``upstream_url=...``, ``served_model_name=...``), passed as ``GATEWAY_*`` variables.
+
+    Raises:
+        GatewayStartError: see the class.
+        SettingsError: a setting is unknown or invalid.
+    """
+    port = free_port()
+    env = {**os.environ, **settings_env(port=port, **settings), "PYTHONPATH": str(REPO_ROOT)}
+    # Logs go to a file, not a pipe nobody reads while it runs (a full pipe would block it).
+    log = tempfile.TemporaryFile()  # noqa: SIM115 - closed in finally
+    proc = subprocess.Popen(  # noqa: S603 - our own module
+        [sys.executable, "-m", "services.gateway"], cwd=REPO_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + start_timeout
+        while True:
+            try:
+                with urllib.request.urlopen(url + "/healthz", timeout=1):  # noqa: S310 - loopback
+                    break
+            except OSError:
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    proc.kill()
+                    proc.wait()
+                    log.seek(0)
+                    raise GatewayStartError("gateway did not start: " + log.read().decode(errors="replace")[-2000:]) from None
+                time.sleep(0.1)
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        log.close()
