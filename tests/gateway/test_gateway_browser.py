@@ -18,9 +18,9 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-
 
 @pytest.fixture(scope="module")
 def page_url(vllm):  # type: ignore[no-untyped-def]
-    """The gateway in its own process, as in the cluster: inside the test runner, a garbage
-    collection of its large heap could pause the relay long enough for the whole answer to
-    reach the browser in one piece."""
+    """The gateway in its own process, as in the cluster. Inside the test runner any pause of
+    that process (GIL, garbage collection) holds the relay back; the suspected cause, not
+    proven, of a full CI run in which a whole answer reached the browser in one piece."""
     from tests.support.gateway_process import gateway_process
 
     with gateway_process(upstream_url=vllm.base_url) as url:
