@@ -41,6 +41,11 @@ OTEL_COLLECTOR_PROMETHEUS_PORT = 8889  # Prometheus exporter, read by the dashbo
 OTEL_ADDON_NAME = "keda-otel-scaler"  # Helm release name = Service name of the add-on
 OTEL_ADDON_OTLP_GRPC_PORT = 4317  # OTLP gRPC in (from our collector)
 OTEL_ADDON_SCALER_PORT = 4318  # KEDA external scaler gRPC (from KEDA)
+
+# ScaledObject trigger types (the chart renders them; `qvllm scale-math` and the dashboard read them).
+EXTERNAL_TRIGGER_TYPE = "external"  # upstream KEDA external scaler (gRPC)
+KEDIFY_OTEL_TRIGGER_TYPE = "kedify-otel"  # Kedify's build of KEDA
+RESOURCE_TRIGGER_TYPES = frozenset({"cpu", "memory"})  # not usable as formula variables (B01)
 OTEL_SCRAPE_INTERVAL_SECONDS = 5
 
 # --- Karpenter --------------------------------------------------------------------

@@ -21,15 +21,20 @@ from typing import Any, Literal
 import cdk8s
 from constructs import Construct
 
-from app_config.constants import INFERENCE_NAMESPACE, KEDA_NAMESPACE, OTEL_ADDON_NAME, VLLM_NAME
+from app_config.constants import (
+    EXTERNAL_TRIGGER_TYPE,
+    INFERENCE_NAMESPACE,
+    KEDA_NAMESPACE,
+    KEDIFY_OTEL_TRIGGER_TYPE,
+    OTEL_ADDON_NAME,
+    RESOURCE_TRIGGER_TYPES,
+    VLLM_NAME,
+)
 from app_config.formula import formula_identifiers
 from app_config.model import HpaRules, ScalingConfig
 from k8s_charts.common import k8s_object, QvllmChart, addon_scaler_address, common_labels, format_number
 
 SCALED_OBJECT_API_VERSION = "keda.sh/v1alpha1"
-EXTERNAL_TRIGGER_TYPE = "external"  # upstream KEDA external scaler (gRPC)
-KEDIFY_OTEL_TRIGGER_TYPE = "kedify-otel"  # Kedify's build of KEDA
-RESOURCE_TRIGGER_TYPES = frozenset({"cpu", "memory"})  # not usable as formula variables (B01)
 COMPOSITE_METRIC_TYPES = frozenset({"AverageValue", "Value"})
 DEFAULT_TRIGGER_METRIC_TYPE = "AverageValue"  # KEDA's default when a trigger leaves metricType out
 

@@ -26,9 +26,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from app_config.constants import EXTERNAL_TRIGGER_TYPE, KEDIFY_OTEL_TRIGGER_TYPE, RESOURCE_TRIGGER_TYPES
 from qvllm.scaling.formula import FormulaError, formula_names
 
-RESOURCE_TRIGGER_TYPES = frozenset({"cpu", "memory"})
 DEFAULT_TOLERANCE = 0.1
 HPA_SYNC_PERIOD_SECONDS = 15  # kube-controller-manager --horizontal-pod-autoscaler-sync-period
 
@@ -273,10 +273,11 @@ def scaled_object_from_config(scaling: Any, *, name: str = "vllm") -> dict[str, 
     The charts render the deployable object (with ``scalerAddress`` and friends); this is
     the subset the replica model reads, in the same CRD shape, so both paths agree.
     """
-    kind_to_type = {"external": "external", "cpu": "cpu", "memory": "memory"}
+    external = KEDIFY_OTEL_TRIGGER_TYPE if scaling.keda_flavor == "kedify" else EXTERNAL_TRIGGER_TYPE
     triggers = []
     for trig in scaling.triggers:
-        entry: dict[str, Any] = {"type": kind_to_type[trig.kind], "name": trig.name, "metadata": {}}
+        trigger_type = external if trig.kind == "external" else trig.kind  # cpu / memory
+        entry: dict[str, Any] = {"type": trigger_type, "name": trig.name, "metadata": {}}
         if trig.kind == "external":
             entry["metadata"] = {"metricQuery": trig.metric_query, "targetValue": _fmt(trig.target_value)}
         else:

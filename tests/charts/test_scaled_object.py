@@ -143,3 +143,24 @@ def test_kedify_flavor_uses_the_kedify_otel_trigger_type():
     validate_custom(manifest)
     upstream, _ = scaled_object_manifest(_props())
     assert {t["type"] for t in upstream["spec"]["triggers"]} == {"external"}
+
+
+@pytest.mark.parametrize("overrides", [{}, {"scaling": {"keda_flavor": "kedify", "min_replicas": 2, "max_replicas": 7,
+                                                         "target": 3, "formula": "max(running, waiting * 4)"}}],
+                         ids=["default", "kedify-custom"])
+def test_cli_replica_model_reads_the_same_scaled_object_as_the_chart(overrides) -> None:
+    """`qvllm scale-math` and the dashboard render the ScaledObject fields from the config
+    themselves (qvllm.scaling.scaled_object_from_config: the CLI does not load cdk8s). Both
+    renderings must give the same replica model, so that the two cannot drift apart."""
+    from dataclasses import replace
+
+    from app_config import config_from_dict
+    from k8s_charts import render_all
+    from qvllm.scaling import ScalingSpec
+
+    config = config_from_dict(overrides)
+    chart_object = next(o for objs in render_all(config).values() for o in objs if o["kind"] == "ScaledObject")
+    from_chart = ScalingSpec.from_scaled_object(chart_object)
+    from_cli = ScalingSpec.from_config(config.scaling)
+    assert replace(from_chart, warnings=()) == replace(from_cli, warnings=())
+    assert from_chart.max_replicas == config.scaling.max_replicas and from_chart.formula == config.scaling.formula
