@@ -32,6 +32,10 @@ class HelmChartPin:
     repository: str
     version: str
 
+    def chart_options(self) -> dict[str, str]:
+        """The ``chart``, ``repository`` and ``version`` keyword arguments of ``Cluster.add_helm_chart``."""
+        return {"chart": self.chart, "repository": self.repository, "version": self.version}
+
 
 KARPENTER_CRD = HelmChartPin("karpenter-crd", "oci://public.ecr.aws/karpenter", "1.14.1")
 KARPENTER = HelmChartPin("karpenter", "oci://public.ecr.aws/karpenter", "1.14.1")

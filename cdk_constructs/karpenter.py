@@ -158,9 +158,7 @@ class Karpenter(Construct):
 
         self.crd_chart = cluster.add_helm_chart(
             "KarpenterCrd",
-            chart=props.crd_chart.chart,
-            repository=props.crd_chart.repository,
-            version=props.crd_chart.version,
+            **props.crd_chart.chart_options(),
             release=props.crd_chart.chart,
             namespace=props.namespace,
             create_namespace=True,
@@ -168,9 +166,7 @@ class Karpenter(Construct):
         )
         self.chart = cluster.add_helm_chart(
             "Karpenter",
-            chart=props.chart.chart,
-            repository=props.chart.repository,
-            version=props.chart.version,
+            **props.chart.chart_options(),
             release=props.chart.chart,
             namespace=props.namespace,
             create_namespace=True,

@@ -79,9 +79,7 @@ class Keda(Construct):
         self.pins = (keda, addon)
         self.keda_chart = props.cluster.add_helm_chart(
             "Keda",
-            chart=keda.chart,
-            repository=keda.repository,
-            version=keda.version,
+            **keda.chart_options(),
             release=KEDA_RELEASE,
             namespace=props.namespace,
             create_namespace=True,
@@ -91,9 +89,7 @@ class Keda(Construct):
         )
         self.otel_addon_chart = props.cluster.add_helm_chart(
             "OtelScalerAddon",
-            chart=addon.chart,
-            repository=addon.repository,
-            version=addon.version,
+            **addon.chart_options(),
             release=props.addon_release,
             namespace=props.namespace,
             create_namespace=True,

@@ -39,9 +39,7 @@ class MetricsServer(Construct):
         super().__init__(scope, construct_id)
         self.chart = props.cluster.add_helm_chart(
             "MetricsServer",
-            chart=props.pin.chart,
-            repository=props.pin.repository,
-            version=props.pin.version,
+            **props.pin.chart_options(),
             release=props.pin.chart,
             namespace=KUBE_SYSTEM_NAMESPACE,
             wait=True,
