@@ -213,6 +213,42 @@ def cluster_ip_service(
     )
 
 
+# A rolling update that never drops below the current replicas: one extra pod comes up first.
+SURGE_ONE_STRATEGY: dict[str, Any] = {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0}}
+
+
+def deployment(
+    scope: Construct,
+    *,
+    name: str,
+    namespace: str,
+    labels: Mapping[str, str],
+    selector: Mapping[str, str],
+    pod_spec: Mapping[str, Any],
+    replicas: int | None,
+    strategy: Mapping[str, Any] = SURGE_ONE_STRATEGY,
+) -> cdk8s.ApiObject:
+    """An apps/v1 Deployment of ``pod_spec`` (pods labelled ``labels``, selected by ``selector``).
+
+    ``replicas=None`` leaves the field out, for a Deployment whose replicas an autoscaler owns
+    (KEDA's HPA): a value here would be reset on every apply.
+    """
+    spec: dict[str, Any] = {} if replicas is None else {"replicas": replicas}
+    spec.update({
+        "selector": {"matchLabels": dict(selector)},
+        "strategy": dict(strategy),
+        "template": {"metadata": {"labels": dict(labels)}, "spec": dict(pod_spec)},
+    })
+    return k8s_object(
+        scope,
+        "deployment",
+        api_version="apps/v1",
+        kind="Deployment",
+        metadata=cdk8s.ApiObjectMetadata(name=name, namespace=namespace, labels=dict(labels)),
+        spec=spec,
+    )
+
+
 def pod_disruption_budget(
     scope: Construct, *, name: str, namespace: str, labels: Mapping[str, str], selector: Mapping[str, str]
 ) -> cdk8s.ApiObject:

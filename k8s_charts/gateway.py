@@ -29,6 +29,7 @@ from app_config.constants import (
 from app_config.model import GatewayConfig
 from k8s_charts.common import (
     cluster_ip_service,
+    deployment,
     k8s_object,
     pod_disruption_budget,
     ARCH_LABEL_KEY,
@@ -179,19 +180,8 @@ class GatewayChart(QvllmChart):
                     "secret": {"secretName": gw.api_keys_secret, "items": [{"key": API_KEYS_SECRET_KEY, "path": API_KEYS_SECRET_KEY}]},
                 }
             ]
-        k8s_object(
-            self,
-            "deployment",
-            api_version="apps/v1",
-            kind="Deployment",
-            metadata=cdk8s.ApiObjectMetadata(name=GATEWAY_NAME, namespace=ns, labels=labels),
-            spec={
-                "replicas": gw.replicas,
-                "selector": {"matchLabels": selector},
-                "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0}},
-                "template": {"metadata": {"labels": labels}, "spec": pod_spec},
-            },
-        )
+        deployment(self, name=GATEWAY_NAME, namespace=ns, labels=labels, selector=selector, pod_spec=pod_spec,
+                   replicas=gw.replicas)
         cluster_ip_service(
             self, name=GATEWAY_NAME, namespace=ns, labels=labels, selector=selector,
             port=GATEWAY_PORT, port_name=PORT_NAME,

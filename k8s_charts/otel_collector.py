@@ -55,7 +55,7 @@ from app_config.constants import (
     VLLM_PORT,
 )
 from app_config.versions import OTEL_COLLECTOR_IMAGE
-from k8s_charts.common import cluster_ip_service, k8s_object, APP_LABEL_KEY, QvllmChart, addon_otlp_address, common_labels, selector_labels
+from k8s_charts.common import cluster_ip_service, deployment, k8s_object, APP_LABEL_KEY, QvllmChart, addon_otlp_address, common_labels, selector_labels
 
 SCRAPE_JOB = "vllm"
 CONFIG_DIR = "/conf"
@@ -256,29 +256,16 @@ class OtelCollectorChart(QvllmChart):
                 "seccompProfile": {"type": "RuntimeDefault"},
             },
         }
-        k8s_object(
-            self,
-            "deployment",
-            api_version="apps/v1",
-            kind="Deployment",
-            metadata=cdk8s.ApiObjectMetadata(name=name, namespace=ns, labels=labels),
-            spec={
-                "replicas": 1,
-                "strategy": {"type": "Recreate"},
-                "selector": {"matchLabels": selector},
-                "template": {
-                    "metadata": {"labels": labels},
-                    "spec": {
-                        "serviceAccountName": name,
-                        "tolerations": [
-                            {"key": SYSTEM_TAINT_KEY, "operator": "Equal", "value": SYSTEM_TAINT_VALUE, "effect": "NoSchedule"}
-                        ],
-                        "containers": [container],
-                        "volumes": [{"name": CONFIG_VOLUME, "configMap": {"name": name}}],
-                    },
-                },
-            },
-        )
+        pod_spec = {
+            "serviceAccountName": name,
+            "tolerations": [
+                {"key": SYSTEM_TAINT_KEY, "operator": "Equal", "value": SYSTEM_TAINT_VALUE, "effect": "NoSchedule"}
+            ],
+            "containers": [container],
+            "volumes": [{"name": CONFIG_VOLUME, "configMap": {"name": name}}],
+        }
+        deployment(self, name=name, namespace=ns, labels=labels, selector=selector, pod_spec=pod_spec,
+                   replicas=1, strategy={"type": "Recreate"})
         cluster_ip_service(
             self, name=name, namespace=ns, labels=labels, selector=selector,
             port=OTEL_COLLECTOR_PROMETHEUS_PORT, port_name=PROMETHEUS_PORT_NAME,

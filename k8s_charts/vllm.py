@@ -26,7 +26,7 @@ from app_config.constants import (
     VLLM_PORT,
 )
 from app_config.model import ModelConfig, VllmConfig
-from k8s_charts.common import cluster_ip_service, k8s_object, pod_disruption_budget, NODEPOOL_LABEL_KEY, QvllmChart, common_labels, selector_labels
+from k8s_charts.common import cluster_ip_service, deployment, k8s_object, pod_disruption_budget, NODEPOOL_LABEL_KEY, QvllmChart, common_labels, selector_labels
 
 CONTAINER_NAME = "vllm"
 PORT_NAME = "http"
@@ -148,19 +148,9 @@ class VllmChart(QvllmChart):
             "containers": [container],
             "volumes": [{"name": SHM_VOLUME, "emptyDir": {"medium": "Memory", "sizeLimit": vllm.shm_size}}],
         }
-        k8s_object(
-            self,
-            "deployment",
-            api_version="apps/v1",
-            kind="Deployment",
-            metadata=cdk8s.ApiObjectMetadata(name=VLLM_NAME, namespace=ns, labels=labels),
-            spec={
-                # No "replicas": KEDA owns it.
-                "selector": {"matchLabels": selector},
-                "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0}},
-                "template": {"metadata": {"labels": labels}, "spec": pod_spec},
-            },
-        )
+        # No "replicas": KEDA owns it.
+        deployment(self, name=VLLM_NAME, namespace=ns, labels=labels, selector=selector, pod_spec=pod_spec,
+                   replicas=None)
         cluster_ip_service(
             self, name=VLLM_NAME, namespace=ns, labels=labels, selector=selector,
             port=VLLM_PORT, port_name=PORT_NAME,
