@@ -28,12 +28,17 @@ METRIC_KV_CACHE_USAGE = "vllm:kv_cache_usage_perc"
 METRIC_KV_CACHE_USAGE_LEGACY = "vllm:gpu_cache_usage_perc"
 
 # --- Gateway ----------------------------------------------------------------------
+# Port, paths and metric names are the gateway's contract (services/gateway/contract.py),
+# re-exported here for the stacks, charts and tools.
+from services.gateway.contract import HEALTH_PATH as GATEWAY_HEALTH_PATH  # noqa: E402
+from services.gateway.contract import HELD_REQUESTS_METRIC as GATEWAY_HELD_REQUESTS_METRIC  # noqa: E402,F401
+from services.gateway.contract import METRICS_PATH as GATEWAY_METRICS_PATH  # noqa: E402,F401
+from services.gateway.contract import PORT as GATEWAY_PORT  # noqa: E402,F401
+from services.gateway.contract import READY_PATH as GATEWAY_READY_PATH  # noqa: E402,F401
+from services.gateway.contract import UPSTREAM_HEADER as GATEWAY_UPSTREAM_HEADER  # noqa: E402,F401
+
 GATEWAY_APP_LABEL = "gateway"
 GATEWAY_NAME = "gateway"
-GATEWAY_PORT = 8000  # container port and ALB target-group port
-GATEWAY_HEALTH_PATH = "/healthz"  # liveness, and the ALB health check
-GATEWAY_READY_PATH = "/readyz"
-GATEWAY_METRICS_PATH = "/metrics"
 
 # --- OpenTelemetry collector and the Kedify OTel scaler add-on ----------------------
 OTEL_COLLECTOR_NAME = "otel-collector"

@@ -123,6 +123,11 @@ class ClusterConfig(_Model):
         description="CIDRs that may reach the public API endpoint; narrow it to your office/VPN ranges",
     )
     system_nodes: SystemNodeGroupConfig = SystemNodeGroupConfig()
+    hpa_sync_period_seconds: PositiveInt = Field(
+        default=15,
+        description="kube-controller-manager HPA sync period (AWS::EKS::Cluster KubeControllerManagerConfig), "
+        "seconds: how often the HPA re-evaluates; EKS's default is 15",
+    )
     log_types: list[Literal["api", "audit", "authenticator", "controllerManager", "scheduler"]] = (
         Field(
             default_factory=lambda: ["api", "audit", "authenticator", "controllerManager", "scheduler"],

@@ -9,7 +9,7 @@ magic strings::
     # {"GATEWAY_UPSTREAM_URL": "http://vllm.inference:8000", "GATEWAY_SERVED_MODEL_NAME": "m"}
 
 Defaults match ``app_config.model.GatewayConfig`` where the two overlap (asserted by a test);
-the port and paths come from ``app_config.constants``.
+the port and paths come from :mod:`services.gateway.contract`.
 """
 
 from __future__ import annotations
@@ -41,12 +41,9 @@ ENV_PORT = "GATEWAY_PORT"
 ENV_RETRY_AFTER_SECONDS = "GATEWAY_RETRY_AFTER_SECONDS"
 ENV_MAX_CONNECTIONS = "GATEWAY_MAX_CONNECTIONS"
 
-# Kept in sync with app_config.constants (a test asserts equality); duplicated here so the
-# container image needs only services/ (the .dockerignore excludes app_config/).
-DEFAULT_PORT = 8000  # app_config.constants.GATEWAY_PORT
-HEALTH_PATH = "/healthz"  # app_config.constants.GATEWAY_HEALTH_PATH
-READY_PATH = "/readyz"  # app_config.constants.GATEWAY_READY_PATH
-METRICS_PATH = "/metrics"  # app_config.constants.GATEWAY_METRICS_PATH
+# Port and paths: the gateway's contract module owns them (app_config re-exports them).
+from services.gateway.contract import HEALTH_PATH, METRICS_PATH, READY_PATH  # noqa: E402,F401
+from services.gateway.contract import PORT as DEFAULT_PORT  # noqa: E402
 
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR"]
 

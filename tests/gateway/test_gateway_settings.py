@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import pytest
 
-from app_config import constants
 from app_config.model import GatewayConfig
 from services.gateway import settings as s
 
@@ -18,9 +17,6 @@ def test_defaults_match_app_config() -> None:
     assert gw.connect_timeout_seconds == cfg.upstream_connect_timeout_seconds
     assert gw.read_timeout_seconds == cfg.upstream_read_timeout_seconds
     assert gw.max_body_bytes == cfg.max_body_bytes
-    assert (gw.port, s.HEALTH_PATH, s.READY_PATH, s.METRICS_PATH) == (
-        constants.GATEWAY_PORT, constants.GATEWAY_HEALTH_PATH, constants.GATEWAY_READY_PATH, constants.GATEWAY_METRICS_PATH,
-    )
 
 
 def test_env_names_are_constants() -> None:
