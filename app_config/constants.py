@@ -53,6 +53,13 @@ KEDIFY_OTEL_TRIGGER_TYPE = "kedify-otel"  # Kedify's build of KEDA
 RESOURCE_TRIGGER_TYPES = frozenset({"cpu", "memory"})  # not usable as formula variables (B01)
 OTEL_SCRAPE_INTERVAL_SECONDS = 5
 
+# Labels the collector's relabel rules put on every scraped series (they reach the add-on as
+# data-point attributes); the ScaledObject's trigger queries filter on them, so a series of the
+# same name from another namespace or Deployment is not summed in.
+SERIES_NAMESPACE_LABEL = "namespace"
+SERIES_DEPLOYMENT_LABEL = "deployment"
+SERIES_POD_LABEL = "pod"
+
 # --- Karpenter --------------------------------------------------------------------
 GPU_NODEPOOL_NAME = "gpu"
 CPU_NODEPOOL_NAME = "cpu"
@@ -91,3 +98,19 @@ EDGE_LOG_PREFIX_ALB = "alb"  # ALB access logs (ELB appends /AWSLogs/<account>/.
 # --- Additions by the cdk8s-charts engineer (issue 3) --------------------------------
 OTEL_COLLECTOR_HEALTH_PORT = 13133  # health_check extension (collector's documented default)
 OTEL_COLLECTOR_CONFIG_KEY = "config.yaml"  # key in the collector ConfigMap, mounted as a file
+
+
+# --- In-cluster addresses -------------------------------------------------------------
+def service_host(name: str, namespace: str) -> str:
+    """Cluster DNS name of a Service: ``<name>.<namespace>.svc.cluster.local``."""
+    return f"{name}.{namespace}.svc.cluster.local"
+
+
+def addon_scaler_address(addon_service: str = OTEL_ADDON_NAME, addon_namespace: str = KEDA_NAMESPACE) -> str:
+    """``host:port`` of the OTel scaler add-on's KEDA external-scaler gRPC endpoint (:4318)."""
+    return f"{service_host(addon_service, addon_namespace)}:{OTEL_ADDON_SCALER_PORT}"
+
+
+def addon_otlp_address(addon_service: str = OTEL_ADDON_NAME, addon_namespace: str = KEDA_NAMESPACE) -> str:
+    """``host:port`` of the OTel scaler add-on's OTLP gRPC receiver (:4317)."""
+    return f"{service_host(addon_service, addon_namespace)}:{OTEL_ADDON_OTLP_GRPC_PORT}"

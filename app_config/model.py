@@ -15,7 +15,7 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from app_config import versions
-from app_config.formula import formula_identifiers
+from app_config.scaled_object import validate_scaling
 
 
 class _Model(BaseModel):
@@ -278,13 +278,20 @@ class VllmConfig(_Model):
 class ScalingTrigger(_Model):
     """One named trigger of the ScaledObject, fed by the collector through the OTel add-on.
 
-    ``metric_query`` uses the add-on's query language, e.g. ``sum(vllm:num_requests_waiting)``.
+    ``metric_query`` uses the add-on's query language, ``agg(metric_name{key=value,...})``
+    (:mod:`app_config.metric_query`), e.g. ``sum(vllm:num_requests_waiting)``. The chart adds
+    the namespace and Deployment filters itself, from ``source``.
     """
 
     name: str = Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")  # trigger name: the formula variable
-    metric_query: str = Field(min_length=1)  # add-on query, trigger metadata.metricQuery
+    metric_query: str = Field(min_length=1)  # add-on query, trigger metadata.metricQuery (scoped by the chart)
     target_value: Annotated[float, Field(gt=0)]  # metadata.targetValue (cpu/memory: utilization %)
     kind: Literal["external", "cpu", "memory"] = "external"  # OTel add-on metric, or a resource trigger
+    source: Literal["vllm", "gateway"] = Field(
+        default="vllm",
+        description="which Deployment's pods export the metric; the query is limited to their series "
+        "(labels namespace and deployment, set by the collector)",
+    )
 
 
 class HpaPolicy(_Model):
@@ -304,14 +311,16 @@ class HpaRules(_Model):
 
 
 def _default_triggers() -> list[ScalingTrigger]:
-    from app_config.constants import METRIC_RUNNING, METRIC_WAITING
+    from app_config.constants import GATEWAY_HELD_REQUESTS_METRIC, METRIC_RUNNING, METRIC_WAITING
 
     return [
         ScalingTrigger(name="running", metric_query=f"sum({METRIC_RUNNING})", target_value=25),
         ScalingTrigger(name="waiting", metric_query=f"sum({METRIC_WAITING})", target_value=5),
+        # Requests the gateway holds while no vLLM endpoint is ready: the only signal left with
+        # zero vLLM pods, so it is what takes vLLM from 0 to 1 (scaling.min_replicas: 0).
+        ScalingTrigger(name="held", metric_query=f"sum({GATEWAY_HELD_REQUESTS_METRIC})", target_value=1,
+                       source="gateway"),
     ]
-
-
 
 
 class ScalingConfig(_Model):
@@ -336,9 +345,18 @@ class ScalingConfig(_Model):
         default_factory=_default_triggers, min_length=1,
         description="ScaledObject triggers: {name, metric_query, target_value, kind}; names are formula variables",
     )
-    formula: str = "running + (waiting * 10)"  # scalingModifiers.formula over trigger names
+    formula: str = Field(
+        default="running + (waiting * 10) + (held * 10)",
+        description="scalingModifiers.formula over trigger names (KEDA's expr-lang: + - * / ** and "
+        "comparisons, c ? a : b, min/max/abs/ceil/floor/round/float/int); a held request counts as a waiting one",
+    )
     target: Annotated[float, Field(gt=0)] = 25  # scalingModifiers.target: composite value per replica
-    activation_target: Annotated[float, Field(ge=0)] = 5  # scalingModifiers.activationTarget (leave idle/0)
+    activation_target: Annotated[float, Field(ge=0)] = Field(
+        default=0,
+        description="scalingModifiers.activationTarget: KEDA counts the ScaledObject active while the composite "
+        "is above it (takes vLLM from 0 to 1, keeps it from going to idle/0). No effect with min_replicas >= 1 "
+        "and no idle_replica_count; when scaling to zero it must stay below one request's composite",
+    )
     metric_type: Literal["AverageValue", "Value"] = Field(
         default="AverageValue",
         description="metricType of scalingModifiers and of every external trigger",
@@ -358,41 +376,10 @@ class ScalingConfig(_Model):
     )
 
     @model_validator(mode="after")
-    def _bounds_and_formula(self) -> "ScalingConfig":
-        # Case B06: do not rely on the cluster's webhook for replica bounds.
-        if self.max_replicas < self.min_replicas:
-            raise ValueError(
-                f"scaling.max_replicas ({self.max_replicas}) must be >= scaling.min_replicas "
-                f"({self.min_replicas})"
-            )
-        if self.idle_replica_count is not None and self.idle_replica_count >= self.min_replicas:
-            raise ValueError(
-                f"scaling.idle_replica_count ({self.idle_replica_count}) must be < "
-                f"scaling.min_replicas ({self.min_replicas})"
-            )
-        # Every trigger reads vLLM's own metrics (the collector scrapes app=vllm pods): with zero
-        # vLLM pods there is no metric, KEDA never activates again, and the gateway's /readyz fails.
-        if self.min_replicas == 0 or self.idle_replica_count == 0:
-            field = "scaling.min_replicas" if self.min_replicas == 0 else "scaling.idle_replica_count"
-            raise ValueError(
-                f"{field}: 0 (scale to zero) is not supported: the triggers read vLLM's own metrics, "
-                "which vanish with the last vLLM pod, so KEDA could never scale up again; use 1 or more"
-            )
-        names = [t.name for t in self.triggers]
-        duplicates = sorted({n for n in names if names.count(n) > 1})
-        if duplicates:
-            raise ValueError(f"scaling.triggers: duplicate trigger names {duplicates}")
-        # Case B01: resource triggers (cpu/memory) are not formula variables.
-        usable = {t.name for t in self.triggers if t.kind == "external"}
-        for ident in formula_identifiers(self.formula):
-            if ident not in usable:
-                kinds = {t.name: t.kind for t in self.triggers}
-                why = (
-                    f"it is a {kinds[ident]} trigger, and resource triggers are not formula variables"
-                    if ident in kinds
-                    else f"no trigger is named {ident!r} (triggers: {sorted(names)})"
-                )
-                raise ValueError(f"scaling.formula (scalingModifiers.formula) names {ident!r}: {why}")
+    def _scaled_object(self) -> "ScalingConfig":
+        # Every KEDA rule (bounds, trigger names, formula, scale to zero) is checked once, on the
+        # ScaledObject the chart renders; the error names the config field.
+        validate_scaling(self)
         return self
 
 

@@ -30,7 +30,8 @@ from k8s_charts.common import DeployValues, ManifestCheckError, QvllmChart, chec
 from k8s_charts.gateway import GatewayChart, GatewayProps
 from k8s_charts.karpenter_nodepools import KarpenterNodePoolsChart, KarpenterNodePoolsProps
 from k8s_charts.namespaces import NamespacesChart, NamespacesProps
-from k8s_charts.otel_collector import DEFAULT_SCALER_METRICS, OtelCollectorChart, OtelCollectorProps, metric_names_in_query
+from app_config.scaled_object import scaler_metrics as _trigger_metrics
+from k8s_charts.otel_collector import DEFAULT_SCALER_METRICS, OtelCollectorChart, OtelCollectorProps
 from k8s_charts.scaled_object import ScaledObjectChart, ScaledObjectError, ScaledObjectProps, TriggerSpec
 from k8s_charts.vllm import VllmChart, VllmProps
 
@@ -45,13 +46,7 @@ class ChartSpec:
 
 def scaler_metrics(config: AppConfig) -> tuple[str, ...]:
     """Metric names the collector must forward: the defaults plus every name the triggers query."""
-    names = list(DEFAULT_SCALER_METRICS)
-    for trigger in config.scaling.triggers:
-        if trigger.kind == "external":
-            for name in metric_names_in_query(trigger.metric_query):
-                if name not in names:
-                    names.append(name)
-    return tuple(names)
+    return _trigger_metrics(config.scaling, always=DEFAULT_SCALER_METRICS)
 
 
 def chart_props(config: AppConfig, values: DeployValues) -> dict[str, ChartSpec]:

@@ -15,12 +15,11 @@ from typing import Any
 import cdk8s
 from constructs import Construct
 
-from app_config.constants import (
-    KEDA_NAMESPACE,
+from app_config.constants import (  # noqa: F401 - the addresses are re-exported for the charts
     METRIC_KV_CACHE_USAGE_LEGACY,
-    OTEL_ADDON_NAME,
-    OTEL_ADDON_OTLP_GRPC_PORT,
-    OTEL_ADDON_SCALER_PORT,
+    addon_otlp_address,
+    addon_scaler_address,
+    service_host,
 )
 
 APP_LABEL_KEY = "app"  # the pod label the collector's relabel rule and all selectors use
@@ -92,30 +91,6 @@ def common_labels(app: str) -> dict[str, str]:
 def selector_labels(app: str) -> dict[str, str]:
     """The immutable selector labels of a workload (``{"app": app}``)."""
     return {APP_LABEL_KEY: app}
-
-
-def service_host(name: str, namespace: str) -> str:
-    """Cluster DNS name of a Service: ``<name>.<namespace>.svc.cluster.local``."""
-    return f"{name}.{namespace}.svc.cluster.local"
-
-
-def addon_scaler_address(addon_service: str = OTEL_ADDON_NAME, addon_namespace: str = KEDA_NAMESPACE) -> str:
-    """``host:port`` of the OTel scaler add-on's KEDA external-scaler gRPC endpoint (:4318)."""
-    return f"{service_host(addon_service, addon_namespace)}:{OTEL_ADDON_SCALER_PORT}"
-
-
-def addon_otlp_address(addon_service: str = OTEL_ADDON_NAME, addon_namespace: str = KEDA_NAMESPACE) -> str:
-    """``host:port`` of the OTel scaler add-on's OTLP gRPC receiver (:4317)."""
-    return f"{service_host(addon_service, addon_namespace)}:{OTEL_ADDON_OTLP_GRPC_PORT}"
-
-
-def format_number(value: float | int) -> str:
-    """A number as Kubernetes/KEDA string metadata wants it: ``25.0`` -> ``"25"``, ``0.5`` -> ``"0.5"``."""
-    if isinstance(value, bool):
-        raise TypeError("booleans are not numbers here")
-    if float(value).is_integer():
-        return str(int(value))
-    return repr(float(value))
 
 
 class ManifestCheckError(ValueError):

@@ -1,9 +1,18 @@
-"""The OpenTelemetry collector that feeds vLLM's queue metrics to the KEDA OTel scaler add-on.
+"""The OpenTelemetry collector that feeds the scaling metrics to the KEDA OTel scaler add-on.
 
-It scrapes ``app=vllm`` pods on the vLLM API port (vLLM serves ``/metrics`` there) every 5 s
-with the Prometheus receiver (Kubernetes pod discovery, limited to the inference namespace),
-sends the scaling metrics by OTLP gRPC to the add-on (:4317, plaintext inside the cluster) and
-exposes everything it scraped on a Prometheus endpoint (:8889) for the dashboard.
+It scrapes, every 5 s with the Prometheus receiver (Kubernetes pod discovery, limited to the
+inference namespace), the ``app=vllm`` pods on the vLLM API port (vLLM serves ``/metrics``
+there) and the ``app=gateway`` pods on the gateway's port and metrics path (its contract,
+:mod:`services.gateway.contract`: the held-requests gauge that takes vLLM from 0 to 1). It sends
+the scaling metrics by OTLP gRPC to the add-on (:4317, plaintext inside the cluster) and exposes
+everything it scraped on a Prometheus endpoint (:8889) for the dashboard.
+
+Every series gets the target labels ``namespace``, ``pod`` and ``deployment`` (the pod's
+ReplicaSet name without its pod-template hash), which the ScaledObject's queries filter on
+(:func:`app_config.scaled_object.scoped_query`). The Prometheus receiver passes target labels
+on as OTLP data-point attributes (all but ``job``, ``instance`` and the ``__`` labels,
+``getSortedNotUsefulLabels`` in receiver/prometheusreceiver/internal/util.go), and those are the
+labels the add-on stores and matches (kedify/otel-add-on v0.1.4 ``receiver/receiver.go``).
 
 Metric names (case B08): the names are the constants in :mod:`app_config.constants`, exactly as
 vLLM exposes them (``vllm:num_requests_running``). What the pinned collector
@@ -27,7 +36,6 @@ Only one replica runs: two collectors would each forward the same samples.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -37,6 +45,11 @@ import yaml
 from constructs import Construct
 
 from app_config.constants import (
+    GATEWAY_APP_LABEL,
+    GATEWAY_HELD_REQUESTS_METRIC,
+    GATEWAY_METRICS_PATH,
+    GATEWAY_NAME,
+    GATEWAY_PORT,
     INFERENCE_NAMESPACE,
     KEDA_NAMESPACE,
     METRIC_KV_CACHE_USAGE,
@@ -48,16 +61,19 @@ from app_config.constants import (
     OTEL_COLLECTOR_NAME,
     OTEL_COLLECTOR_PROMETHEUS_PORT,
     OTEL_SCRAPE_INTERVAL_SECONDS,
+    SERIES_DEPLOYMENT_LABEL,
+    SERIES_NAMESPACE_LABEL,
+    SERIES_POD_LABEL,
     SYSTEM_TAINT_KEY,
     SYSTEM_TAINT_VALUE,
     VLLM_APP_LABEL,
     VLLM_METRICS_PATH,
+    VLLM_NAME,
     VLLM_PORT,
 )
 from app_config.versions import OTEL_COLLECTOR_IMAGE
 from k8s_charts.common import cluster_ip_service, deployment, k8s_object, APP_LABEL_KEY, QvllmChart, addon_otlp_address, common_labels, selector_labels
 
-SCRAPE_JOB = "vllm"
 CONFIG_DIR = "/conf"
 CONFIG_VOLUME = "config"
 PROMETHEUS_PORT_NAME = "prometheus"
@@ -67,32 +83,61 @@ DASHBOARD_PIPELINE = "metrics/dashboard"
 SCALER_FILTER = "filter/scaler"
 OTLP_EXPORTER = "otlp_grpc"  # the OTLP gRPC exporter's name since collector 0.144 (`otlp` warns)
 PROMETHEUS_TRANSLATION_STRATEGY = "NoUTF8EscapingWithSuffixes"
-DEFAULT_SCALER_METRICS: tuple[str, ...] = (METRIC_RUNNING, METRIC_WAITING, METRIC_KV_CACHE_USAGE)
+DEFAULT_SCALER_METRICS: tuple[str, ...] = (
+    METRIC_RUNNING, METRIC_WAITING, METRIC_KV_CACHE_USAGE, GATEWAY_HELD_REQUESTS_METRIC,
+)
+# A Deployment's pods are owned by a ReplicaSet named <deployment>-<pod-template-hash>; the hash
+# is lower-case letters and digits (Kubernetes rand.SafeEncodeString).
+DEPLOYMENT_FROM_REPLICASET = r"ReplicaSet;(.+)-[a-z0-9]+"
 
-# Names in a PromQL-like query: metric names may hold colons; functions are followed by "(".
-_QUERY_NAME = re.compile(r"[A-Za-z_:][A-Za-z0-9_:]*")
-_QUERY_WORDS = frozenset({"by", "without", "on", "ignoring", "group_left", "group_right", "and", "or", "unless", "bool"})
+
+@dataclass(frozen=True)
+class ScrapeTarget:
+    """One scrape job: the pods labelled ``app=<app_label>``, on ``port`` at ``path``."""
+
+    job: str
+    app_label: str
+    port: int
+    path: str
 
 
-def metric_names_in_query(query: str) -> list[str]:
-    """Metric names a ScaledObject ``metricQuery`` reads (``sum(vllm:x{a="b"})`` -> ``["vllm:x"]``).
+# What the collector scrapes: vLLM (queue metrics) and the gateway (held requests).
+SCRAPE_TARGETS: tuple[ScrapeTarget, ...] = (
+    ScrapeTarget(VLLM_NAME, VLLM_APP_LABEL, VLLM_PORT, VLLM_METRICS_PATH),
+    ScrapeTarget(GATEWAY_NAME, GATEWAY_APP_LABEL, GATEWAY_PORT, GATEWAY_METRICS_PATH),
+)
 
-    Label matchers (``{...}``), grouping label lists, string literals and function names are skipped.
+
+def scrape_config(target: ScrapeTarget, namespace: str) -> dict[str, Any]:
+    """The Prometheus ``scrape_configs`` entry of one target.
+
+    Relabeling (Prometheus kubernetes_sd_config, role pod, meta labels
+    ``__meta_kubernetes_pod_label_<name>``, ``__meta_kubernetes_pod_container_port_number``,
+    ``__meta_kubernetes_namespace``, ``__meta_kubernetes_pod_name``,
+    ``__meta_kubernetes_pod_controller_kind``/``_name``): keep the target's pods and port, then
+    label every series with its namespace, pod and Deployment.
     """
-    text = re.sub(r"\{[^}]*\}", " ", query)
-    text = re.sub(r"\b(by|without|on|ignoring)\s*\([^)]*\)", " ", text)
-    text = re.sub(r"\"[^\"]*\"|'[^']*'", " ", text)
-    names: list[str] = []
-    for match in _QUERY_NAME.finditer(text):
-        name = match.group(0)
-        rest = text[match.end():].lstrip()
-        if rest.startswith("(") or name in _QUERY_WORDS or name in names:
-            continue
-        if match.start() > 0 and (text[match.start() - 1].isdigit() or text[match.start() - 1] == "."):
-            continue
-        names.append(name)
-    return names
-
+    return {
+        "job_name": target.job,
+        "scrape_interval": f"{OTEL_SCRAPE_INTERVAL_SECONDS}s",
+        "scrape_timeout": f"{max(1, OTEL_SCRAPE_INTERVAL_SECONDS - 1)}s",
+        "metrics_path": target.path,
+        "kubernetes_sd_configs": [{"role": "pod", "namespaces": {"names": [namespace]}}],
+        "relabel_configs": [
+            {"source_labels": [f"__meta_kubernetes_pod_label_{APP_LABEL_KEY}"], "regex": target.app_label,
+             "action": "keep"},
+            {"source_labels": ["__meta_kubernetes_pod_container_port_number"], "regex": str(target.port),
+             "action": "keep"},
+            {"source_labels": ["__meta_kubernetes_namespace"], "target_label": SERIES_NAMESPACE_LABEL},
+            {"source_labels": ["__meta_kubernetes_pod_name"], "target_label": SERIES_POD_LABEL},
+            {
+                "source_labels": ["__meta_kubernetes_pod_controller_kind", "__meta_kubernetes_pod_controller_name"],
+                "regex": DEPLOYMENT_FROM_REPLICASET,
+                "replacement": "$1",
+                "target_label": SERIES_DEPLOYMENT_LABEL,
+            },
+        ],
+    }
 
 def escape_dollars(text: str) -> str:
     """Write ``$`` as ``$$``: the collector expands ``$VAR``/``${...}`` in its config file."""
@@ -111,7 +156,7 @@ class OtelCollectorProps:
 
     Attributes:
         namespace: where the collector runs (its ServiceAccount, Deployment, Service, ConfigMap).
-        scrape_namespace: namespace of the vLLM pods (pod discovery and the Role are limited to it).
+        scrape_namespace: namespace of the vLLM and gateway pods (pod discovery and the Role are limited to it).
         scaler_metrics: metric names forwarded to the add-on (all others stay on :8889 only);
             must hold every name the ScaledObject queries.
         addon_service: Service name of the OTel scaler add-on.
@@ -129,33 +174,12 @@ class OtelCollectorProps:
 
 def collector_config(props: OtelCollectorProps) -> dict[str, Any]:
     """The collector configuration (before ``$`` escaping), as a dict."""
-    label_source = f"__meta_kubernetes_pod_label_{APP_LABEL_KEY}"
     return {
         "extensions": {"health_check": {"endpoint": f"0.0.0.0:{OTEL_COLLECTOR_HEALTH_PORT}"}},
         "receivers": {
             "prometheus": {
                 "config": {
-                    "scrape_configs": [
-                        {
-                            "job_name": SCRAPE_JOB,
-                            "scrape_interval": f"{OTEL_SCRAPE_INTERVAL_SECONDS}s",
-                            "scrape_timeout": f"{max(1, OTEL_SCRAPE_INTERVAL_SECONDS - 1)}s",
-                            "metrics_path": VLLM_METRICS_PATH,
-                            "kubernetes_sd_configs": [
-                                {"role": "pod", "namespaces": {"names": [props.scrape_namespace]}}
-                            ],
-                            "relabel_configs": [
-                                {"source_labels": [label_source], "regex": VLLM_APP_LABEL, "action": "keep"},
-                                {
-                                    "source_labels": ["__meta_kubernetes_pod_container_port_number"],
-                                    "regex": str(VLLM_PORT),
-                                    "action": "keep",
-                                },
-                                {"source_labels": ["__meta_kubernetes_namespace"], "target_label": "namespace"},
-                                {"source_labels": ["__meta_kubernetes_pod_name"], "target_label": "pod"},
-                            ],
-                        }
-                    ]
+                    "scrape_configs": [scrape_config(target, props.scrape_namespace) for target in SCRAPE_TARGETS]
                 }
             }
         },

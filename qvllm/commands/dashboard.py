@@ -13,11 +13,14 @@ import click
 @click.option("--namespace", default=None, help="Namespace of vLLM (default: the app's).")
 @click.option("--scaled-object", type=click.Path(exists=True, dir_okay=False),
               help="ScaledObject YAML for the desired-replica math (default: the cluster's, else the config's).")
+@click.option("--config", "config_file", type=click.Path(exists=True, dir_okay=False),
+              help="App config YAML: its ScaledObject (when the cluster has none) and "
+                   "cluster.hpa_sync_period_seconds for the reaction times.")
 @click.option("--interval", type=click.FloatRange(min=0.2), default=2.0, show_default=True)
-def command(metrics_url, kubeconfig, context, namespace, scaled_object, interval) -> None:  # type: ignore[no-untyped-def]
+def command(metrics_url, kubeconfig, context, namespace, scaled_object, config_file, interval) -> None:  # type: ignore[no-untyped-def]
     """Live view: throughput, queue, desired vs current replicas, latency, pods and GPU nodes."""
     from app_config.constants import INFERENCE_NAMESPACE
-    from app_config.loader import config_from_dict
+    from app_config.loader import config_from_dict, read_yaml
     from qvllm.dashboard.app import DashboardApp
     from qvllm.dashboard.data.kube import KubeSource
     from qvllm.dashboard.data.sources import Poller
@@ -29,11 +32,16 @@ def command(metrics_url, kubeconfig, context, namespace, scaled_object, interval
         metrics_url = state.urls.get("metrics") if state else None
     if not metrics_url:
         raise click.UsageError("give --metrics-url (vLLM /metrics or the collector's :8889) or run `qvllm local up`")
-    if scaled_object:
-        from qvllm.commands.scale_math import load_scaled_object
+    try:
+        config = config_from_dict(read_yaml(config_file) if config_file else {})
+        if scaled_object:
+            from qvllm.commands.scale_math import load_scaled_object
 
-        spec = ScalingSpec.from_scaled_object(load_scaled_object(scaled_object))
-    else:
-        spec = ScalingSpec.from_config(config_from_dict({}).scaling)
+            spec = ScalingSpec.from_scaled_object(load_scaled_object(scaled_object))
+        else:
+            spec = ScalingSpec.from_config(config.scaling)
+    except ValueError as exc:  # ConfigError, ScaledObjectError
+        raise click.ClickException(str(exc)) from None
     kube = KubeSource(kubeconfig, context, namespace or INFERENCE_NAMESPACE) if kubeconfig else None
-    DashboardApp(Poller(metrics_url, spec, kube).poll, interval).run()
+    poller = Poller(metrics_url, spec, config.cluster.hpa_sync_period_seconds, kube)
+    DashboardApp(poller.poll, interval).run()

@@ -1,4 +1,4 @@
-"""`qvllm scale-math`: print how a ScaledObject turns metric values into desired replicas."""
+"""`qvllm scale-math`: print how a ScaledObject turns metric values into desired replicas, and when."""
 
 from __future__ import annotations
 
@@ -41,34 +41,40 @@ def _parse_values(pairs: tuple[str, ...]) -> dict[str, float]:
     return values
 
 
+def _print_events(events, start: float) -> None:  # type: ignore[no-untyped-def]
+    for event in events:
+        click.echo(f"  t={max(event.time - start, 0):>6.0f}s  ({event.source}) replicas {event.after}")
+
+
 @click.command(name="scale-math")
 @click.option("--scaled-object", "scaled_object", type=click.Path(exists=True, dir_okay=False),
               help="ScaledObject YAML/JSON (e.g. from `make manifests`). Default: built from the app config.")
 @click.option("--config", "config_file", type=click.Path(exists=True, dir_okay=False),
-              help="App config YAML whose `scaling` section to use (when no --scaled-object).")
+              help="App config YAML: its `scaling` section (when no --scaled-object) and "
+                   "cluster.hpa_sync_period_seconds (always). Default: the built-in defaults.")
 @click.option("--value", "-v", "pairs", multiple=True, metavar="TRIGGER=NUMBER",
-              help="A trigger's metric value, e.g. -v running=0 -v waiting=3.")
+              help="A trigger's metric value, e.g. -v running=0 -v waiting=3 (-v held=2 with --current 0). "
+                   "A trigger not given reads 0, as the add-on answers for a metric it has not received.")
 @click.option("--current", type=click.IntRange(min=0), default=1, show_default=True, help="Current replicas.")
 @click.option("--timeline", is_flag=True,
-              help="Also print the scale-down timeline after the load stops (HPA behavior, 15 s syncs).")
+              help="Also print when it happens: the scale-up (KEDA polls, HPA syncs at the configured "
+                   "cluster.hpa_sync_period_seconds), then the scale-down after the load stops.")
 def command(scaled_object: str | None, config_file: str | None, pairs: tuple[str, ...], current: int, timeline: bool) -> None:
     """Compute desired replicas from trigger values, step by step (KEDA formula + HPA rule)."""
-    from qvllm.scaling import FormulaError, ScaledObjectError, ScalingSpec, changes, desired_replicas, simulate
+    from app_config.loader import config_from_dict, read_yaml
+    from qvllm.scaling import ControlLoop, ScalingSpec, desired_replicas, reaction_times, simulate
 
     try:
+        config = config_from_dict(read_yaml(config_file) if config_file else {})
         if scaled_object:
             spec = ScalingSpec.from_scaled_object(load_scaled_object(scaled_object))
         else:
-            from app_config.loader import config_from_dict, read_yaml
-
-            data = read_yaml(config_file) if config_file else {}
-            spec = ScalingSpec.from_config(config_from_dict(data).scaling)
+            spec = ScalingSpec.from_config(config.scaling)
         values = _parse_values(pairs)
-        if not values:
-            values = {t.name: 0.0 for t in spec.triggers}
         decision = desired_replicas(spec, values, current)
-    except (FormulaError, ScaledObjectError, ValueError) as exc:
+    except ValueError as exc:  # ConfigError, ScaledObjectError, FormulaError
         raise click.ClickException(str(exc)) from None
+    sync = config.cluster.hpa_sync_period_seconds
     click.echo(f"formula: {spec.formula}   target: {spec.target:g} ({spec.metric_type})   "
                f"activationTarget: {spec.activation_target:g}   replicas: {spec.min_replicas}..{spec.max_replicas}")
     for line in decision.steps:
@@ -76,14 +82,32 @@ def command(scaled_object: str | None, config_file: str | None, pairs: tuple[str
     for warning in spec.warnings:
         click.echo(f"  warning: {warning}")
     click.echo(f"desired replicas: {decision.desired} (current {current})")
-    if timeline:
-        start_replicas = max(decision.desired, current, 1)
-        loaded = dict(values)
-        idle = {k: 0.0 for k in values}
-        series, notes = simulate(spec, start_replicas, lambda t: loaded if t <= 0 else idle, start=-spec.scale_down.stabilization_window_seconds - 60, end=1800)
-        click.echo(f"scale-down after load stops at t=0 (window {spec.scale_down.stabilization_window_seconds}s, "
-                   f"cooldownPeriod {spec.cooldown_seconds}s):")
-        for t, replicas in changes(series):
-            click.echo(f"  t={max(t, 0):>6.0f}s  replicas {replicas}")
-        for note in notes:
-            click.echo(f"  note: {note}")
+    if not timeline:
+        return
+    for line in reaction_times(spec, sync).lines():
+        click.echo(line)
+    loaded = dict(values)
+    if decision.desired > current:
+        # Worst case: the load arrives just after a KEDA poll, and the HPA synced just before it acted.
+        poll = spec.polling_interval_seconds
+        loop = ControlLoop(spec, current, sync, keda_first_poll=poll, hpa_first_sync=(poll if current == 0 else 0) + sync)
+        end = poll + sync * 8
+        t = 0.0
+        while t <= end:
+            loop.step(t, loaded)
+            t += 1
+        click.echo(f"scale-up with these values from t=0 (worst-case phase; pod start-up not modelled):")
+        _print_events(loop.events, 0)
+    start_replicas = max(decision.desired, current, 1)
+    idle = {k: 0.0 for k in values}
+    window = spec.scale_down.stabilization_window_seconds
+    series, notes = simulate(spec, start_replicas, lambda t: loaded if t <= 0 else idle,
+                             start=-window - 60, end=1800, hpa_sync_period_seconds=sync)
+    from qvllm.scaling import changes
+
+    click.echo(f"scale-down after load stops at t=0 (window {window}s, cooldownPeriod {spec.cooldown_seconds}s, "
+               f"HPA sync {sync}s):")
+    for t, replicas in changes(series):
+        click.echo(f"  t={max(t, 0):>6.0f}s  replicas {replicas}")
+    for note in notes:
+        click.echo(f"  note: {note}")

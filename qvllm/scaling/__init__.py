@@ -1,34 +1,36 @@
-"""Scaling math shared by the dashboard, the `scale-math` command and the docs.
+"""Scaling math shared by the dashboard, the `scale-math` command and a load simulator.
 
-Public API: :class:`ScalingSpec` (a ScaledObject, typed), :func:`desired_replicas`
-(one evaluation), :class:`Autoscaler` / :func:`simulate` (behavior over time),
-:func:`evaluate_formula` (the safe formula evaluator).
+Public API: :class:`ScalingSpec` (a ScaledObject, typed; :meth:`ScalingSpec.from_config`
+reads the manifest the chart renders), :func:`desired_replicas` (one evaluation),
+:class:`ControlLoop` / :func:`simulate` (KEDA polls and HPA syncs over time), and the one
+formula evaluator of :mod:`app_config.formula`.
 """
 
-from qvllm.scaling.formula import FormulaError, evaluate_formula, formula_names
+from app_config.formula import FormulaError, evaluate_formula, formula_identifiers
+from app_config.scaled_object import ScaledObjectError
 from qvllm.scaling.replicas import (
-    Autoscaler,
+    ControlLoop,
     Decision,
+    ScaleEvent,
     changes,
+    complete_values,
     composite_value,
+    control_times,
     desired_replicas,
     hpa_recommendation,
+    is_active,
     keda_from_zero,
+    reaction_times,
+    ReactionTimes,
     scale_down_limit,
     scale_up_limit,
     simulate,
 )
-from qvllm.scaling.spec import (
-    Policy,
-    Rules,
-    ScaledObjectError,
-    ScalingSpec,
-    Trigger,
-    scaled_object_from_config,
-)
+from qvllm.scaling.spec import Policy, Rules, ScalingSpec, Trigger
 
 __all__ = [
-    "Autoscaler", "Decision", "FormulaError", "Policy", "Rules", "ScaledObjectError", "ScalingSpec",
-    "Trigger", "changes", "composite_value", "desired_replicas", "evaluate_formula", "formula_names",
-    "hpa_recommendation", "keda_from_zero", "scale_down_limit", "scale_up_limit", "scaled_object_from_config", "simulate",
+    "ControlLoop", "Decision", "FormulaError", "Policy", "Rules", "ScaleEvent", "ScaledObjectError", "ScalingSpec",
+    "Trigger", "changes", "complete_values", "composite_value", "control_times", "desired_replicas",
+    "evaluate_formula", "formula_identifiers", "hpa_recommendation", "is_active", "keda_from_zero", "reaction_times", "ReactionTimes",
+    "scale_down_limit", "scale_up_limit", "simulate",
 ]

@@ -1,16 +1,14 @@
-"""A ScaledObject, read into typed, frozen values the replica model works on.
+"""A ScaledObject as the replica model reads it.
 
-Input shapes:
+:class:`ScalingSpec` holds the fields of a KEDA ``keda.sh/v1alpha1`` ScaledObject that decide
+replicas: ``spec.triggers[]``, ``spec.advanced.scalingModifiers``, ``minReplicaCount``,
+``maxReplicaCount``, ``idleReplicaCount``, ``cooldownPeriod``, ``pollingInterval`` and
+``spec.advanced.horizontalPodAutoscalerConfig.behavior`` (autoscaling/v2 HPABehavior).
 
-- :meth:`ScalingSpec.from_scaled_object` takes the ScaledObject as a dict, exactly as the
-  KEDA CRD (``keda.sh/v1alpha1``) shapes it and as the charts render it: ``spec.triggers[]``
-  (``name``, ``type``, ``metadata``, ``metricType``), ``spec.advanced.scalingModifiers``
-  (``formula``, ``target``, ``activationTarget``, ``metricType``), ``minReplicaCount``,
-  ``maxReplicaCount``, ``cooldownPeriod``, ``pollingInterval`` and
-  ``spec.advanced.horizontalPodAutoscalerConfig.behavior`` (autoscaling/v2 HPABehavior).
-- :meth:`ScalingSpec.from_config` takes :class:`app_config.model.ScalingConfig`.
-- :func:`scaled_object_from_config` renders the config as that dict (the fields the model
-  reads), for tools that have no rendered chart at hand.
+- :meth:`ScalingSpec.from_scaled_object` reads any ScaledObject dict (a rendered file, the
+  cluster's object) and applies KEDA's rules (:func:`app_config.scaled_object.check_scaling_modifiers`).
+- :meth:`ScalingSpec.from_config` reads the very manifest the chart renders
+  (:func:`app_config.scaled_object.scaled_object_manifest`): one builder, no copy.
 
 Defaults that apply when a field is absent are KEDA's and Kubernetes' documented ones:
 minReplicaCount 0, maxReplicaCount 100, cooldownPeriod 300 s, pollingInterval 30 s
@@ -26,15 +24,21 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from app_config.constants import EXTERNAL_TRIGGER_TYPE, KEDIFY_OTEL_TRIGGER_TYPE, RESOURCE_TRIGGER_TYPES
-from qvllm.scaling.formula import FormulaError, formula_names
+from app_config.constants import GATEWAY_HELD_REQUESTS_METRIC, RESOURCE_TRIGGER_TYPES
+from app_config.metric_query import MetricQuery, parse_metric_query
+from app_config.scaled_object import (
+    ScaledObjectError,
+    ScaledObjectProps,
+    ScalingModifiersSpec,
+    TriggerSpec,
+    check_replica_bounds,
+    check_scale_to_zero,
+    check_scaling_modifiers,
+    scaled_object_manifest,
+)
 
 DEFAULT_TOLERANCE = 0.1
-HPA_SYNC_PERIOD_SECONDS = 15  # kube-controller-manager --horizontal-pod-autoscaler-sync-period
-
-
-class ScaledObjectError(ValueError):
-    """The ScaledObject dict lacks a field the model needs or has a malformed one."""
+TARGET_METADATA_KEYS = ("targetValue", "value", "threshold", "targetMetricValue")
 
 
 @dataclass(frozen=True)
@@ -74,8 +78,24 @@ class Trigger:
 
     @property
     def is_resource(self) -> bool:
-        """cpu/memory triggers are not formula variables (KEDA, case B01)."""
+        """cpu/memory triggers are not formula variables."""
         return self.type in RESOURCE_TRIGGER_TYPES
+
+    @property
+    def metric_query(self) -> MetricQuery | None:
+        """The parsed OTel add-on query (None for resource triggers and queries of other scalers)."""
+        if self.is_resource or not self.query:
+            return None
+        try:
+            return parse_metric_query(self.query)
+        except ValueError:
+            return None  # a Prometheus-scaler PromQL query: not the add-on's language
+
+    @property
+    def is_activation(self) -> bool:
+        """Whether the trigger reads the gateway's held-requests gauge (the 0 -> 1 signal)."""
+        query = self.metric_query
+        return query is not None and query.name == GATEWAY_HELD_REQUESTS_METRIC
 
 
 @dataclass(frozen=True)
@@ -100,129 +120,103 @@ class ScalingSpec:
     warnings: tuple[str, ...] = field(default=())
     idle_replicas: int | None = None  # spec.idleReplicaCount (None when absent)
 
-    # ------------------------------------------------------------------ constructors
     @classmethod
     def from_scaled_object(cls, obj: Mapping[str, Any]) -> "ScalingSpec":
         """Read a ScaledObject dict (see the module docstring).
 
         Raises:
-            ScaledObjectError: a missing or malformed field, named by its path.
-            FormulaError: the formula is unsupported or names a trigger that cannot be a variable.
+            ScaledObjectError: a missing or malformed field, or a broken KEDA rule, named by its path.
         """
         if not isinstance(obj, Mapping):
-            raise ScaledObjectError("ScaledObject must be a mapping")
+            raise ScaledObjectError("<root>", "a ScaledObject must be a mapping")
         if obj.get("kind", "ScaledObject") != "ScaledObject":
-            raise ScaledObjectError(f"kind is {obj.get('kind')!r}, expected 'ScaledObject'")
+            raise ScaledObjectError("kind", f"is {obj.get('kind')!r}, expected 'ScaledObject'")
         spec = obj.get("spec")
         if not isinstance(spec, Mapping):
-            raise ScaledObjectError("spec is missing")
+            raise ScaledObjectError("spec", "is missing")
         raw_triggers = spec.get("triggers")
         if not isinstance(raw_triggers, list) or not raw_triggers:
-            raise ScaledObjectError("spec.triggers must be a non-empty list")
+            raise ScaledObjectError("spec.triggers", "must be a non-empty list")
         advanced = spec.get("advanced") or {}
-        modifiers = advanced.get("scalingModifiers") or {}
-        triggers = tuple(_trigger(i, t) for i, t in enumerate(raw_triggers))
-        formula = modifiers.get("formula")
-        target = _number(modifiers, "target", "spec.advanced.scalingModifiers.target") if formula else None
-        if formula and target is None:
-            raise ScaledObjectError("spec.advanced.scalingModifiers.target is required with a formula")
-        activation = _number(modifiers, "activationTarget", "spec.advanced.scalingModifiers.activationTarget")
-        metric_type = modifiers.get("metricType") or _first_metric_type(raw_triggers)
+        trigger_specs = [TriggerSpec.from_manifest(i, t) for i, t in enumerate(raw_triggers)]
+        modifiers = ScalingModifiersSpec.from_manifest(advanced.get("scalingModifiers"))
+        if modifiers is not None and not modifiers.target:
+            raise ScaledObjectError("spec.advanced.scalingModifiers.target", "is required with a formula")
+        warnings = check_scaling_modifiers(trigger_specs, modifiers)
+        metric_type = modifiers.metric_type if modifiers else (
+            next((t.metric_type for t in trigger_specs if t.metric_type and not t.is_resource), "AverageValue")
+        )
         if metric_type not in ("AverageValue", "Value"):
-            raise ScaledObjectError(
-                f"metricType {metric_type!r} is not supported for external metrics (AverageValue or Value)"
-            )
+            raise ScaledObjectError("metricType", f"{metric_type!r} is not supported for external metrics "
+                                    "(AverageValue or Value)")
         behavior = (advanced.get("horizontalPodAutoscalerConfig") or {}).get("behavior") or {}
-        min_r = int(spec.get("minReplicaCount", 0))
-        max_r = int(spec.get("maxReplicaCount", 100))
-        if min_r < 0 or max_r < 1 or min_r > max_r:
-            raise ScaledObjectError(
-                f"spec.minReplicaCount ({min_r}) / spec.maxReplicaCount ({max_r}): need 0 <= min <= max, max >= 1"
-            )
-        result = cls(
-            triggers=triggers,
-            formula=formula,
-            target=target,
-            activation_target=activation if activation is not None else 0.0,
+        min_r = _integer(spec, "minReplicaCount", 0)
+        max_r = _integer(spec, "maxReplicaCount", 100)
+        idle = _integer(spec, "idleReplicaCount", None)
+        check_replica_bounds(min_r, max_r, idle)
+        try:
+            check_scale_to_zero(trigger_specs, modifiers, min_r, idle)
+        except ScaledObjectError as exc:  # a cluster may run such an object: model it, and say why it stalls
+            warnings.append(str(exc))
+        return cls(
+            triggers=tuple(_trigger(i, t) for i, t in enumerate(trigger_specs)),
+            formula=modifiers.formula if modifiers else None,
+            target=float(modifiers.target) if modifiers else None,
+            activation_target=float(modifiers.activation_target or 0) if modifiers else 0.0,
             metric_type=metric_type,
             min_replicas=min_r,
             max_replicas=max_r,
-            cooldown_seconds=int(spec.get("cooldownPeriod", 300)),
-            polling_interval_seconds=int(spec.get("pollingInterval", 30)),
+            cooldown_seconds=_integer(spec, "cooldownPeriod", 300),
+            polling_interval_seconds=_integer(spec, "pollingInterval", 30),
             scale_up=_rules(behavior.get("scaleUp"), DEFAULT_SCALE_UP, "scaleUp"),
             scale_down=_rules(behavior.get("scaleDown"), DEFAULT_SCALE_DOWN, "scaleDown"),
-            idle_replicas=int(spec["idleReplicaCount"]) if spec.get("idleReplicaCount") is not None else None,
+            warnings=tuple(warnings),
+            idle_replicas=idle,
         )
-        return result._checked()
 
     @classmethod
     def from_config(cls, scaling: Any) -> "ScalingSpec":
-        """Build from :class:`app_config.model.ScalingConfig` (via :func:`scaled_object_from_config`)."""
-        return cls.from_scaled_object(scaled_object_from_config(scaling))
+        """The ScaledObject the chart renders from :class:`app_config.model.ScalingConfig`, read back."""
+        manifest, _ = scaled_object_manifest(ScaledObjectProps(scaling=scaling))
+        return cls.from_scaled_object(manifest)
 
-    # ------------------------------------------------------------------ checks
-    def _checked(self) -> "ScalingSpec":
-        warnings: list[str] = []
-        if self.formula:
-            names = {t.name for t in self.triggers}
-            for index, trig in enumerate(self.triggers):
-                if not trig.name:
-                    raise ScaledObjectError(
-                        f"spec.triggers[{index}] has no name: with scalingModifiers every trigger must be named"
-                    )
-            for ident in sorted(formula_names(self.formula)):
-                trig = next((t for t in self.triggers if t.name == ident), None)
-                if trig is None:
-                    raise FormulaError(
-                        f"scalingModifiers.formula names {ident!r}, but no trigger has that name "
-                        f"(triggers: {sorted(names)})"
-                    )
-                if trig.is_resource:
-                    raise FormulaError(
-                        f"scalingModifiers.formula names {ident!r}, a {trig.type} trigger: resource "
-                        "triggers are not formula variables"
-                    )
-            unused = names - formula_names(self.formula)
-            if unused:
-                warnings.append(f"triggers {sorted(unused)} are not used by the formula")
-        object.__setattr__(self, "warnings", tuple(warnings))
-        return self
+    @property
+    def activation_triggers(self) -> tuple[Trigger, ...]:
+        """The triggers that read the gateway's held requests (what takes vLLM from 0 to 1)."""
+        return tuple(t for t in self.triggers if t.is_activation)
 
 
-def _number(mapping: Mapping[str, Any], key: str, path: str) -> float | None:
-    if key not in mapping or mapping[key] in (None, ""):
+def _integer(spec: Mapping[str, Any], key: str, default: int | None) -> Any:
+    value = spec.get(key, default)
+    if value is None:
         return None
     try:
-        return float(mapping[key])
+        return int(value)
     except (TypeError, ValueError):
-        raise ScaledObjectError(f"{path} is {mapping[key]!r}, not a number") from None
+        raise ScaledObjectError(f"spec.{key}", f"is {value!r}, not an integer") from None
 
 
-def _first_metric_type(raw_triggers: list[Any]) -> str:
-    for trig in raw_triggers:
-        if isinstance(trig, Mapping) and trig.get("metricType"):
-            return str(trig["metricType"])
-    return "AverageValue"
+def _number(meta: Mapping[str, str], key: str, path: str) -> float | None:
+    if key not in meta or meta[key] in (None, ""):
+        return None
+    try:
+        return float(meta[key])
+    except (TypeError, ValueError):
+        raise ScaledObjectError(path, f"is {meta[key]!r}, not a number") from None
 
 
-def _trigger(index: int, raw: Any) -> Trigger:
-    path = f"spec.triggers[{index}]"
-    if not isinstance(raw, Mapping) or not raw.get("type"):
-        raise ScaledObjectError(f"{path}.type is missing")
-    meta = raw.get("metadata") or {}
-    target = None
-    for key in ("targetValue", "value", "threshold", "targetMetricValue"):
-        if key in meta:
-            target = _number(meta, key, f"{path}.metadata.{key}")
-            break
+def _trigger(index: int, spec: TriggerSpec) -> Trigger:
+    path = f"spec.triggers[{index}].metadata"
+    meta = dict(spec.metadata)
+    target_key = next((k for k in TARGET_METADATA_KEYS if k in meta), None)
     return Trigger(
-        name=str(raw.get("name") or ""),
-        type=str(raw["type"]),
-        target=target,
-        activation_target=_number(meta, "activationTargetValue", f"{path}.metadata.activationTargetValue"),
-        clamp_min=_number(meta, "clampMin", f"{path}.metadata.clampMin"),
-        clamp_max=_number(meta, "clampMax", f"{path}.metadata.clampMax"),
-        query=meta.get("metricQuery") or meta.get("query"),
+        name=spec.name or "",
+        type=spec.type,
+        target=_number(meta, target_key, f"{path}.{target_key}") if target_key else None,
+        activation_target=_number(meta, "activationTargetValue", f"{path}.activationTargetValue"),
+        clamp_min=_number(meta, "clampMin", f"{path}.clampMin"),
+        clamp_max=_number(meta, "clampMax", f"{path}.clampMax"),
+        query=spec.query,
     )
 
 
@@ -233,81 +227,21 @@ def _rules(raw: Any, default: Rules, path: str) -> Rules:
     policies_raw = raw.get("policies")
     policies = default.policies
     if policies_raw is not None:
-        policies = []
+        parsed = []
         for i, p in enumerate(policies_raw):
             if p.get("type") not in ("Pods", "Percent"):
-                raise ScaledObjectError(f"{where}.policies[{i}].type is {p.get('type')!r} (Pods or Percent)")
+                raise ScaledObjectError(f"{where}.policies[{i}].type", f"is {p.get('type')!r} (Pods or Percent)")
             try:
-                policies.append(Policy(p["type"], int(p["value"]), int(p["periodSeconds"])))
+                parsed.append(Policy(p["type"], int(p["value"]), int(p["periodSeconds"])))
             except (KeyError, TypeError, ValueError):
-                raise ScaledObjectError(f"{where}.policies[{i}] needs integer value and periodSeconds") from None
-        policies = tuple(policies)
+                raise ScaledObjectError(f"{where}.policies[{i}]", "needs integer value and periodSeconds") from None
+        policies = tuple(parsed)
     select = raw.get("selectPolicy", "Max")
     if select not in ("Max", "Min", "Disabled"):
-        raise ScaledObjectError(f"{where}.selectPolicy is {select!r} (Max, Min or Disabled)")
+        raise ScaledObjectError(f"{where}.selectPolicy", f"is {select!r} (Max, Min or Disabled)")
     return Rules(
         stabilization_window_seconds=int(raw.get("stabilizationWindowSeconds", default.stabilization_window_seconds)),
         select_policy=select,
         policies=policies,
         tolerance=float(raw.get("tolerance", default.tolerance)),
     )
-
-
-def _rules_dict(rules: Any) -> dict[str, Any]:
-    return {
-        "stabilizationWindowSeconds": rules.stabilization_window_seconds,
-        "selectPolicy": rules.select_policy,
-        "policies": [
-            {"type": p.type, "value": p.value, "periodSeconds": p.period_seconds} for p in rules.policies
-        ],
-    }
-
-
-def _fmt(value: float) -> str:
-    return str(int(value)) if float(value).is_integer() else str(value)
-
-
-def scaled_object_from_config(scaling: Any, *, name: str = "vllm") -> dict[str, Any]:
-    """Render :class:`app_config.model.ScalingConfig` as a ScaledObject dict (model fields only).
-
-    The charts render the deployable object (with ``scalerAddress`` and friends); this is
-    the subset the replica model reads, in the same CRD shape, so both paths agree.
-    """
-    external = KEDIFY_OTEL_TRIGGER_TYPE if scaling.keda_flavor == "kedify" else EXTERNAL_TRIGGER_TYPE
-    triggers = []
-    for trig in scaling.triggers:
-        trigger_type = external if trig.kind == "external" else trig.kind  # cpu / memory
-        entry: dict[str, Any] = {"type": trigger_type, "name": trig.name, "metadata": {}}
-        if trig.kind == "external":
-            entry["metadata"] = {"metricQuery": trig.metric_query, "targetValue": _fmt(trig.target_value)}
-        else:
-            entry["metricType"] = "Utilization"
-            entry["metadata"] = {"value": _fmt(trig.target_value)}
-        triggers.append(entry)
-    return {
-        "apiVersion": "keda.sh/v1alpha1",
-        "kind": "ScaledObject",
-        "metadata": {"name": name},
-        "spec": {
-            "scaleTargetRef": {"name": name},
-            "pollingInterval": scaling.polling_interval_seconds,
-            "cooldownPeriod": scaling.cooldown_period_seconds,
-            "minReplicaCount": scaling.min_replicas,
-            "maxReplicaCount": scaling.max_replicas,
-            "triggers": triggers,
-            "advanced": {
-                "scalingModifiers": {
-                    "formula": scaling.formula,
-                    "target": _fmt(scaling.target),
-                    "activationTarget": _fmt(scaling.activation_target),
-                    "metricType": scaling.metric_type,
-                },
-                "horizontalPodAutoscalerConfig": {
-                    "behavior": {
-                        "scaleUp": _rules_dict(scaling.scale_up),
-                        "scaleDown": _rules_dict(scaling.scale_down),
-                    }
-                },
-            },
-        },
-    }

@@ -117,12 +117,12 @@ def test_scaled_object_targets_the_vllm_deployment(all_objects):
 
 
 def test_every_formula_name_is_a_trigger_name(all_objects):
-    from k8s_charts.scaled_object import formula_identifiers
+    from app_config.formula import formula_identifiers
 
     spec = find(all_objects, "ScaledObject")["spec"]
     names = {t["name"] for t in spec["triggers"]}
     used = formula_identifiers(spec["advanced"]["scalingModifiers"]["formula"])
-    assert used == ["running", "waiting"]
+    assert used == ["running", "waiting", "held"]
     assert set(used) <= names
 
 

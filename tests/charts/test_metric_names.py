@@ -12,12 +12,12 @@ from app_config import config_from_dict
 from app_config import constants as c
 from k8s_charts import render_all
 from k8s_charts.common import ManifestCheckError, check_no_removed_metrics
+from app_config.metric_query import metric_names_in_query
 from k8s_charts.otel_collector import (
     PROMETHEUS_TRANSLATION_STRATEGY,
     OtelCollectorChart,
     OtelCollectorProps,
     collector_config_text,
-    metric_names_in_query,
 )
 from k8s_charts.scaled_object import ScaledObjectChart, ScaledObjectProps
 from tests.charts.conftest import find
@@ -36,8 +36,8 @@ def test_b08_queried_names_equal_the_emitted_constants(all_objects):
     """B08: the ScaledObject queries exactly the colon names vLLM emits and the collector forwards."""
     triggers = find(all_objects, "ScaledObject")["spec"]["triggers"]
     queried = [name for t in triggers for name in metric_names_in_query(t["metadata"]["metricQuery"])]
-    assert queried == [c.METRIC_RUNNING, c.METRIC_WAITING]
-    assert all(name.startswith("vllm:") for name in queried)
+    assert queried == [c.METRIC_RUNNING, c.METRIC_WAITING, c.GATEWAY_HELD_REQUESTS_METRIC]
+    assert all(name.startswith("vllm:") for name in queried[:2])
 
 
 def test_b08_collector_forwards_every_queried_name(all_objects):
@@ -94,11 +94,6 @@ def test_b08_custom_trigger_metric_is_forwarded():
     collector = _collector_config(rendered["otel_collector"])
     condition = collector["processors"]["filter/scaler"]["metrics"]["metric"][0]
     assert 'name == "vllm:num_requests_swapped"' in condition
-
-
-def test_metric_names_in_query():
-    assert metric_names_in_query('sum(vllm:num_requests_waiting{pod=~"vllm-.*"})') == ["vllm:num_requests_waiting"]
-    assert metric_names_in_query("sum by (pod) (vllm:a) + 2 * avg(vllm:b)") == ["vllm:a", "vllm:b"]
 
 
 def test_collector_config_escapes_dollars():

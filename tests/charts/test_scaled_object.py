@@ -1,4 +1,5 @@
-"""The ScaledObject builder: KEDA composite-metric rules (cases B01, B02) and config mapping."""
+"""The ScaledObject builder (app_config.scaled_object) and its chart: KEDA composite-metric rules
+(cases B01, B02), config mapping, query scoping and the scale-from-zero trigger."""
 
 from __future__ import annotations
 
@@ -9,17 +10,17 @@ import pytest
 
 from app_config import config_from_dict
 from app_config.constants import METRIC_RUNNING, METRIC_WAITING
-from k8s_charts.scaled_object import (
-    ScaledObjectChart,
+from app_config.formula import FormulaError, formula_identifiers
+from app_config.scaled_object import (
     ScaledObjectError,
     ScaledObjectProps,
     ScalingModifiersSpec,
     ScalingModifiersWarning,
     TriggerSpec,
     check_scaling_modifiers,
-    formula_identifiers,
     scaled_object_manifest,
 )
+from k8s_charts.scaled_object import ScaledObjectChart
 from tests.support.k8s_schemas import validate_custom
 
 ADDR = "keda-otel-scaler.keda.svc.cluster.local:4318"
@@ -77,22 +78,24 @@ def test_b02_unnamed_extra_trigger_is_rejected_with_its_index():
         check_scaling_modifiers([RUNNING, WAITING, floor], DESIGN)
 
 
+
 def test_b02_unnamed_extra_trigger_fails_the_chart_at_synth():
     """B02 through the chart: ``extra_triggers`` pass the same check, so `cdk synth` fails."""
     floor = _external(None, "sum(vllm:num_requests_running)", "1")
-    props = ScaledObjectProps(scaling=config_from_dict({}).scaling, extra_triggers=(floor,))
-    with pytest.raises(ScaledObjectError, match=r"spec\.triggers\[2\]"):
+    scaling = config_from_dict({}).scaling
+    props = ScaledObjectProps(scaling=scaling, extra_triggers=(floor,))
+    with pytest.raises(ScaledObjectError, match=rf"spec\.triggers\[{len(scaling.triggers)}\]"):
         ScaledObjectChart(cdk8s.App(), "so", props)
 
 
 def test_b02_duplicate_names_are_rejected():
-    with pytest.raises(ScaledObjectError, match=r"spec\.triggers\[1\] repeats the name 'running'"):
+    with pytest.raises(ScaledObjectError, match=r"spec\.triggers\[1\]\.name: repeats the name 'running'"):
         check_scaling_modifiers([RUNNING, _external("running", "sum(x)", "1")], DESIGN)
 
 
 def test_b02_mixed_metric_types_are_rejected_with_the_index():
     mixed = [RUNNING, _external("waiting", f"sum({METRIC_WAITING})", "5", metric_type="Value")]
-    with pytest.raises(ScaledObjectError, match=r"spec\.triggers\[1\]\.metricType is 'Value'.*spec\.triggers\[0\]"):
+    with pytest.raises(ScaledObjectError, match=r"spec\.triggers\[1\]\.metricType: is 'Value'.*spec\.triggers\[0\]"):
         check_scaling_modifiers(mixed, DESIGN)
 
 
@@ -112,12 +115,14 @@ def test_default_config_renders_without_warnings():
         chart = ScaledObjectChart(cdk8s.App(), "so", _props())
     (obj,) = chart.manifests()
     validate_custom(obj)
-    assert [t["name"] for t in obj["spec"]["triggers"]] == ["running", "waiting"]
+    assert [t["name"] for t in obj["spec"]["triggers"]] == ["running", "waiting", "held"]
 
 
 def test_formula_identifiers_skip_functions_and_literals():
-    assert formula_identifiers("max(running, waiting * 10) + float('3')") == ["running", "waiting"]
+    assert formula_identifiers("max(running, waiting * 10) + float(3)") == ["running", "waiting"]
     assert formula_identifiers("running > 5 ? running : waiting") == ["running", "waiting"]
+    with pytest.raises(FormulaError, match="column 36"):  # no strings in a formula over numbers
+        formula_identifiers("max(running, waiting * 10) + float('3')")
 
 
 def test_config_values_map_to_the_scaled_object():
@@ -134,7 +139,7 @@ def test_config_values_map_to_the_scaled_object():
         "policies": [{"type": "Percent", "value": 900, "periodSeconds": 15}, {"type": "Pods", "value": 9, "periodSeconds": 15}],
     }
     assert behavior["scaleDown"]["stabilizationWindowSeconds"] == 300
-    assert [t["metadata"]["targetValue"] for t in spec["triggers"]] == ["25", "5"]
+    assert [t["metadata"]["targetValue"] for t in spec["triggers"]] == ["25", "5", "1"]
 
 
 def test_kedify_flavor_uses_the_kedify_otel_trigger_type():
@@ -143,24 +148,3 @@ def test_kedify_flavor_uses_the_kedify_otel_trigger_type():
     validate_custom(manifest)
     upstream, _ = scaled_object_manifest(_props())
     assert {t["type"] for t in upstream["spec"]["triggers"]} == {"external"}
-
-
-@pytest.mark.parametrize("overrides", [{}, {"scaling": {"keda_flavor": "kedify", "min_replicas": 2, "max_replicas": 7,
-                                                         "target": 3, "formula": "max(running, waiting * 4)"}}],
-                         ids=["default", "kedify-custom"])
-def test_cli_replica_model_reads_the_same_scaled_object_as_the_chart(overrides) -> None:
-    """`qvllm scale-math` and the dashboard render the ScaledObject fields from the config
-    themselves (qvllm.scaling.scaled_object_from_config: the CLI does not load cdk8s). Both
-    renderings must give the same replica model, so that the two cannot drift apart."""
-    from dataclasses import replace
-
-    from app_config import config_from_dict
-    from k8s_charts import render_all
-    from qvllm.scaling import ScalingSpec
-
-    config = config_from_dict(overrides)
-    chart_object = next(o for objs in render_all(config).values() for o in objs if o["kind"] == "ScaledObject")
-    from_chart = ScalingSpec.from_scaled_object(chart_object)
-    from_cli = ScalingSpec.from_config(config.scaling)
-    assert replace(from_chart, warnings=()) == replace(from_cli, warnings=())
-    assert from_chart.max_replicas == config.scaling.max_replicas and from_chart.formula == config.scaling.formula

@@ -171,15 +171,48 @@ def test_a_partial_nested_override_keeps_the_other_defaults() -> None:
     assert config.scaling.scale_down == default.scaling.scale_down
 
 
+VLLM_ONLY_TRIGGERS = {
+    "triggers": [
+        {"name": "running", "metric_query": "sum(vllm:num_requests_running)", "target_value": 25},
+        {"name": "waiting", "metric_query": "sum(vllm:num_requests_waiting)", "target_value": 5},
+    ],
+    "formula": "running + (waiting * 10)",
+}
+
+
 @pytest.mark.parametrize("override, field", [
-    ({"min_replicas": 0}, "scaling.min_replicas"),
-    ({"idle_replica_count": 0}, "scaling.idle_replica_count"),
+    ({"min_replicas": 0, **VLLM_ONLY_TRIGGERS}, "scaling.min_replicas"),
+    ({"idle_replica_count": 0, **VLLM_ONLY_TRIGGERS}, "scaling.idle_replica_count"),
+    # the held trigger exists but the formula ignores it: it cannot wake KEDA either
+    ({"min_replicas": 0, "formula": "running + (waiting * 10)"}, "scaling.min_replicas"),
 ])
 def test_scale_to_zero_is_refused_with_the_reason(override: dict, field: str) -> None:
-    """The triggers read vLLM's own metrics: with no vLLM pod there is nothing to activate on."""
+    """Without the gateway's held-requests trigger in the formula, the triggers read only vLLM's own
+    metrics: with no vLLM pod there is nothing to activate on."""
     with pytest.raises(ConfigError) as err:
         config_from_dict({"scaling": override})
     assert field in str(err.value) and "scale to zero" in str(err.value)
+    assert "qvllm_gateway_held_requests" in str(err.value)
+
+
+def test_scale_from_zero_is_valid_with_the_held_trigger() -> None:
+    """The default triggers include the gateway's held requests, so min_replicas 0 alone is valid."""
+    config = config_from_dict({"scaling": {"min_replicas": 0}})
+    assert config.scaling.min_replicas == 0
+    assert any(t.source == "gateway" and "qvllm_gateway_held_requests" in t.metric_query for t in config.scaling.triggers)
+
+
+@pytest.mark.parametrize("scaling, culprit", [
+    ({"activation_target": 5, "formula": "running * 20 + waiting * 10 + held"}, "held"),
+    ({"activation_target": 1}, "running"),
+])
+def test_scale_to_zero_needs_one_request_above_the_activation_target(scaling: dict, culprit: str) -> None:
+    """One held request must wake KEDA (its composite > activationTarget), and one running request
+    must keep it awake, or KEDA would remove the last pod under a request after cooldownPeriod."""
+    with pytest.raises(ConfigError) as err:
+        config_from_dict({"scaling": {"min_replicas": 0, **scaling}})
+    message = str(err.value)
+    assert "scaling.activation_target" in message and f"one {culprit} request" in message
 
 
 def test_formula_functions_of_keda_are_not_taken_for_trigger_names() -> None:

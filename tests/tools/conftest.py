@@ -18,11 +18,20 @@ def data_dir() -> Path:
 
 @pytest.fixture(scope="session")
 def default_scaled_object() -> dict:
-    """The default ScaledObject (DESIGN section 2 values) in the KEDA CRD shape."""
+    """The default ScaledObject, as the chart renders it (the pure builder, no cdk8s)."""
     from app_config.loader import config_from_dict
-    from qvllm.scaling import scaled_object_from_config
+    from app_config.scaled_object import ScaledObjectProps, scaled_object_manifest
 
-    return scaled_object_from_config(config_from_dict({}).scaling)
+    manifest, _ = scaled_object_manifest(ScaledObjectProps(scaling=config_from_dict({}).scaling))
+    return manifest
+
+
+@pytest.fixture(scope="session")
+def hpa_sync_period_seconds() -> int:
+    """The HPA sync period of the default config (cluster.hpa_sync_period_seconds)."""
+    from app_config.loader import config_from_dict
+
+    return config_from_dict({}).cluster.hpa_sync_period_seconds
 
 
 def load_json(name: str):

@@ -110,7 +110,8 @@ def test_local_up_queue_dashboard_down(tmp_path):
 
         assert looks_like_vllm(state.urls["vllm"]) and not looks_like_vllm(gateway)
 
-        poller = Poller(state.urls["metrics"], ScalingSpec.from_config(config_from_dict({}).scaling))
+        config = config_from_dict({})
+        poller = Poller(state.urls["metrics"], ScalingSpec.from_config(config.scaling), config.cluster.hpa_sync_period_seconds)
         first = poller.poll()
         assert first.error is None and first.metrics.waiting == 0
         kv = first.metrics.kv_cache_usage  # B09 on the live page

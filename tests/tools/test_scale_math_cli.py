@@ -32,11 +32,11 @@ def test_reads_multi_document_yaml_and_prints_timeline(tmp_path, default_scaled_
 
 def test_bad_formula_is_a_clear_error(tmp_path, default_scaled_object):
     default_scaled_object = copy.deepcopy(default_scaled_object)  # the fixture is shared
-    default_scaled_object["spec"]["advanced"]["scalingModifiers"]["formula"] = "running ** 2"
+    default_scaled_object["spec"]["advanced"]["scalingModifiers"]["formula"] = "sqrt(running)"
     path = tmp_path / "so.yaml"
     path.write_text(yaml.safe_dump(default_scaled_object))
     result = CliRunner().invoke(main, ["scale-math", "--scaled-object", str(path), "-v", "running=1"])
-    assert result.exit_code == 1 and "operator Pow is not supported" in result.output
+    assert result.exit_code == 1 and "'sqrt' at column 1: only min(), max()" in result.output
 
 
 def test_bad_value_names_the_option():

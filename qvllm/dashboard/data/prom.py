@@ -13,12 +13,12 @@ interpolation inside the bucket holding the rank; the +Inf bucket answers its lo
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 from prometheus_client.parser import text_string_to_metric_families
 
+from app_config.metric_query import MetricQuery
 from app_config.constants import METRIC_KV_CACHE_USAGE, METRIC_KV_CACHE_USAGE_LEGACY, METRIC_RUNNING, METRIC_WAITING
 
 PROMPT_TOKENS = "vllm:prompt_tokens"  # counter (family name without _total)
@@ -200,23 +200,19 @@ def snapshot(parsed: ParsedMetrics, previous: ParsedMetrics | None = None, secon
     )
 
 
-_QUERY_METRIC = re.compile(r"[A-Za-z_][A-Za-z0-9_]*:[A-Za-z0-9_:]+|vllm_[A-Za-z0-9_]+")
+def trigger_values(parsed: ParsedMetrics, queries: Iterable[tuple[str, MetricQuery | None]]) -> dict[str, float]:
+    """``{trigger name: the add-on's answer to its query}`` for the triggers whose metric is on the page.
 
-
-def query_metric(query: str | None) -> str | None:
-    """The metric name inside a trigger query like ``sum(vllm:num_requests_waiting)``."""
-    if not query:
-        return None
-    match = _QUERY_METRIC.search(query)
-    return match.group(0) if match else None
-
-
-def trigger_values(parsed: ParsedMetrics, triggers: Iterable[tuple[str, str | None]]) -> dict[str, float]:
-    """``{trigger name: summed value of the metric its query names}`` for the triggers found."""
+    Each query is answered as the add-on answers it (:meth:`app_config.metric_query.MetricQuery.answer`:
+    label filters equal or absent, then the aggregation), over the metric's series in either
+    spelling (case B08). A metric absent from the page is left out (the replica model reads it as 0).
+    """
     out: dict[str, float] = {}
-    for name, query in triggers:
-        metric = query_metric(query)
-        value = parsed.total(metric) if metric else None
-        if value is not None:
+    for name, query in queries:
+        if query is None:
+            continue
+        _, samples = parsed.find(query.name)
+        value, found = query.answer((s.labels, s.value) for s in samples)
+        if found:
             out[name] = value
     return out

@@ -11,7 +11,7 @@ import httpx
 
 from qvllm.dashboard.data.kube import KubeSnapshot, KubeSource
 from qvllm.dashboard.data.prom import MetricsSnapshot, ParsedMetrics, snapshot, trigger_values
-from qvllm.scaling import Decision, ScalingSpec, desired_replicas
+from qvllm.scaling import Decision, ReactionTimes, ScalingSpec, desired_replicas, reaction_times
 
 
 @dataclass(frozen=True)
@@ -26,6 +26,7 @@ class DashboardSnapshot:
         decision: desired replicas by the scaling math (None without metrics).
         current_replicas: from the HPA (cluster) or the number of engines (local: 1).
         kube: the Kubernetes view, None without a kubeconfig.
+        reaction: how fast the deployed path reacts (KEDA polling, the configured HPA sync period).
     """
 
     at: float
@@ -35,19 +36,22 @@ class DashboardSnapshot:
     decision: Decision | None
     current_replicas: int
     kube: KubeSnapshot | None = None
+    reaction: ReactionTimes | None = None
 
 
 class Poller:
     """Scrapes ``metrics_url`` (and the Kubernetes API when given) each :meth:`poll`.
 
     The ScaledObject comes from the cluster when it has one, else ``spec`` (default: the
-    app config's). Not thread-safe: one poller per worker.
+    app config's). ``hpa_sync_period_seconds`` is the cluster's (``cluster.hpa_sync_period_seconds``).
+    Not thread-safe: one poller per worker.
     """
 
-    def __init__(self, metrics_url: str, spec: ScalingSpec, kube: KubeSource | None = None,
-                 client: httpx.Client | None = None) -> None:
+    def __init__(self, metrics_url: str, spec: ScalingSpec, hpa_sync_period_seconds: float,
+                 kube: KubeSource | None = None, client: httpx.Client | None = None) -> None:
         self.metrics_url = metrics_url
         self.spec = spec
+        self.hpa_sync_period_seconds = hpa_sync_period_seconds
         self.kube = kube
         self.client = client or httpx.Client(timeout=5)
         self._previous: tuple[float, ParsedMetrics] | None = None
@@ -69,24 +73,29 @@ class Poller:
             text = self.client.get(self.metrics_url).text
             parsed = ParsedMetrics.from_text(text)
         except (httpx.HTTPError, ValueError) as exc:
-            return DashboardSnapshot(now, None, f"{self.metrics_url}: {exc}", {}, None, 1, kube)
+            return DashboardSnapshot(now, None, f"{self.metrics_url}: {exc}", {}, None, 1, kube,
+                                     reaction_times(spec, self.hpa_sync_period_seconds))
         prev = self._previous
         metrics = snapshot(parsed, prev[1] if prev else None, now - prev[0] if prev else None)
         self._previous = (now, parsed)
-        return build_snapshot(now, metrics, parsed, spec, kube, error)
+        return build_snapshot(now, metrics, parsed, spec, kube, error, self.hpa_sync_period_seconds)
 
 
 def build_snapshot(now: float, metrics: MetricsSnapshot, parsed: ParsedMetrics, spec: ScalingSpec,
-                   kube: KubeSnapshot | None, error: str | None = None) -> DashboardSnapshot:
-    """Combine metrics, the scaling math and the Kubernetes view (pure)."""
+                   kube: KubeSnapshot | None, error: str | None = None,
+                   hpa_sync_period_seconds: float | None = None) -> DashboardSnapshot:
+    """Combine metrics, the scaling math and the Kubernetes view (pure).
+
+    Desired replicas are computed once any trigger's metric is on the page; the others read 0,
+    as the add-on answers (the decision's steps say which).
+    """
     current = 1
     if kube is not None:
         current = kube.hpa.current_replicas if kube.hpa else sum(1 for p in kube.pods if p.ready_s is not None)
-    values = trigger_values(parsed, [(t.name, t.query) for t in spec.triggers])
-    decision = None
-    if all(t.name in values for t in spec.triggers if not t.is_resource):
-        decision = desired_replicas(spec, values, current)
-    return DashboardSnapshot(now, metrics, error, values, decision, current, kube)
+    values = trigger_values(parsed, [(t.name, t.metric_query) for t in spec.triggers])
+    decision = desired_replicas(spec, values, current) if values else None
+    reaction = None if hpa_sync_period_seconds is None else reaction_times(spec, hpa_sync_period_seconds)
+    return DashboardSnapshot(now, metrics, error, values, decision, current, kube, reaction)
 
 
 def fetch_json(path: str) -> dict[str, Any]:

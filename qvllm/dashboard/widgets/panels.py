@@ -66,7 +66,8 @@ class QueuePanel(SnapshotStatic):
 
 
 class ReplicasPanel(SnapshotStatic):
-    """Desired replicas by the scaling math beside current replicas, and the HPA's per-pod figure (B04)."""
+    """Desired replicas by the scaling math beside current replicas (0 -> 1 by the activation trigger
+    included), the reaction times at the configured HPA sync period, and the HPA's per-pod figure (B04)."""
 
     def render_text(self, snap: DashboardSnapshot | None) -> str:
         if snap is None or snap.decision is None:
@@ -74,6 +75,8 @@ class ReplicasPanel(SnapshotStatic):
         d = snap.decision
         lines = [f"[b]Replicas[/b]\ndesired {d.desired}   current {snap.current_replicas}   composite {d.composite:g}"]
         lines += [f"[dim]{s}[/dim]" for s in d.steps]
+        if snap.reaction is not None:
+            lines += [f"[dim]reaction: {line}[/dim]" for line in snap.reaction.lines()]
         hpa = snap.kube.hpa if snap.kube else None
         if hpa is not None and hpa.per_pod_value is not None:
             lines.append(
