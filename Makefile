@@ -21,7 +21,7 @@ VLLM_STAMP := .venv-vllm/.installed
 CONFIG ?=
 CDK_CONTEXT := $(if $(CONFIG),-c config_file=$(CONFIG))
 
-.PHONY: help synth test local manifests bench-synth bench-gateway bench-upload deps deps-dev deps-engine deps-browser clean
+.PHONY: help synth test local manifests bench-synth bench-gateway bench-upload deps deps-dev deps-engine deps-browser deps-promtool clean
 
 help:
 	@echo "make synth   install and synthesize the app (CONFIG=my.yaml to override the default config)"
@@ -61,7 +61,15 @@ synth: deps
 	$(CDK) synth --quiet $(CDK_CONTEXT)
 	$(PY) scripts/list_stacks.py cdk.out
 
-test: deps-dev deps-engine deps-browser
+# promtool (Prometheus' own relabeling, the code the collector's Prometheus receiver runs) from
+# Debian's prometheus package, unpacked into .tools/ only: nothing is installed or started.
+PROMTOOL := .tools/promtool
+deps-promtool:
+	@test -x $(PROMTOOL) || { mkdir -p .tools/deb && cd .tools/deb && \
+	  { apt-get download prometheus 2>/dev/null || { apt-get update -q && apt-get download prometheus; }; } && \
+	  dpkg-deb -x prometheus_*.deb root && cp root/usr/bin/promtool ../promtool && cd .. && rm -rf deb; }
+
+test: deps-dev deps-engine deps-browser deps-promtool
 	$(PY) -m pytest
 
 local: deps-dev deps-engine
