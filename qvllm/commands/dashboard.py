@@ -20,28 +20,18 @@ import click
 def command(metrics_url, kubeconfig, context, namespace, scaled_object, config_file, interval) -> None:  # type: ignore[no-untyped-def]
     """Live view: throughput, queue, desired vs current replicas, latency, pods and GPU nodes."""
     from app_config.constants import INFERENCE_NAMESPACE
-    from app_config.loader import config_from_dict, read_yaml
+    from qvllm.commands.scale_math import load_spec
     from qvllm.dashboard.app import DashboardApp
     from qvllm.dashboard.data.kube import KubeSource
     from qvllm.dashboard.data.sources import Poller
     from qvllm.local.state import read_state
-    from qvllm.scaling import ScalingSpec
 
     if not metrics_url:
         state = read_state()
         metrics_url = state.urls.get("metrics") if state else None
     if not metrics_url:
         raise click.UsageError("give --metrics-url (vLLM /metrics or the collector's :8889) or run `qvllm local up`")
-    try:
-        config = config_from_dict(read_yaml(config_file) if config_file else {})
-        if scaled_object:
-            from qvllm.commands.scale_math import load_scaled_object
-
-            spec = ScalingSpec.from_scaled_object(load_scaled_object(scaled_object))
-        else:
-            spec = ScalingSpec.from_config(config.scaling)
-    except ValueError as exc:  # ConfigError, ScaledObjectError
-        raise click.ClickException(str(exc)) from None
+    config, spec = load_spec(config_file, scaled_object)
     kube = KubeSource(kubeconfig, context, namespace or INFERENCE_NAMESPACE) if kubeconfig else None
     poller = Poller(metrics_url, spec, config.cluster.hpa_sync_period_seconds, kube)
     DashboardApp(poller.poll, interval).run()

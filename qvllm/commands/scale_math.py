@@ -28,6 +28,28 @@ def load_scaled_object(path: str | Path) -> dict[str, Any]:
     raise click.BadParameter(f"{path} holds no document with kind: ScaledObject", param_hint="--scaled-object")
 
 
+def load_spec(config_file: str | None, scaled_object: str | None) -> tuple[Any, Any]:
+    """The app config (``config_file`` or the defaults) and the ScaledObject to model: the file's
+    when ``scaled_object`` is given, else the one the chart renders from the config.
+
+    Returns:
+        ``(AppConfig, ScalingSpec)``.
+
+    Raises:
+        click.ClickException: a bad config or ScaledObject (the message names the field).
+    """
+    from app_config.loader import config_from_dict, read_yaml
+    from qvllm.scaling import ScalingSpec
+
+    try:
+        config = config_from_dict(read_yaml(config_file) if config_file else {})
+        if scaled_object:
+            return config, ScalingSpec.from_scaled_object(load_scaled_object(scaled_object))
+        return config, ScalingSpec.from_config(config.scaling)
+    except ValueError as exc:  # ConfigError, ScaledObjectError, FormulaError
+        raise click.ClickException(str(exc)) from None
+
+
 def _parse_values(pairs: tuple[str, ...]) -> dict[str, float]:
     values: dict[str, float] = {}
     for pair in pairs:
@@ -61,18 +83,13 @@ def _print_events(events, start: float) -> None:  # type: ignore[no-untyped-def]
                    "cluster.hpa_sync_period_seconds), then the scale-down after the load stops.")
 def command(scaled_object: str | None, config_file: str | None, pairs: tuple[str, ...], current: int, timeline: bool) -> None:
     """Compute desired replicas from trigger values, step by step (KEDA formula + HPA rule)."""
-    from app_config.loader import config_from_dict, read_yaml
-    from qvllm.scaling import ControlLoop, ScalingSpec, desired_replicas, reaction_times, simulate
+    from qvllm.scaling import ControlLoop, changes, desired_replicas, reaction_times, simulate
 
+    config, spec = load_spec(config_file, scaled_object)
+    values = _parse_values(pairs)
     try:
-        config = config_from_dict(read_yaml(config_file) if config_file else {})
-        if scaled_object:
-            spec = ScalingSpec.from_scaled_object(load_scaled_object(scaled_object))
-        else:
-            spec = ScalingSpec.from_config(config.scaling)
-        values = _parse_values(pairs)
         decision = desired_replicas(spec, values, current)
-    except ValueError as exc:  # ConfigError, ScaledObjectError, FormulaError
+    except ValueError as exc:  # FormulaError: e.g. a value that makes the formula divide by zero
         raise click.ClickException(str(exc)) from None
     sync = config.cluster.hpa_sync_period_seconds
     click.echo(f"formula: {spec.formula}   target: {spec.target:g} ({spec.metric_type})   "
@@ -96,15 +113,13 @@ def command(scaled_object: str | None, config_file: str | None, pairs: tuple[str
         while t <= end:
             loop.step(t, loaded)
             t += 1
-        click.echo(f"scale-up with these values from t=0 (worst-case phase; pod start-up not modelled):")
+        click.echo("scale-up with these values from t=0 (worst-case phase; pod start-up not modelled):")
         _print_events(loop.events, 0)
     start_replicas = max(decision.desired, current, 1)
     idle = {k: 0.0 for k in values}
     window = spec.scale_down.stabilization_window_seconds
     series, notes = simulate(spec, start_replicas, lambda t: loaded if t <= 0 else idle,
                              start=-window - 60, end=1800, hpa_sync_period_seconds=sync)
-    from qvllm.scaling import changes
-
     click.echo(f"scale-down after load stops at t=0 (window {window}s, cooldownPeriod {spec.cooldown_seconds}s, "
                f"HPA sync {sync}s):")
     for t, replicas in changes(series):
