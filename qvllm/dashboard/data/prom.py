@@ -205,7 +205,8 @@ def trigger_values(parsed: ParsedMetrics, queries: Iterable[tuple[str, MetricQue
 
     Each query is answered as the add-on answers it (:meth:`app_config.metric_query.MetricQuery.answer`:
     label filters equal or absent, then the aggregation), over the metric's series in either
-    spelling (case B08). A metric absent from the page is left out (the replica model reads it as 0).
+    spelling (a collector may write `vllm_` for `vllm:`). A metric absent from the page is left out
+    (the replica model reads it as 0).
     """
     out: dict[str, float] = {}
     for name, query in queries:

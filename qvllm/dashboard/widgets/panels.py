@@ -67,7 +67,8 @@ class QueuePanel(SnapshotStatic):
 
 class ReplicasPanel(SnapshotStatic):
     """Desired replicas by the scaling math beside current replicas (0 -> 1 by the activation trigger
-    included), the reaction times at the configured HPA sync period, and the HPA's per-pod figure (B04)."""
+    included), the reaction times at the configured HPA sync period, and the HPA's per-pod figure
+    (the HPA shows an AverageValue metric divided by the replica count)."""
 
     def render_text(self, snap: DashboardSnapshot | None) -> str:
         if snap is None or snap.decision is None:
