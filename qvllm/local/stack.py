@@ -224,7 +224,7 @@ def up(opts: LocalOptions, echo: Callable[[str], None] = print) -> RunState:
         gw_env = {**base_env, **settings_env(upstream_url=state.urls["vllm"], served_model_name=served, port=gw_port)}
         gw_env["PYTHONPATH"] = str(REPO_ROOT) + (os.pathsep + gw_env["PYTHONPATH"] if gw_env.get("PYTHONPATH") else "")
         state.pids["gateway"] = spawn(
-            [sys.executable, "-m", "uvicorn", "services.gateway.app:app", "--host", "127.0.0.1",
+            [sys.executable, "-m", "uvicorn", "--factory", "services.gateway.app:create_app", "--host", "127.0.0.1",
              "--port", str(gw_port), "--no-access-log"],
             log=logs / "gateway.log", env=gw_env, cwd=REPO_ROOT,
         )

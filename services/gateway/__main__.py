@@ -8,15 +8,18 @@ from services.gateway.settings import load_settings
 
 
 def main() -> None:
-    """Run uvicorn (uvloop + httptools when installed, no access log: the app logs JSON)."""
+    """Run uvicorn in factory mode (uvloop and httptools, no access log: the app logs JSON)."""
     settings = load_settings()
     uvicorn.run(
-        "services.gateway.app:app",
+        "services.gateway.app:create_app",
+        factory=True,
         host="0.0.0.0",  # noqa: S104 - container port behind the ALB
         port=settings.port,
         log_level=settings.log_level.lower(),
         access_log=False,
         timeout_graceful_shutdown=30,
+        loop="uvloop",
+        http="httptools",
     )
 
 

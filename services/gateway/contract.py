@@ -21,6 +21,16 @@ HELD_REQUESTS_METRIC = "qvllm_gateway_held_requests"
 UPSTREAM_HEADER = "x-qvllm-upstream"
 
 # Static endpoint sources (local stack and tests); in the cluster the gateway watches the
-# vLLM Service's EndpointSlices instead.
-ENV_UPSTREAM_ENDPOINTS = "GATEWAY_UPSTREAM_ENDPOINTS"  # comma-separated base URLs
-ENV_UPSTREAM_ENDPOINTS_FILE = "GATEWAY_UPSTREAM_ENDPOINTS_FILE"  # JSON list of base URLs, re-read on change
+# vLLM Service's EndpointSlices instead. Set at most one of the two (the gateway refuses both).
+#
+# - GATEWAY_UPSTREAM_ENDPOINTS: comma-separated base URLs, e.g.
+#   "http://127.0.0.1:8001,http://127.0.0.1:8002"; every one is taken as ready.
+# - GATEWAY_UPSTREAM_ENDPOINTS_FILE: path of a JSON file holding a list of base URLs, e.g.
+#   ["http://127.0.0.1:8001", "http://127.0.0.1:8002"]. The gateway re-reads it within
+#   0.25 s of a change: list an engine once its /health answers 200, drop it to stop new
+#   requests (its running streams finish). A missing file or [] means no endpoint is ready:
+#   requests are held (up to GATEWAY_MAX_HELD_REQUESTS, GATEWAY_HOLD_TIMEOUT_SECONDS).
+#   Write it atomically (write a temporary file, then rename it over the old one).
+ENV_UPSTREAM_ENDPOINTS = "GATEWAY_UPSTREAM_ENDPOINTS"
+ENV_UPSTREAM_ENDPOINTS_FILE = "GATEWAY_UPSTREAM_ENDPOINTS_FILE"
+ENDPOINTS_FILE_POLL_SECONDS = 0.25

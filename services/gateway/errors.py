@@ -8,7 +8,6 @@ Shape and ``type`` values follow the OpenAI API reference (error codes page): cl
 from __future__ import annotations
 
 import json
-import re
 from typing import Any
 
 from starlette.responses import JSONResponse
@@ -78,6 +77,48 @@ def upstream_timeout(reason: str) -> GatewayError:
     return GatewayError(504, f"The model server did not answer in time: {reason}.", type_="server_error", code="upstream_timeout")
 
 
+def over_capacity(reason: str, retry_after: int) -> GatewayError:
+    """429: no in-flight slot (``reason`` ``queue_full`` or ``queue_timeout``)."""
+    return GatewayError(
+        429,
+        f"The gateway is at capacity ({reason.replace('_', ' ')}); retry after {retry_after} s",
+        type_="rate_limit_error",
+        code=reason,
+        headers={"Retry-After": str(retry_after)},
+    )
+
+
+def no_endpoint_ready(reason: str, retry_after: int, hold_timeout: float) -> GatewayError:
+    """503: no model server became ready while the request was held (scale from zero), or the
+    hold is full (``reason`` ``hold_full`` or ``hold_timeout``)."""
+    why = (
+        "too many requests are already waiting for one to start"
+        if reason == "hold_full"
+        else f"none became ready within {hold_timeout:g} s"
+    )
+    return GatewayError(
+        503,
+        f"No model server is ready ({why}); retry after {retry_after} s",
+        type_="server_error",
+        code=reason,
+        headers={"Retry-After": str(retry_after)},
+    )
+
+
+def non_streaming_timeout(limit_seconds: float) -> GatewayError:
+    """504: a non-streaming request reached the edge's origin read timeout (CloudFront would
+    otherwise cut it with its own error page, which says nothing of the limit)."""
+    return GatewayError(
+        504,
+        f"Requests without \"stream\": true must be answered within {limit_seconds:g} s here (the CDN's "
+        f"origin read timeout) and this one was not; send \"stream\": true to receive the answer as it "
+        "is generated, which this limit does not cut.",
+        type_="server_error",
+        param="stream",
+        code="non_streaming_timeout",
+    )
+
+
 # --- upstream (vLLM) error bodies -------------------------------------------------------------
 
 OPENAI_ERROR_TYPES = frozenset(
@@ -91,10 +132,6 @@ STATUS_ERROR_TYPES = {
 MAX_UPSTREAM_ERROR_BYTES = 64 * 1024  # read at most this much of an upstream error body
 MAX_MESSAGE_CHARS = 500
 MAX_VALIDATION_ITEMS = 3
-# One item of vLLM's pydantic dump: "  {'type': 'missing', 'loc': 'body.messages.0.X.role', 'msg': ...}"
-_PYDANTIC_ITEM = re.compile(r"""'loc': '(?P<loc>[^']*)', 'msg': (?P<q>['"])(?P<msg>(?:\\.|(?!(?P=q)).)*)(?P=q)""")
-_PYDANTIC_HEADER = re.compile(r"^\s*(\d+) validation errors?", re.IGNORECASE)
-_PARAMETER_HINT = re.compile(r"\(parameter=([A-Za-z0-9_.\[\]]+)")
 
 
 def error_type_for_status(status: int) -> str:
@@ -102,10 +139,10 @@ def error_type_for_status(status: int) -> str:
     return "server_error" if status >= 500 else STATUS_ERROR_TYPES.get(status, "invalid_request_error")
 
 
-def _clean_loc(loc: Any) -> str | None:
-    """A pydantic ``loc`` ("body.messages.0.ChatCompletionUserMessageParam.role" or a list) as a
-    request field path ("messages.0.role"): drops the leading ``body`` and union-member tags
-    (class names, ``list[...]``-style segments), which are no request field."""
+def request_field(loc: Any) -> str | None:
+    """A validation ``loc`` (``"body.messages.0.ChatCompletionUserMessageParam.role"`` or a
+    list) as the request field it names (``"messages.0.role"``): drops the leading ``body``
+    and the union-member tags (class names, ``list[...]``-style segments), which name no field."""
     parts = [str(p) for p in loc] if isinstance(loc, (list, tuple)) else str(loc).split(".")
     if parts and parts[0] == "body":
         parts = parts[1:]
@@ -113,83 +150,81 @@ def _clean_loc(loc: Any) -> str | None:
     return ".".join(parts) or None
 
 
-def _summarise_validation(items: list[tuple[Any, str]], total: int) -> tuple[str, str | None]:
-    """(message, param) for pydantic problems ``[(loc, msg), ...]``: the distinct problems, most
-    frequent first (a union reports one problem per member), at most ``MAX_VALIDATION_ITEMS``."""
+def _summarise_detail(items: list[dict[str, Any]]) -> tuple[str, str | None]:
+    """(message, param) for FastAPI's structured 422 ``detail`` list: the distinct problems,
+    most frequent first (a union reports one problem per member), at most ``MAX_VALIDATION_ITEMS``."""
     counts: dict[tuple[str | None, str], int] = {}
-    for loc, msg in items:
-        key = (_clean_loc(loc), msg)
+    for item in items:
+        key = (request_field(item.get("loc", ())), str(item.get("msg", "")))
         counts[key] = counts.get(key, 0) + 1
     ranked = sorted(counts, key=lambda k: -counts[k])  # stable: ties keep upstream order
     shown = [f"{loc}: {msg}" if loc else msg for loc, msg in ranked[:MAX_VALIDATION_ITEMS]]
     message = "; ".join(shown)
-    if total > len(shown):
-        message += f" ({total} validation errors in total)"
+    if len(items) > len(shown):
+        message += f" ({len(items)} validation errors in total)"
     return message, (ranked[0][0] if ranked else None)
 
 
 def _bounded(text: str) -> str:
-    text = text.strip()
+    text = " ".join(text.split())  # one line: the engine's dumps are indented multi-line text
     return text if len(text) <= MAX_MESSAGE_CHARS else text[: MAX_MESSAGE_CHARS - 1] + "…"
+
+
+def _fields(body: Any) -> tuple[Any, Any, Any, Any]:
+    """(message, type, param, code) of an upstream JSON error body, whatever its shape."""
+    if not isinstance(body, dict):
+        return None, None, None, None
+    error = body.get("error")
+    if isinstance(error, dict):
+        return error.get("message"), error.get("type"), error.get("param"), error.get("code")
+    if isinstance(error, str):
+        return error, None, None, None
+    if "detail" in body:  # FastAPI/Starlette default error bodies
+        return body["detail"], None, None, None
+    return body.get("message"), None, None, None
+
+
+def _param(param: Any) -> str | None:
+    """The upstream ``param`` as a request field; a validation path (``body.``...) is cleaned."""
+    if not isinstance(param, str) or not param:
+        return None
+    return request_field(param) if param.startswith("body.") else param
 
 
 def normalise_upstream_error(status: int, raw: bytes) -> GatewayError:
     """An upstream (vLLM) 4xx/5xx body as an OpenAI-style :class:`GatewayError`, same status.
 
-    Mapping:
+    Only the body's JSON fields are used, never the wording of its message, so a change in
+    the engine's text cannot break it:
 
     - ``type``: the upstream ``error.type`` if it is already an OpenAI type, else from the
       status: 400/422 -> ``invalid_request_error``, 401 -> ``authentication_error``,
       403 -> ``permission_error``, 404 -> ``not_found_error``, 429 -> ``rate_limit_error``,
       5xx -> ``server_error``, other 4xx -> ``invalid_request_error``. (vLLM sends
       ``"Bad Request"`` / ``"BadRequestError"``.)
-    - ``code``: the upstream ``error.code`` if it is a string, else null (vLLM sends the status
-      as an int).
-    - ``message``: a pydantic dump ("15 validation errors:\\n  {'type': ..., 'loc': ...}") is
-      summarised as ``"messages.0.role: Field required; ..."`` (distinct problems, most frequent
-      first, at most 3, plus the total count); other messages are kept; all are cut at 500
-      characters. FastAPI ``{"detail": ...}`` bodies are handled the same way. A non-JSON body
-      becomes ``"The model server answered HTTP <status>: <start of body>"``.
-    - ``param``: the first summarised problem's field (``loc`` without ``body.`` and union-member
-      tags), else the upstream ``param`` without ``body.``, else ``(parameter=X`` in the message.
+    - ``code``: the upstream ``error.code`` if it is a non-empty string, else null (vLLM sends
+      the status as an int).
+    - ``param``: the upstream ``param`` as a request field (:func:`request_field`: vLLM sends
+      ``body.messages.0.<union member>.role``).
+    - ``message``: the upstream message on one line, cut at 500 characters. FastAPI's
+      structured ``detail`` list becomes ``"messages.0.role: Field required; ..."``. A
+      non-JSON body becomes ``"The model server answered HTTP <status>: <start of body>"``.
     """
-    type_: str | None = None
-    param: str | None = None
-    code: str | None = None
-    message: Any = None
     try:
         body = json.loads(raw)
     except ValueError:
         body = None
-    if isinstance(body, dict):
-        error = body.get("error")
-        if isinstance(error, dict):
-            message, type_, param, code = (error.get(k) for k in ("message", "type", "param", "code"))
-        elif isinstance(error, str):
-            message = error
-        elif "detail" in body:  # FastAPI/Starlette default error bodies
-            message = body["detail"]
-        else:
-            message = body.get("message")
+    message, type_, param, code = _fields(body)
     if isinstance(message, list):  # FastAPI 422 detail: [{"loc": [...], "msg": ...}, ...]
-        items = [(d.get("loc", ()), str(d.get("msg", ""))) for d in message if isinstance(d, dict)]
-        message, param = _summarise_validation(items, len(message)) if items else (json.dumps(message), param)
-    elif isinstance(message, str) and (header := _PYDANTIC_HEADER.match(message)):
-        items = [(m["loc"], m["msg"].replace("\\'", "'")) for m in _PYDANTIC_ITEM.finditer(message)]
-        if items:
-            message, param = _summarise_validation(items, int(header.group(1)))
+        items = [d for d in message if isinstance(d, dict)]
+        message, param = _summarise_detail(items) if items else (json.dumps(message), param)
     if not isinstance(message, str) or not message.strip():
         text = " ".join(raw.decode(errors="replace").split())[:200]
         message = f"The model server answered HTTP {status}" + (f": {text}" if text else "")
-    if not isinstance(param, str) or not param:
-        hint = _PARAMETER_HINT.search(message)
-        param = hint.group(1) if hint else None
-    elif param.startswith("body."):
-        param = _clean_loc(param)
     return GatewayError(
         status,
         _bounded(message),
         type_=type_ if type_ in OPENAI_ERROR_TYPES else error_type_for_status(status),
-        param=param,
+        param=_param(param),
         code=code if isinstance(code, str) and code else None,
     )

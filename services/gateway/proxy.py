@@ -1,26 +1,28 @@
-"""The upstream call as an ASGI response: streaming pass-through, heartbeats, disconnect handling.
+"""One proxied request as an ASGI response: hold, admission, endpoint pick, relay, cleanup.
 
-Why a custom response instead of ``StreamingResponse(upstream.aiter_raw())`` (cases B13, B14):
+Why a custom response instead of ``StreamingResponse(...)``:
 
-- The upstream request is sent from *inside* the response's ``__call__`` and its response is
-  closed in ``finally`` there, so closing is tied to the end of the response (never to an
-  ``async with`` that exits before Starlette iterates: B14), and happens on every path: normal
-  end, upstream error, client disconnect, cancellation (B13).
+- Everything that can wait happens *inside* the response, so a stream that waits (held while
+  no endpoint is ready, queued for an in-flight slot, or waiting for the engine's first token)
+  can carry SSE heartbeats: the ALB and CloudFront idle timeouts would otherwise cut it.
+- The upstream request is sent from inside ``__call__`` and its response is closed in
+  ``finally`` there, so closing is tied to the end of the response (never to a context that
+  exits before the server iterates the body) and happens on every path: normal end, upstream
+  error, client disconnect, cancellation. An unfinished upstream response is closed, not
+  returned to the pool, so vLLM sees the disconnect and aborts the generation.
 - A watcher task reads ``receive()`` for ``http.disconnect`` during the whole call, so a client
-  that goes away is noticed at once (not at the next write), the upstream stream is closed and
-  vLLM aborts the request.
+  that goes away is noticed at once (not at the next write).
 - Upstream status and headers are read before the response is committed: an upstream 4xx/5xx
-  keeps its status, and its body (read up to 64 KiB) is rewritten into the OpenAI error shape by
-  :func:`~services.gateway.errors.normalise_upstream_error` (vLLM sends pydantic dumps, an int
-  ``code`` and types like ``"Bad Request"``; that function's docstring has the mapping). Only
-  ``Retry-After`` of the upstream headers is kept for it. Successful answers (plain and SSE) are
-  relayed byte for byte, unbuffered. One exception (B15): a stream whose upstream has not answered
-  within ``heartbeat_interval`` is committed as 200 ``text/event-stream`` so heartbeat comments
-  can flow; a later upstream error is then sent as one ``data: {"error": ...}`` event (same
-  normalisation, but ``code`` falls back to the status as a string).
-- While a stream waits for bytes and the bytes sent so far end on an event boundary, an SSE
-  comment line (``: keep-alive``) is sent every ``heartbeat_interval`` seconds (never inside an
-  event), so the ALB and CloudFront idle timeouts do not cut a queued request.
+  keeps its status and its body is rewritten into the OpenAI error shape
+  (:func:`~services.gateway.errors.normalise_upstream_error`); of its headers only
+  ``Retry-After`` is kept. Successful answers (plain and SSE) are relayed byte for byte,
+  unbuffered: each read hands over whatever bytes have arrived, in one write.
+- A stream that has not started within ``heartbeat_interval`` is committed as 200
+  ``text/event-stream`` so heartbeat comments can flow; a later error is then sent as one
+  ``data: {"error": ...}`` event. Heartbeats (``: keep-alive``) are only sent while the bytes
+  sent so far end on an event boundary, never inside an event.
+- A non-streaming request is answered 504, naming the limit, shortly before the edge's origin
+  read timeout would cut it with an error page of its own.
 """
 
 from __future__ import annotations
@@ -29,22 +31,25 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable
-from typing import Any
+from dataclasses import dataclass
 
-import httpx
+import aiohttp
 from starlette.responses import Response
 from starlette.types import Message, Receive, Scope, Send
 
+from services.gateway.admission import Rejected
+from services.gateway.contract import UPSTREAM_HEADER
 from services.gateway.errors import (
     MAX_UPSTREAM_ERROR_BYTES,
     GatewayError,
+    no_endpoint_ready,
+    non_streaming_timeout,
     normalise_upstream_error,
-    upstream_timeout,
-    upstream_unavailable,
+    over_capacity,
 )
 from services.gateway.logs import LOGGER_NAME
-from services.gateway.metrics import GatewayMetrics
+from services.gateway.routing import EndpointState, NoEndpoint
+from services.gateway.upstream import NoReadyEndpoint, Upstream, map_upstream_error, send
 
 log = logging.getLogger(LOGGER_NAME)
 
@@ -52,8 +57,8 @@ HEARTBEAT = b": keep-alive\n\n"
 # RFC 9110 section 7.6.1 hop-by-hop headers, plus the ones the ASGI server sets itself.
 DROP_RESPONSE_HEADERS = frozenset(
     {
-        "connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te", "trailer",
-        "trailers", "transfer-encoding", "upgrade", "content-length", "date", "server",
+        b"connection", b"keep-alive", b"proxy-authenticate", b"proxy-authorization", b"te", b"trailer",
+        b"trailers", b"transfer-encoding", b"upgrade", b"content-length", b"date", b"server",
     }
 )  # fmt: skip
 SSE_HEADERS = (
@@ -61,57 +66,49 @@ SSE_HEADERS = (
     (b"cache-control", b"no-cache"),
     (b"x-accel-buffering", b"no"),
 )
+# Answer a non-streaming request this long before the edge would cut it (network and ALB time).
+EDGE_TIMEOUT_MARGIN_SECONDS = 2.0
 
 
-def response_headers(upstream: httpx.Response, stream: bool) -> list[tuple[bytes, bytes]]:
-    """Upstream headers minus hop-by-hop ones; for streams add no-cache / no-buffering."""
-    headers = [(k.lower(), v) for k, v in upstream.headers.raw if k.lower().decode() not in DROP_RESPONSE_HEADERS]
+def response_headers(upstream: aiohttp.ClientResponse, stream: bool, endpoint: str) -> list[tuple[bytes, bytes]]:
+    """Upstream headers minus hop-by-hop ones, plus the answering endpoint's name; streams get
+    no-cache / no-buffering, plain answers keep their ``content-length``."""
+    headers = [(k.lower(), v) for k, v in upstream.raw_headers if k.lower() not in DROP_RESPONSE_HEADERS]
     if stream:
         present = {k for k, _ in headers}
         headers += [(k, v) for k, v in SSE_HEADERS if k not in present]
-    else:
-        # content-length is recomputed: the body is passed through byte for byte.
-        if "content-length" in upstream.headers:
-            headers.append((b"content-length", upstream.headers["content-length"].encode()))
+    elif upstream.content_length is not None:
+        # the body is passed through byte for byte, so its length stands
+        headers.append((b"content-length", str(upstream.content_length).encode()))
+    headers.append((UPSTREAM_HEADER.encode(), endpoint.encode()))
     return headers
 
 
-CONNECT_RETRY_BACKOFF_SECONDS = 0.25
+@dataclass(frozen=True)
+class UpstreamCall:
+    """What to send, and how to treat it.
 
-
-async def send_with_connect_retry(
-    client: httpx.AsyncClient, request: httpx.Request, *, retries: int
-) -> httpx.Response:
-    """``client.send(request, stream=True)``, retried up to ``retries`` times on a failed connect.
-
-    Only ``ConnectError``/``ConnectTimeout`` are retried: the request has not been sent then,
-    so a retry cannot duplicate work. Backoff doubles from 0.25 s. Pool timeouts are not retried
-    (the pool is full: retrying would only queue more).
-
-    Raises:
-        httpx.HTTPError: the last error once attempts are used up, or any other error at once.
+    Attributes:
+        method: HTTP method.
+        path: path and query string (``/v1/chat/completions``).
+        body: request body, or None.
+        headers: headers for the engine (never the client's ``Authorization``).
+        stream: the caller asked for SSE (heartbeats, TTFT; no edge deadline).
+        route: metric label.
+        start: ``time.perf_counter()`` at request arrival (TTFT and edge-deadline origin).
+        admit: take an admission slot (completions) or not (``/v1/models``).
+        affinity: prefix-affinity ring position, or None.
     """
-    for attempt in range(retries + 1):
-        try:
-            return await client.send(request, stream=True)
-        except (httpx.ConnectError, httpx.ConnectTimeout):
-            if attempt == retries:
-                raise
-            log.info("upstream connect failed, retrying", extra={"attempt": attempt + 1, "upstream": str(request.url)})
-            await asyncio.sleep(CONNECT_RETRY_BACKOFF_SECONDS * 2**attempt)
-    raise AssertionError("unreachable")  # pragma: no cover
 
-
-def map_upstream_error(exc: httpx.HTTPError) -> tuple[GatewayError, str]:
-    """Map an httpx error to (GatewayError, metric kind): connect -> 503, timeout -> 504, else 502."""
-    if isinstance(exc, (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)):
-        return upstream_unavailable(type(exc).__name__), "connect"
-    if isinstance(exc, httpx.TimeoutException):
-        return upstream_timeout(type(exc).__name__), "timeout"
-    return (
-        GatewayError(502, f"Bad answer from the model server: {type(exc).__name__}", type_="server_error", code="bad_gateway"),
-        "protocol",
-    )
+    method: str
+    path: str
+    body: bytes | None
+    headers: dict[str, str]
+    stream: bool
+    route: str
+    start: float
+    admit: bool = True
+    affinity: int | None = None
 
 
 class _ClientGone(Exception):
@@ -119,48 +116,25 @@ class _ClientGone(Exception):
 
 
 class ProxyResponse(Response):
-    """Send ``request`` upstream when called and relay the answer (see module docstring).
+    """Send ``call`` to a vLLM endpoint when called and relay the answer (see module docstring).
 
     Args:
-        client: the app's shared ``httpx.AsyncClient``.
-        request: the upstream request (built with ``client.build_request``).
-        stream: the caller asked for SSE (heartbeats, TTFT).
-        heartbeat_interval: seconds between heartbeat comments while waiting.
-        metrics: the app's metrics.
-        route: metric label.
-        start: ``time.perf_counter()`` at request arrival (TTFT origin).
-        on_done: called exactly once when the response has finished, on every path (releases
-            the admission slot).
-        connect_retries: retries of a failed connect (see :func:`send_with_connect_retry`).
+        upstream: the app's :class:`~services.gateway.upstream.Upstream`.
+        call: the request to send.
     """
 
-    def __init__(
-        self,
-        *,
-        client: httpx.AsyncClient,
-        request: httpx.Request,
-        stream: bool,
-        heartbeat_interval: float,
-        metrics: GatewayMetrics,
-        route: str,
-        start: float,
-        on_done: Callable[[], None] | None = None,
-        connect_retries: int = 0,
-    ) -> None:
+    def __init__(self, upstream: Upstream, call: UpstreamCall) -> None:
         self.status_code = 200
         self.background = None
         self.body = b""
         self.raw_headers = []
-        self._client = client
-        self._request = request
-        self._stream = stream
-        self._hb = heartbeat_interval
-        self._metrics = metrics
-        self._route = route
-        self._start = start
-        self._on_done = on_done
-        self._connect_retries = connect_retries
-        self._upstream: httpx.Response | None = None
+        self._up = upstream
+        self._call = call
+        self._hb = upstream.settings.heartbeat_interval_seconds
+        self._metrics = upstream.metrics
+        self._admitted = False
+        self._endpoint: EndpointState | None = None
+        self._response: aiohttp.ClientResponse | None = None
         self._committed = False
         self._at_boundary = True
         self._send: Send | None = None
@@ -177,11 +151,11 @@ class ProxyResponse(Response):
             main.cancel()
             watcher.cancel()
             results = await asyncio.gather(main, watcher, return_exceptions=True)
-            await self._cleanup()
+            self._cleanup()
         error = results[0]
         if isinstance(error, _ClientGone) or (watcher.done() and not watcher.cancelled() and main.cancelled()):
             self._metrics.disconnects.inc()
-            log.info("client disconnected", extra={"request_id": self._request.headers.get("x-request-id")})
+            log.info("client disconnected", extra={"request_id": self._call.headers.get("x-request-id")})
         elif isinstance(error, BaseException) and not isinstance(error, asyncio.CancelledError):
             raise error
 
@@ -190,6 +164,8 @@ class ProxyResponse(Response):
             message = await receive()
             if message["type"] == "http.disconnect":
                 return
+
+    # --- sending to the client ------------------------------------------------------------------
 
     async def _out(self, message: Message) -> None:
         assert self._send is not None
@@ -212,67 +188,109 @@ class ProxyResponse(Response):
         if self._at_boundary:
             await self._body(HEARTBEAT)
 
+    # --- the request --------------------------------------------------------------------------
+
     async def _run(self) -> None:
         try:
             upstream = await self._open()
-            if upstream.status_code != 200 and self._committed:
+            if upstream.status != 200 and self._committed:
                 await self._error_event(upstream)
-            elif self._stream and upstream.status_code == 200:
+            elif self._call.stream and upstream.status == 200:
                 await self._relay_stream(upstream)
-            elif upstream.status_code >= 400:
+            elif upstream.status >= 400:
                 await self._relay_error(upstream)
             else:
                 await self._relay_plain(upstream)
-        except httpx.HTTPError as exc:
+        except GatewayError as error:
+            await self._send_error(error)
+        except (aiohttp.ClientError, TimeoutError) as exc:
             error, kind = map_upstream_error(exc)
             self._metrics.upstream_errors.labels(kind=kind).inc()
-            log.warning("upstream error", extra={"error": type(exc).__name__, "upstream": str(self._request.url)})
+            endpoint = self._endpoint.name if self._endpoint else None
+            log.warning("upstream error", extra={"error": type(exc).__name__, "endpoint": endpoint,
+                                                 "request_id": self._call.headers.get("x-request-id")})
             await self._send_error(error)
 
-    async def _open(self) -> httpx.Response:
-        """Send the request; for streams, heartbeat while the upstream has not answered."""
-        task = asyncio.ensure_future(
-            send_with_connect_retry(self._client, self._request, retries=self._connect_retries)
-        )
+    async def _open(self) -> aiohttp.ClientResponse:
+        """Dispatch; streams heartbeat while waiting, plain requests stop at the edge deadline."""
+        task = asyncio.ensure_future(self._dispatch())
+        limit = self._up.settings.edge_read_timeout_seconds
         try:
-            while self._stream:
-                done, _ = await asyncio.wait({task}, timeout=self._hb)
-                if done:
-                    break
-                await self._heartbeat()
-            self._upstream = await task
+            if self._call.stream:
+                while True:
+                    done, _ = await asyncio.wait({task}, timeout=self._hb)
+                    if done:
+                        break
+                    await self._heartbeat()
+            elif limit is not None:
+                deadline = self._call.start + max(1.0, limit - EDGE_TIMEOUT_MARGIN_SECONDS)
+                done, _ = await asyncio.wait({task}, timeout=max(0.0, deadline - time.perf_counter()))
+                if not done:
+                    self._metrics.upstream_errors.labels(kind="edge_timeout").inc()
+                    raise non_streaming_timeout(limit)
+            return await task
         finally:
             if not task.done():
                 task.cancel()
                 with contextlib.suppress(BaseException):
                     await task
-        return self._upstream
 
-    async def _relay_plain(self, upstream: httpx.Response) -> None:
-        await self._start_response(upstream.status_code, response_headers(upstream, stream=False))
-        async for chunk in upstream.aiter_raw():
+    async def _dispatch(self) -> aiohttp.ClientResponse:
+        """Hold until an endpoint is ready, take an admission slot, send (with failover)."""
+        settings = self._up.settings
+        router = self._up.router
+        hold_until = time.monotonic() + router.hold_timeout
+        while True:
+            try:
+                await router.wait_ready(max(0.0, hold_until - time.monotonic()))
+            except NoEndpoint as exc:
+                self._metrics.rejected.labels(reason=exc.reason).inc()
+                log.warning("request not held", extra={"reason": exc.reason, "held": router.held,
+                                                       "request_id": self._call.headers.get("x-request-id")})
+                raise no_endpoint_ready(exc.reason, settings.retry_after_seconds, router.hold_timeout) from None
+            if self._call.admit and not self._admitted:
+                try:
+                    await self._up.admission.acquire()
+                except Rejected as exc:
+                    raise over_capacity(exc.reason, settings.retry_after_seconds) from None
+                self._admitted = True
+            try:
+                self._endpoint, self._response = await send(
+                    self._up, self._call.method, self._call.path, self._call.body, self._call.headers,
+                    self._call.affinity, self._picked,
+                )
+            except NoReadyEndpoint:
+                continue  # the endpoints went away after the hold: hold again
+            self._up.open_responses += 1
+            return self._response
+
+    def _picked(self, state: EndpointState | None) -> None:
+        self._endpoint = state
+
+    async def _relay_plain(self, upstream: aiohttp.ClientResponse) -> None:
+        await self._start_response(upstream.status, response_headers(upstream, False, self._endpoint_name()))
+        async for chunk in upstream.content.iter_any():
             await self._body(chunk)
         await self._body(b"", more=False)
 
-    async def _relay_stream(self, upstream: httpx.Response) -> None:
-        """Forward chunks as they come. Heartbeats come from a side task that wakes once per
-        interval, so the per-chunk path has no timer or task (cheap at hundreds of tokens/s)."""
+    async def _relay_stream(self, upstream: aiohttp.ClientResponse) -> None:
+        """Forward whatever bytes have arrived, as they arrive. Heartbeats come from a side task
+        that wakes once per interval, so the per-read path has no timer or task of its own."""
         if not self._committed:
-            await self._start_response(200, response_headers(upstream, stream=True))
+            await self._start_response(200, response_headers(upstream, True, self._endpoint_name()))
         loop = asyncio.get_running_loop()
         self._last_sent = loop.time()
         beat = asyncio.ensure_future(self._beat_when_idle(loop))
         first = True
+        lock = self._send_lock
         try:
-            async for chunk in upstream.aiter_raw():
-                if not chunk:
-                    continue
+            async for chunk in upstream.content.iter_any():
                 if first:
                     first = False
-                    self._metrics.ttft.labels(route=self._route).observe(time.perf_counter() - self._start)
+                    self._metrics.ttft.labels(route=self._call.route).observe(time.perf_counter() - self._call.start)
                 self._at_boundary = chunk.endswith((b"\n\n", b"\r\n\r\n"))
                 self._last_sent = loop.time()
-                async with self._send_lock:
+                async with lock:
                     await self._body(chunk)
         finally:
             beat.cancel()
@@ -291,27 +309,28 @@ class ProxyResponse(Response):
                 await self._heartbeat()
             self._last_sent = loop.time()
 
-    async def _read_error(self, upstream: httpx.Response) -> GatewayError:
+    async def _read_error(self, upstream: aiohttp.ClientResponse) -> GatewayError:
         """Read at most ``MAX_UPSTREAM_ERROR_BYTES`` of an upstream error body and normalise it."""
         raw = b""
-        async for chunk in upstream.aiter_bytes():
-            raw += chunk
-            if len(raw) >= MAX_UPSTREAM_ERROR_BYTES:
-                raw = raw[:MAX_UPSTREAM_ERROR_BYTES]
+        while len(raw) < MAX_UPSTREAM_ERROR_BYTES:
+            chunk = await upstream.content.read(MAX_UPSTREAM_ERROR_BYTES - len(raw))
+            if not chunk:
                 break
-        return normalise_upstream_error(upstream.status_code, raw)
+            raw += chunk
+        return normalise_upstream_error(upstream.status, raw)
 
-    async def _relay_error(self, upstream: httpx.Response) -> None:
+    async def _relay_error(self, upstream: aiohttp.ClientResponse) -> None:
         """Upstream 4xx/5xx before commit: same status, OpenAI-shaped body."""
         error = await self._read_error(upstream)
         if "retry-after" in upstream.headers:
             error.headers["Retry-After"] = upstream.headers["retry-after"]
+        error.headers[UPSTREAM_HEADER] = self._endpoint_name()
         await self._send_error(error)
 
-    async def _error_event(self, upstream: httpx.Response) -> None:
+    async def _error_event(self, upstream: aiohttp.ClientResponse) -> None:
         """Upstream failed after we committed 200 for heartbeats: relay its error as one event."""
         error = await self._read_error(upstream)
-        error.code = error.code or str(upstream.status_code)
+        error.code = error.code or str(upstream.status)
         await self._send_error(error)
 
     async def _send_error(self, error: GatewayError) -> None:
@@ -324,29 +343,35 @@ class ProxyResponse(Response):
             await self._body(error.sse_event())
         await self._body(b"", more=False)
 
-    async def _cleanup(self) -> None:
-        """Close the upstream response (aborts vLLM's request if unfinished), then on_done."""
-        try:
-            if self._upstream is not None:
-                await asyncio.shield(self._upstream.aclose())
-        except Exception:  # noqa: BLE001 - closing must not mask the real outcome
-            log.debug("upstream close failed", exc_info=True)
-        finally:
-            if self._on_done is not None:
-                callback, self._on_done = self._on_done, None
-                callback()
+    def _endpoint_name(self) -> str:
+        return self._endpoint.name if self._endpoint is not None else ""
+
+    def _cleanup(self) -> None:
+        """Close or release the upstream response, end the endpoint's in-flight count, give
+        the admission slot back: each exactly once, whatever happened."""
+        response, self._response = self._response, None
+        if response is not None:
+            self._up.open_responses -= 1
+            if response.content.is_eof():
+                response.release()  # fully read: the connection goes back to the pool
+            else:
+                response.close()  # unfinished: close the connection, vLLM aborts the request
+        endpoint, self._endpoint = self._endpoint, None
+        if endpoint is not None:
+            self._up.router.finish(endpoint)
+        if self._admitted:
+            self._admitted = False
+            self._up.admission.release()
 
 
-def build_upstream_request(
-    client: httpx.AsyncClient, method: str, url: str, body: bytes | None, request_id: str, accept: str | None
-) -> httpx.Request:
-    """Build the upstream request: only content-type, accept and X-Request-ID are forwarded.
+def upstream_headers(request_id: str, has_body: bool, accept: str | None) -> dict[str, str]:
+    """Headers for the engine: only content-type, accept and X-Request-ID are forwarded.
 
     The client's ``Authorization`` is not forwarded (the gateway key is not vLLM's).
     """
-    headers: dict[str, Any] = {"x-request-id": request_id}
-    if body is not None:
+    headers = {"x-request-id": request_id}
+    if has_body:
         headers["content-type"] = "application/json"
     if accept:
         headers["accept"] = accept
-    return client.build_request(method, url, content=body, headers=headers)
+    return headers

@@ -8,8 +8,9 @@ magic strings::
     env = settings_env(upstream_url="http://vllm.inference:8000", served_model_name="m")
     # {"GATEWAY_UPSTREAM_URL": "http://vllm.inference:8000", "GATEWAY_SERVED_MODEL_NAME": "m"}
 
-Defaults match ``app_config.model.GatewayConfig`` where the two overlap (asserted by a test);
-the port and paths come from :mod:`services.gateway.contract`.
+These settings own the defaults: ``app_config.model.GatewayConfig`` takes its defaults from
+:func:`default` instead of repeating them. The port, paths and the endpoint-source variable
+names come from :mod:`services.gateway.contract`.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 ENV_PREFIX = "GATEWAY_"
 
@@ -40,8 +41,19 @@ ENV_LOG_LEVEL = "GATEWAY_LOG_LEVEL"
 ENV_PORT = "GATEWAY_PORT"
 ENV_RETRY_AFTER_SECONDS = "GATEWAY_RETRY_AFTER_SECONDS"
 ENV_MAX_CONNECTIONS = "GATEWAY_MAX_CONNECTIONS"
+ENV_UPSTREAM_SERVICE = "GATEWAY_UPSTREAM_SERVICE"
+ENV_UPSTREAM_NAMESPACE = "GATEWAY_UPSTREAM_NAMESPACE"
+ENV_UPSTREAM_PORT_NAME = "GATEWAY_UPSTREAM_PORT_NAME"
+ENV_DISCOVERY_RESYNC_SECONDS = "GATEWAY_DISCOVERY_RESYNC_SECONDS"
+ENV_MAX_HELD_REQUESTS = "GATEWAY_MAX_HELD_REQUESTS"
+ENV_HOLD_TIMEOUT_SECONDS = "GATEWAY_HOLD_TIMEOUT_SECONDS"
+ENV_PREFIX_AFFINITY = "GATEWAY_PREFIX_AFFINITY"
+ENV_PREFIX_AFFINITY_CHARS = "GATEWAY_PREFIX_AFFINITY_CHARS"
+ENV_PREFIX_AFFINITY_LOAD_FACTOR = "GATEWAY_PREFIX_AFFINITY_LOAD_FACTOR"
+ENV_EDGE_READ_TIMEOUT_SECONDS = "GATEWAY_EDGE_READ_TIMEOUT_SECONDS"
 
-# Port and paths: the gateway's contract module owns them (app_config re-exports them).
+# Port, paths and endpoint-source variables: the gateway's contract module owns them.
+from services.gateway.contract import ENV_UPSTREAM_ENDPOINTS, ENV_UPSTREAM_ENDPOINTS_FILE  # noqa: E402,F401
 from services.gateway.contract import HEALTH_PATH, METRICS_PATH, READY_PATH  # noqa: E402,F401
 from services.gateway.contract import PORT as DEFAULT_PORT  # noqa: E402
 
@@ -52,7 +64,32 @@ class GatewaySettings(BaseModel):
     """All gateway settings. Times in seconds, sizes in bytes.
 
     Attributes:
-        upstream_url: vLLM base URL without ``/v1`` (e.g. ``http://vllm.inference:8000``).
+        upstream_url: vLLM base URL without ``/v1`` (e.g. ``http://vllm.inference:8000``): the
+            only upstream when no endpoint source is set, and the fallback when EndpointSlice
+            discovery fails.
+        upstream_endpoints: static endpoint list (base URLs), ``GATEWAY_UPSTREAM_ENDPOINTS``
+            as a comma list; each is used as a ready endpoint.
+        upstream_endpoints_file: a JSON file holding a list of base URLs, re-read when it
+            changes (polled every 0.25 s); the local stack writes it as engines become ready.
+        upstream_service: name of the vLLM Service whose EndpointSlices are watched through
+            the Kubernetes API (in the cluster); empty = no watch.
+        upstream_namespace: namespace of that Service (and of its EndpointSlices).
+        upstream_port_name: the Service port (by name) that the EndpointSlices list.
+        discovery_resync_seconds: the watch is restarted with a full list this often, so a
+            missed event cannot persist longer than this.
+        max_held_requests: requests held while no endpoint is ready (scale from zero);
+            beyond that: 503 with ``Retry-After``.
+        hold_timeout_seconds: longest hold before 503 with ``Retry-After``.
+        prefix_affinity: route requests sharing their first ``prefix_affinity_chars``
+            characters of prompt to the same endpoint (consistent hashing with bounded load),
+            so vLLM's prefix cache hits; off = least outstanding requests, two random choices.
+        prefix_affinity_chars: length of the prompt prefix that forms the affinity key.
+        prefix_affinity_load_factor: an endpoint keeps affine requests while its in-flight
+            count stays within this factor of the average (the "c" of Mirrokni, Thorup and
+            Zadimoghaddam, "Consistent Hashing with Bounded Loads", arXiv:1608.01350).
+        edge_read_timeout_seconds: the edge's origin read timeout (CloudFront); a
+            non-streaming request still unanswered shortly before it is answered 504 with a
+            message that names the limit and suggests ``"stream": true``. None: no edge limit.
         served_model_name: the model name clients must send; empty = learn it from the
             upstream's ``/v1/models`` (then any model the upstream lists is accepted).
         max_in_flight: requests proxied at once per gateway process.
@@ -88,6 +125,18 @@ class GatewaySettings(BaseModel):
     read_timeout_seconds: Annotated[float, Field(gt=0)] = 600.0
     max_body_bytes: Annotated[int, Field(gt=0)] = 1_048_576
     max_connections: Annotated[int, Field(gt=0)] = 256
+    upstream_endpoints: tuple[str, ...] = ()
+    upstream_endpoints_file: Path | None = None
+    upstream_service: str = ""
+    upstream_namespace: str = "default"
+    upstream_port_name: str = "http"
+    discovery_resync_seconds: Annotated[float, Field(gt=0)] = 300.0
+    max_held_requests: Annotated[int, Field(ge=0)] = 256
+    hold_timeout_seconds: Annotated[float, Field(gt=0)] = 300.0
+    prefix_affinity: bool = False
+    prefix_affinity_chars: Annotated[int, Field(gt=0)] = 512
+    prefix_affinity_load_factor: Annotated[float, Field(ge=1.0)] = 1.25
+    edge_read_timeout_seconds: Annotated[float, Field(gt=0)] | None = None
     api_keys: tuple[str, ...] = ()
     api_keys_file: Path | None = None
     log_level: LogLevel = "INFO"
@@ -100,12 +149,27 @@ class GatewaySettings(BaseModel):
             raise ValueError(f"{value!r} must start with http:// or https://")
         return value.rstrip("/")
 
-    @field_validator("api_keys", mode="before")
+    @field_validator("api_keys", "upstream_endpoints", mode="before")
     @classmethod
-    def _keys(cls, value: Any) -> Any:
+    def _comma_list(cls, value: Any) -> Any:
         if isinstance(value, str):
             return tuple(k.strip() for k in value.split(",") if k.strip())
         return value
+
+    @field_validator("upstream_endpoints")
+    @classmethod
+    def _endpoint_urls(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        return tuple(cls._url(url) for url in value)
+
+    @model_validator(mode="after")
+    def _one_endpoint_source(self) -> "GatewaySettings":
+        sources = [n for n, on in (("upstream_endpoints", self.upstream_endpoints),
+                                   ("upstream_endpoints_file", self.upstream_endpoints_file),
+                                   ("upstream_service", self.upstream_service)) if on]
+        if len(sources) > 1:
+            names = ", ".join(ENV_PREFIX + n.upper() for n in sources)
+            raise ValueError(f"set at most one endpoint source, got {names}")
+        return self
 
     @field_validator("log_level", mode="before")
     @classmethod
@@ -130,6 +194,15 @@ class GatewaySettings(BaseModel):
 ENV_VARS: dict[str, str] = {name: ENV_PREFIX + name.upper() for name in GatewaySettings.model_fields}
 
 
+def default(field: str) -> Any:
+    """The default of setting ``field`` (``app_config`` takes the gateway's defaults from here).
+
+    Raises:
+        KeyError: no such setting.
+    """
+    return GatewaySettings.model_fields[field].get_default(call_default_factory=True)
+
+
 class SettingsError(ValueError):
     """Invalid GATEWAY_* environment; the message names each bad variable."""
 
@@ -146,7 +219,8 @@ def load_settings(environ: Mapping[str, str] | None = None) -> GatewaySettings:
         return GatewaySettings(**values)
     except ValidationError as exc:
         problems = "; ".join(
-            f"{ENV_VARS.get(str(err['loc'][0]), err['loc'][0])}: {err['msg']}" for err in exc.errors()
+            f"{ENV_VARS.get(str(err['loc'][0]), err['loc'][0]) if err['loc'] else 'GATEWAY_*'}: {err['msg']}"
+            for err in exc.errors()
         )
         raise SettingsError(f"invalid gateway environment: {problems}") from exc
 

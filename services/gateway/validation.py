@@ -75,3 +75,33 @@ def parse_completion_request(body: bytes, path: str) -> dict[str, Any]:
     if "stream" in data and not isinstance(data["stream"], bool) and data["stream"] is not None:
         raise GatewayError(400, "Field 'stream' must be a boolean", param="stream")
     return data
+
+
+def prompt_prefix(data: dict[str, Any], chars: int) -> str:
+    """The first ``chars`` characters of the prompt as the engine will see it, roughly: each
+    chat message as ``role: text`` (text parts of multi-part content), or the completion prompt.
+
+    Requests that share a system prompt, or a conversation's earlier turns, share this prefix
+    once it is shorter than what they have in common; prefix affinity routes on it.
+    """
+    out: list[str] = []
+    size = 0
+    messages = data.get("messages")
+    if isinstance(messages, list):
+        for message in messages:
+            if size >= chars:
+                break
+            if not isinstance(message, dict):
+                continue
+            content = message.get("content")
+            if isinstance(content, list):
+                content = "".join(p.get("text", "") for p in content if isinstance(p, dict))
+            piece = f"{message.get('role')}: {content if isinstance(content, str) else ''}\n"
+            out.append(piece)
+            size += len(piece)
+    else:
+        prompt = data.get("prompt")
+        if isinstance(prompt, list) and prompt:
+            prompt = prompt[0]
+        out.append(prompt if isinstance(prompt, str) else str(prompt))
+    return "".join(out)[:chars]

@@ -12,7 +12,7 @@ from services.gateway.app import create_app
 from services.gateway.settings import GatewaySettings
 from tests.support.vllm_server import VllmServer, running_vllm
 
-from .servers import CountingTransport, FakeUpstream, ThreadedServer
+from .servers import FakeUpstream, ThreadedServer
 
 
 # Long enough (several seconds of generation on 2 CPU cores) that an abort which works always
@@ -38,21 +38,19 @@ def fake_upstream() -> Iterator[tuple[FakeUpstream, str]]:
 class RunningGateway:
     """A gateway served by uvicorn on loopback."""
 
-    def __init__(self, app: Any, url: str, transport: CountingTransport | None) -> None:
+    def __init__(self, app: Any, url: str) -> None:
         self.app = app
         self.url = url
-        self.transport = transport
 
 
 @pytest.fixture
 def start_gateway() -> Iterator[Callable[..., RunningGateway]]:
-    """Factory: ``start_gateway(upstream_url=..., count=False, **settings)`` -> RunningGateway."""
+    """Factory: ``start_gateway(upstream_url=..., **settings)`` -> RunningGateway."""
     with ExitStack() as stack:
 
-        def start(count: bool = False, **values: Any) -> RunningGateway:
-            transport = CountingTransport() if count else None
-            app = create_app(GatewaySettings(**values), transport=transport)
+        def start(**values: Any) -> RunningGateway:
+            app = create_app(GatewaySettings(**values))
             server = stack.enter_context(ThreadedServer(app))
-            return RunningGateway(app, server.url, transport)
+            return RunningGateway(app, server.url)
 
         yield start

@@ -168,41 +168,6 @@ async def _wait(event: asyncio.Event, seconds: float) -> bool:
         return False
 
 
-class CountingTransport(httpx.AsyncBaseTransport):
-    """A real ``httpx.AsyncHTTPTransport`` whose response streams count their ``aclose`` calls."""
-
-    def __init__(self) -> None:
-        self.inner = httpx.AsyncHTTPTransport()
-        self.closes: list[int] = []  # one entry per response: how many times it was closed
-
-    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:  # noqa: D102
-        response = await self.inner.handle_async_request(request)
-        index = len(self.closes)
-        self.closes.append(0)
-        inner_stream = response.stream
-        transport = self
-
-        class Stream(httpx.AsyncByteStream):
-            async def __aiter__(self):  # type: ignore[no-untyped-def]
-                async for chunk in inner_stream:  # type: ignore[union-attr]
-                    yield chunk
-
-            async def aclose(self) -> None:
-                transport.closes[index] += 1
-                await inner_stream.aclose()  # type: ignore[union-attr]
-
-        response.stream = Stream()
-        return response
-
-    def active_connections(self) -> int:
-        """Connections of the pool currently carrying a request (not idle, not closed)."""
-        pool = self.inner._pool  # httpcore.AsyncConnectionPool (private, read-only use)
-        return sum(1 for c in pool.connections if not c.is_idle() and not c.is_closed())
-
-    async def aclose(self) -> None:  # noqa: D102
-        await self.inner.aclose()
-
-
 def wait_until(predicate: Any, timeout: float = 5.0) -> bool:
     """Poll ``predicate()`` every 20 ms until it is true or ``timeout`` seconds pass; its last value."""
     deadline = time.monotonic() + timeout

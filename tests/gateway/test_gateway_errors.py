@@ -201,7 +201,7 @@ def test_a_failed_connect_is_retried_before_503(start_gateway, caplog, monkeypat
 
     The upstream starts only once the first retry is logged (so a retry surely happened), and
     the backoff is stretched to 1 s, 2 s, 4 s so that its start fits in on a slow machine."""
-    from services.gateway import proxy
+    from services.gateway import upstream as proxy
     from tests.support.vllm_server import free_port
 
     from .servers import FakeUpstream, ThreadedServer
@@ -223,7 +223,7 @@ def test_a_failed_connect_is_retried_before_503(start_gateway, caplog, monkeypat
 def test_connect_retries_zero_fails_at_once(start_gateway, monkeypatch) -> None:
     """With retries off, no backoff is slept: the backoff is stretched to 10 s so that the bound
     tells "none" from "one" on any machine, however slow the request itself is."""
-    from services.gateway import proxy
+    from services.gateway import upstream as proxy
     from tests.support.vllm_server import free_port
 
     monkeypatch.setattr(proxy, "CONNECT_RETRY_BACKOFF_SECONDS", 10.0)

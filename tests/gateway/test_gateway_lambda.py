@@ -19,15 +19,11 @@ def handler(vllm):  # type: ignore[no-untyped-def]
     mp = pytest.MonkeyPatch()
     mp.setenv("GATEWAY_UPSTREAM_URL", vllm.base_url)
     mp.setenv("GATEWAY_SERVED_MODEL_NAME", vllm.served_model_name)
-    import services.gateway.app
     import services.gateway.lambda_handler
 
-    importlib.reload(services.gateway.app)  # the module-level app reads the env at import
-    module = importlib.reload(services.gateway.lambda_handler)
+    module = importlib.reload(services.gateway.lambda_handler)  # the handler's app reads the env at import
     yield module.handler
     mp.undo()
-    importlib.reload(services.gateway.app)
-    importlib.reload(services.gateway.lambda_handler)
 
 
 def alb_event(method: str, path: str, body: str = "", headers: dict[str, str] | None = None) -> dict[str, Any]:
