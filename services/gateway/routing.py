@@ -41,6 +41,10 @@ log = logging.getLogger(LOGGER_NAME)
 RING_POINTS_PER_ENDPOINT = 64  # virtual nodes: keeps each endpoint's share of keys within ~15 %
 CONNECT_COOLDOWN_SECONDS = 1.0  # first pause after a failed connect; doubles per failure
 MAX_CONNECT_COOLDOWN_SECONDS = 30.0
+# The load bound never goes below this many requests in flight: at a handful of requests the
+# bound would otherwise move affine requests away whenever the previous one has not finished,
+# and an engine batches far more than that at no cost.
+MIN_AFFINITY_BOUND = 4
 
 
 class NoEndpoint(Exception):
@@ -224,7 +228,7 @@ class Router:
         """Walk the ring from ``key`` to the first candidate within the load bound."""
         allowed = set(candidates) if candidates is not self._ready else None
         total = sum(s.in_flight for s in candidates)
-        bound = math.ceil(self._load_factor * (total + 1) / len(candidates))  # type: ignore[operator]
+        bound = max(MIN_AFFINITY_BOUND, math.ceil(self._load_factor * (total + 1) / len(candidates)))  # type: ignore[operator]
         size = len(self._ring)
         start = bisect.bisect_left(self._ring_keys, key)
         for step in range(size):

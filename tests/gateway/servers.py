@@ -73,6 +73,7 @@ class FakeUpstream:
     """A raw-ASGI OpenAI-like upstream; see the module docstring."""
 
     requests: list[UpstreamRecord] = field(default_factory=list)
+    active: int = 0  # streams being sent right now
 
     async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
         if scope["type"] == "lifespan":
@@ -128,6 +129,7 @@ class FakeUpstream:
             disconnected.set()
 
         watcher = asyncio.ensure_future(watch())
+        self.active += 1
         try:
             await send({"type": "http.response.start", "status": 200,
                         "headers": [(b"content-type", b"text/event-stream; charset=utf-8"), (b"x-upstream", b"fake")]})
@@ -147,6 +149,7 @@ class FakeUpstream:
         finally:
             record.disconnected = disconnected.is_set()
             record.ended_at = time.monotonic()
+            self.active -= 1
             watcher.cancel()
 
     @staticmethod
