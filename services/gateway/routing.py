@@ -173,6 +173,10 @@ class Router:
                        "removed": sorted(before - after), "fallback": fallback},
             )
 
+    def count_discovery_error(self) -> None:
+        """An endpoint source failed to list or watch (``gateway_endpoint_discovery_errors_total``)."""
+        self._metrics.discovery_errors.inc()
+
     def _forget(self, state: EndpointState) -> None:
         self._states.pop(state.url, None)
         self._metrics.forget_endpoint(state.name)
