@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from app_config import versions
 from app_config.scaled_object import validate_scaling
+from services.gateway.settings import default as gateway_default
 
 
 class _Model(BaseModel):
@@ -522,22 +523,58 @@ class KarpenterConfig(_Model):
 # Gateway and edge
 # ---------------------------------------------------------------------------------
 class GatewayConfig(_Model):
-    """The FastAPI gateway Deployment and its admission control."""
+    """The FastAPI gateway Deployment: admission control, routing, holding while vLLM is at zero.
+
+    Defaults of the settings the gateway reads are the gateway's own
+    (``services.gateway.settings.default``), not copies.
+    """
 
     replicas: PositiveInt = 2  # gateway Deployment replicas
-    max_in_flight: PositiveInt = 64  # requests proxied to vLLM at once, per pod
-    max_queue: NonNegativeInt = 256  # requests waiting for an in-flight slot, per pod; beyond: 429
-    queue_timeout_seconds: Annotated[float, Field(gt=0)] = 30  # longest wait for a slot before 429, seconds
+    max_in_flight: PositiveInt = Field(
+        default=gateway_default("max_in_flight"), description="requests proxied to vLLM at once, per pod",
+    )
+    max_queue: NonNegativeInt = Field(
+        default=gateway_default("max_queue"), description="requests waiting for an in-flight slot, per pod; beyond: 429",
+    )
+    queue_timeout_seconds: Annotated[float, Field(gt=0)] = Field(
+        default=gateway_default("queue_timeout_seconds"), description="longest wait for a slot before 429, seconds",
+    )
     heartbeat_interval_seconds: Annotated[float, Field(gt=0)] = Field(
-        default=15,
+        default=gateway_default("heartbeat_interval_seconds"),
         description="SSE comment heartbeat interval while a stream waits, seconds; "
         "below edge.origin_read_timeout_seconds and edge.alb_idle_timeout_seconds",
     )
-    upstream_connect_timeout_seconds: Annotated[float, Field(gt=0)] = 3  # vLLM connect timeout, seconds
-    upstream_read_timeout_seconds: Annotated[float, Field(gt=0)] = Field(
-        default=600, description="read timeout between two chunks from vLLM, seconds",
+    upstream_connect_timeout_seconds: Annotated[float, Field(gt=0)] = Field(
+        default=gateway_default("connect_timeout_seconds"), description="vLLM connect timeout, seconds",
     )
-    max_body_bytes: PositiveInt = 1_048_576  # request body limit, bytes (413 above)
+    upstream_read_timeout_seconds: Annotated[float, Field(gt=0)] = Field(
+        default=gateway_default("read_timeout_seconds"), description="read timeout between two chunks from vLLM, seconds",
+    )
+    max_body_bytes: PositiveInt = Field(
+        default=gateway_default("max_body_bytes"), description="request body limit, bytes (413 above)",
+    )
+    max_held_requests: NonNegativeInt = Field(
+        default=gateway_default("max_held_requests"),
+        description="requests each gateway pod holds while no vLLM pod is ready (scale from zero); beyond: 503 "
+        "with Retry-After",
+    )
+    hold_timeout_seconds: Annotated[float, Field(gt=0)] = Field(
+        default=gateway_default("hold_timeout_seconds"),
+        description="longest hold for a ready vLLM pod, seconds (streams get heartbeats meanwhile; non-streaming "
+        "requests are cut at edge.origin_read_timeout_seconds anyway)",
+    )
+    prefix_affinity: bool = Field(
+        default=gateway_default("prefix_affinity"),
+        description="send requests sharing a prompt prefix to the same vLLM pod while its load stays within "
+        "prefix_affinity_load_factor of the average, so vLLM's prefix cache hits; off: least outstanding requests",
+    )
+    prefix_affinity_chars: PositiveInt = Field(
+        default=gateway_default("prefix_affinity_chars"), description="prompt characters that form the affinity key",
+    )
+    prefix_affinity_load_factor: Annotated[float, Field(ge=1.0)] = Field(
+        default=gateway_default("prefix_affinity_load_factor"),
+        description="bound of an affine pod's in-flight requests, as a multiple of the average",
+    )
     api_keys_secret: str | None = Field(
         default=None,
         pattern=r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$",

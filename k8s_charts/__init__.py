@@ -82,6 +82,7 @@ def chart_props(config: AppConfig, values: DeployValues) -> dict[str, ChartSpec]
                 target_group_arn=values.target_group_arn,
                 alb_security_group_id=values.alb_security_group_id,
                 vpc_id=values.vpc_id,
+                edge_read_timeout_seconds=config.edge.origin_read_timeout_seconds,
             ),
         ),
         "scaled_object": ChartSpec(ScaledObjectChart, ScaledObjectProps(scaling=config.scaling)),

@@ -1,4 +1,5 @@
-"""The FastAPI gateway: Deployment on the CPU NodePool, Service, PDB and TargetGroupBinding.
+"""The FastAPI gateway: Deployment on the CPU NodePool, Service, PDB and TargetGroupBinding,
+plus the ServiceAccount and Role with which it watches the vLLM Service's EndpointSlices.
 
 The edge stack creates the internal ALB and an ``ip`` target group in CDK; the AWS Load
 Balancer Controller registers the gateway pods in it through the TargetGroupBinding, and opens
@@ -27,6 +28,7 @@ from app_config.constants import (
     VLLM_PORT,
 )
 from app_config.model import GatewayConfig
+from k8s_charts.vllm import PORT_NAME as VLLM_PORT_NAME
 from k8s_charts.common import (
     cluster_ip_service,
     deployment,
@@ -64,6 +66,9 @@ class GatewayProps:
             nodes (a ``DockerImageAsset`` builds one platform, while the CPU pool admits two).
         namespace: namespace of every object in the chart.
         upstream_namespace: namespace of the vLLM Service the gateway proxies to.
+        edge_read_timeout_seconds: CloudFront's origin read timeout
+            (``edge.origin_read_timeout_seconds``): the gateway answers a non-streaming request
+            that would outlive it with an error naming the limit; None: no edge in front.
     """
 
     gateway: GatewayConfig
@@ -75,6 +80,7 @@ class GatewayProps:
     image_architectures: tuple[str, ...] = ("amd64",)
     namespace: str = INFERENCE_NAMESPACE
     upstream_namespace: str = INFERENCE_NAMESPACE
+    edge_read_timeout_seconds: int | None = None
 
 
 def upstream_url(namespace: str = INFERENCE_NAMESPACE) -> str:
@@ -91,8 +97,12 @@ def gateway_env(props: GatewayProps) -> list[dict[str, str]]:
     """The container env (``GATEWAY_*``) from the config, via the gateway's settings module."""
     gw = props.gateway
     auth = {"api_keys_file": f"{API_KEYS_MOUNT_DIR}/{API_KEYS_SECRET_KEY}"} if gw.api_keys_secret else {}
+    edge = {"edge_read_timeout_seconds": props.edge_read_timeout_seconds} if props.edge_read_timeout_seconds else {}
     env = settings_env(
         upstream_url=upstream_url(props.upstream_namespace),
+        upstream_service=VLLM_NAME,
+        upstream_namespace=props.upstream_namespace,
+        upstream_port_name=VLLM_PORT_NAME,
         served_model_name=props.served_model_name,
         max_in_flight=gw.max_in_flight,
         max_queue=gw.max_queue,
@@ -101,14 +111,21 @@ def gateway_env(props: GatewayProps) -> list[dict[str, str]]:
         connect_timeout_seconds=gw.upstream_connect_timeout_seconds,
         read_timeout_seconds=gw.upstream_read_timeout_seconds,
         max_body_bytes=gw.max_body_bytes,
+        max_held_requests=gw.max_held_requests,
+        hold_timeout_seconds=gw.hold_timeout_seconds,
+        prefix_affinity=gw.prefix_affinity,
+        prefix_affinity_chars=gw.prefix_affinity_chars,
+        prefix_affinity_load_factor=gw.prefix_affinity_load_factor,
         port=GATEWAY_PORT,
         **auth,
+        **edge,
     )
     return [{"name": k, "value": v} for k, v in env.items()]
 
 
 class GatewayChart(QvllmChart):
-    """Gateway Deployment (CPU pool), Service :8000, PDB and ``TargetGroupBinding`` (ip targets)."""
+    """Gateway Deployment (CPU pool), Service :8000, PDB, ``TargetGroupBinding`` (ip targets), and
+    the ServiceAccount + Role (list/watch EndpointSlices in the vLLM namespace) + RoleBinding."""
 
     def __init__(self, scope: Construct, id: str, props: GatewayProps) -> None:
         super().__init__(scope, id)
@@ -147,7 +164,10 @@ class GatewayChart(QvllmChart):
             # Bearer keys from a Secret the operator creates (kubectl create secret generic ...);
             # mounted read-only, read by the gateway at start (GATEWAY_API_KEYS_FILE).
             container["volumeMounts"] = [{"name": API_KEYS_VOLUME, "mountPath": API_KEYS_MOUNT_DIR, "readOnly": True}]
+        self._endpoint_slice_reader(ns, props.upstream_namespace, labels)
         pod_spec: dict[str, Any] = {
+            "serviceAccountName": GATEWAY_NAME,
+            "automountServiceAccountToken": True,  # the Kubernetes API token for the EndpointSlice watch
             "terminationGracePeriodSeconds": TERMINATION_GRACE_SECONDS,
             "nodeSelector": {NODEPOOL_LABEL_KEY: CPU_NODEPOOL_NAME},
             "affinity": {
@@ -211,3 +231,21 @@ class GatewayChart(QvllmChart):
             spec=tgb_spec,
         )
         self._check()
+
+    def _endpoint_slice_reader(self, namespace: str, upstream_namespace: str, labels: dict[str, str]) -> None:
+        """The gateway's ServiceAccount, allowed only to list and watch EndpointSlices in the
+        vLLM namespace (the gateway routes to the pods they list)."""
+        metadata = {"name": GATEWAY_NAME, "labels": labels}
+        k8s_object(self, "service-account", api_version="v1", kind="ServiceAccount",
+                   metadata=cdk8s.ApiObjectMetadata(namespace=namespace, **metadata))
+        k8s_object(
+            self, "endpointslice-reader", api_version="rbac.authorization.k8s.io/v1", kind="Role",
+            metadata=cdk8s.ApiObjectMetadata(namespace=upstream_namespace, **metadata),
+            rules=[{"apiGroups": ["discovery.k8s.io"], "resources": ["endpointslices"], "verbs": ["list", "watch"]}],
+        )  # fmt: skip
+        k8s_object(
+            self, "endpointslice-reader-binding", api_version="rbac.authorization.k8s.io/v1", kind="RoleBinding",
+            metadata=cdk8s.ApiObjectMetadata(namespace=upstream_namespace, **metadata),
+            role_ref={"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": GATEWAY_NAME},
+            subjects=[{"kind": "ServiceAccount", "name": GATEWAY_NAME, "namespace": namespace}],
+        )  # fmt: skip

@@ -4,19 +4,32 @@ from __future__ import annotations
 
 import pytest
 
-from app_config.model import GatewayConfig
 from services.gateway import settings as s
 
 
-def test_defaults_match_app_config() -> None:
-    cfg, gw = GatewayConfig(), s.GatewaySettings()
-    assert gw.max_in_flight == cfg.max_in_flight
-    assert gw.max_queue == cfg.max_queue
-    assert gw.queue_timeout_seconds == cfg.queue_timeout_seconds
-    assert gw.heartbeat_interval_seconds == cfg.heartbeat_interval_seconds
-    assert gw.connect_timeout_seconds == cfg.upstream_connect_timeout_seconds
-    assert gw.read_timeout_seconds == cfg.upstream_read_timeout_seconds
-    assert gw.max_body_bytes == cfg.max_body_bytes
+def test_app_config_takes_the_gateway_defaults() -> None:
+    """One owner: app_config's gateway section reads its defaults from the gateway's settings
+    (the source of GatewayConfig must not spell the numbers out again)."""
+    import inspect
+
+    from app_config import model
+
+    source = inspect.getsource(model.GatewayConfig)
+    for field in ("max_in_flight", "max_queue", "queue_timeout_seconds", "heartbeat_interval_seconds",
+                  "connect_timeout_seconds", "read_timeout_seconds", "max_body_bytes", "max_held_requests",
+                  "hold_timeout_seconds", "prefix_affinity", "prefix_affinity_chars", "prefix_affinity_load_factor"):
+        assert f'gateway_default("{field}")' in source, field
+
+
+def test_one_endpoint_source_at_most() -> None:
+    with pytest.raises(s.SettingsError, match="GATEWAY_UPSTREAM_ENDPOINTS, GATEWAY_UPSTREAM_SERVICE"):
+        s.load_settings({"GATEWAY_UPSTREAM_ENDPOINTS": "http://a:1", "GATEWAY_UPSTREAM_SERVICE": "vllm"})
+    got = s.load_settings({"GATEWAY_UPSTREAM_ENDPOINTS": "http://a:1/, http://b:2"})
+    assert got.upstream_endpoints == ("http://a:1", "http://b:2")
+    with pytest.raises(s.SettingsError, match="GATEWAY_UPSTREAM_ENDPOINTS.*http://"):
+        s.load_settings({"GATEWAY_UPSTREAM_ENDPOINTS": "a:1"})
+    assert s.ENV_VARS["upstream_endpoints"] == s.ENV_UPSTREAM_ENDPOINTS  # the contract's names
+    assert s.ENV_VARS["upstream_endpoints_file"] == s.ENV_UPSTREAM_ENDPOINTS_FILE
 
 
 def test_env_names_are_constants() -> None:
