@@ -21,13 +21,13 @@ VLLM_STAMP := .venv-vllm/.installed
 CONFIG ?=
 CDK_CONTEXT := $(if $(CONFIG),-c config_file=$(CONFIG))
 
-.PHONY: help synth test local manifests bench-synth bench-gateway bench-upload deps deps-dev deps-engine deps-browser deps-promtool clean
+.PHONY: help synth test local manifests bench-synth bench-gateway bench-routing bench-upload deps deps-dev deps-engine deps-browser deps-promtool clean
 
 help:
 	@echo "make synth   install and synthesize the app (CONFIG=my.yaml to override the default config)"
 	@echo "make test    install test dependencies and run the whole suite"
 	@echo "make local   install the tools and the CPU engine, start the local stack (stop: .venv/bin/qvllm local down)"
-	@echo "make manifests | bench-synth | bench-gateway | bench-upload"
+	@echo "make manifests | bench-synth | bench-gateway | bench-routing | bench-upload"
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
@@ -83,6 +83,10 @@ bench-synth: deps-dev
 
 bench-gateway: deps-dev deps-engine
 	$(PY) bench/gateway.py
+
+# Fake upstreams vs the gateway vs vllm-router (installed by the script into .bench/).
+bench-routing: deps-dev
+	$(PY) bench/routing.py
 
 bench-upload: deps-dev
 	$(PY) bench/upload.py

@@ -23,8 +23,8 @@ def page_url(vllm):  # type: ignore[no-untyped-def]
     proven, of a full CI run in which a whole answer reached the browser in one piece."""
     from tests.support.gateway_process import gateway_process
 
-    with gateway_process(upstream_url=vllm.base_url) as url:
-        yield url + "/"
+    with gateway_process(upstream_url=vllm.base_url) as gateway:
+        yield gateway.url + "/"
 
 
 def test_chat_page_streams_tokens_and_shows_ttft(page_url: str, vllm) -> None:  # type: ignore[no-untyped-def]

@@ -14,6 +14,7 @@ import tempfile
 import time
 import urllib.request
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -23,16 +24,25 @@ from tests.support.vllm_server import free_port
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
+@dataclass(frozen=True)
+class GatewayProcess:
+    """A running gateway process: its base URL and process id (for /proc CPU accounting)."""
+
+    url: str
+    pid: int
+
+
 class GatewayStartError(RuntimeError):
     """The gateway process exited or did not answer ``/healthz`` in time (message: its stderr tail)."""
 
 
 @contextlib.contextmanager
-def gateway_process(start_timeout: float = 30.0, **settings: Any) -> Iterator[str]:
-    """Start ``python -m services.gateway`` on a free loopback port; yield its base URL.
+def gateway_process(start_timeout: float = 30.0, cpus: str | None = None, **settings: Any) -> Iterator[GatewayProcess]:
+    """Start ``python -m services.gateway`` on a free loopback port; yield it.
 
     Args:
         start_timeout: seconds to wait for ``GET /healthz`` to answer.
+        cpus: a CPU list for ``taskset -c`` (benchmarks pin the gateway apart from the engine).
         settings: :class:`~services.gateway.settings.GatewaySettings` fields
             (``upstream_url=...``, ``served_model_name=...``), passed as ``GATEWAY_*`` variables.
 
@@ -45,7 +55,7 @@ def gateway_process(start_timeout: float = 30.0, **settings: Any) -> Iterator[st
     # Logs go to a file, not a pipe nobody reads while it runs (a full pipe would block it).
     log = tempfile.TemporaryFile()  # noqa: SIM115 - closed in finally
     proc = subprocess.Popen(  # noqa: S603 - our own module
-        [sys.executable, "-m", "services.gateway"], cwd=REPO_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+        [*(["taskset", "-c", cpus] if cpus else []), sys.executable, "-m", "services.gateway"], cwd=REPO_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
     )
     url = f"http://127.0.0.1:{port}"
     try:
@@ -61,7 +71,7 @@ def gateway_process(start_timeout: float = 30.0, **settings: Any) -> Iterator[st
                     log.seek(0)
                     raise GatewayStartError("gateway did not start: " + log.read().decode(errors="replace")[-2000:]) from None
                 time.sleep(0.1)
-        yield url
+        yield GatewayProcess(url, proc.pid)
     finally:
         proc.terminate()
         try:
