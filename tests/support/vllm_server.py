@@ -179,6 +179,41 @@ def running_vllm(
         _stop(proc, stop_timeout)
 
 
+@contextlib.contextmanager
+def running_vllms(work_dir: str | Path, count: int, **kwargs: object) -> Iterator[list[VllmServer]]:
+    """``count`` engines (same arguments as :func:`running_vllm`), started at the same time.
+
+    Each gets its own folder ``work_dir/engine-<i>``; all are stopped when the block exits.
+
+    Raises:
+        VllmStartError: any engine failed to start (the others are stopped).
+    """
+    import threading
+
+    stack = contextlib.ExitStack()
+    servers: list[VllmServer | None] = [None] * count
+    errors: list[BaseException] = []
+    lock = threading.Lock()
+
+    def start(i: int) -> None:
+        try:
+            server = stack.enter_context(running_vllm(Path(work_dir) / f"engine-{i}", **kwargs))  # type: ignore[arg-type]
+            with lock:
+                servers[i] = server
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    with stack:
+        threads = [threading.Thread(target=start, args=(i,)) for i in range(count)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        if errors:
+            raise errors[0]
+        yield [s for s in servers if s is not None]
+
+
 if __name__ == "__main__":  # manual use: python -m tests.support.vllm_server DIR
     import sys
     import tempfile
