@@ -11,6 +11,10 @@ By default it starts one real CPU vLLM with the tiny model (tests/support/vllm_s
 the gateway as its own process (``python -m services.gateway``), like in the cluster.
 ``--upstream URL`` reuses a running vLLM instead.
 
+Pinning (``taskset``): the engine runs on CPU 0, the gateway and this client on CPU 1, so the
+gateway never competes with the engine's busy threads for a core (on two shared cores the
+ratio would measure that contention, not the gateway); the output says which was done.
+
 Aim (issue 5): ratio >= 0.95 and added p50 TTFT <= 5 ms on the dev machine.
 """
 
@@ -20,6 +24,8 @@ import argparse
 import asyncio
 import contextlib
 import json
+import os
+import shutil
 import signal
 import sys
 import tempfile
@@ -173,17 +179,26 @@ def main() -> None:
 
     signal.signal(signal.SIGTERM, _interrupt)  # `kill` still stops the vLLM and gateway we started
 
+    pinned = (os.cpu_count() or 1) >= 2 and shutil.which("taskset") is not None
+    engine_cpus, proxy_cpus = ("0", "1") if pinned else (None, None)
+    if pinned:
+        os.sched_setaffinity(0, {1})
+        print("pinning (taskset): vLLM on CPU 0; the gateway and this client on CPU 1", flush=True)
+    else:
+        print("pinning: not possible here (needs 2 CPUs and taskset): engine, gateway and client share the CPUs")
+    print("note: figures depend on what else runs on this machine", flush=True)
     with contextlib.ExitStack() as stack:
         if args.upstream:
             upstream, model = args.upstream.rstrip("/"), args.model
         else:
             print("starting vLLM (tiny model, about 60 s)...", flush=True)
             work = stack.enter_context(tempfile.TemporaryDirectory(prefix="bench-gateway-"))
-            server = stack.enter_context(running_vllm(work, max_num_seqs=max(4, args.concurrency)))
+            server = stack.enter_context(running_vllm(work, max_num_seqs=max(4, args.concurrency), cpus=engine_cpus))
             upstream, model = server.base_url, server.served_model_name
         gateway = stack.enter_context(gateway_process(
-            upstream_url=upstream, served_model_name=model, max_in_flight=max(64, args.concurrency), log_level="WARNING"))
-        asyncio.run(bench(upstream, gateway, model, args))
+            cpus=proxy_cpus, upstream_url=upstream, served_model_name=model, max_in_flight=max(64, args.concurrency),
+            log_level="WARNING"))
+        asyncio.run(bench(upstream, gateway.url, model, args))
 
 
 if __name__ == "__main__":

@@ -108,6 +108,7 @@ def running_vllm(
     extra_args: tuple[str, ...] = (),
     start_timeout: float = DEFAULT_START_TIMEOUT_SECONDS,
     stop_timeout: float = 15.0,
+    cpus: str | None = None,
 ) -> Iterator[VllmServer]:
     """Generate the tiny model under ``work_dir`` and run one vLLM server until the block exits.
 
@@ -120,6 +121,8 @@ def running_vllm(
         extra_args: more command-line arguments for the api_server.
         start_timeout: seconds to wait for ``/health`` = 200.
         stop_timeout: seconds between SIGTERM and SIGKILL at exit.
+        cpus: a CPU list for ``taskset -c`` (benchmarks keep the engine off the proxy's core;
+            vLLM's CPU backend binds its threads within the allowed CPUs).
 
     Yields:
         The running :class:`VllmServer`.
@@ -136,6 +139,7 @@ def running_vllm(
     log_path = work / "vllm.log"
     port = free_port()
     cmd = [
+        *(["taskset", "-c", cpus] if cpus else []),
         str(VLLM_PYTHON), "-m", "vllm.entrypoints.openai.api_server",
         "--model", str(model_dir),
         "--served-model-name", served_model_name,
