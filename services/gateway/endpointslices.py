@@ -49,38 +49,51 @@ LIST_TIMEOUT_SECONDS = 10.0
 DISCOVERY_ERRORS = (ApiException, ConfigException, aiohttp.ClientError, TimeoutError, OSError, ValueError)
 
 
+def _slice_port(eps: Any, port_name: str) -> int | None:
+    """The slice's port named ``port_name``; a slice with one unnamed port uses that one."""
+    ports = eps.ports or []
+    port = next((p.port for p in ports if p.name == port_name), None)
+    if port is None and len(ports) == 1 and not ports[0].name:
+        port = ports[0].port
+    return port
+
+
+def _is_ready(ep: Any) -> bool:
+    """``ready`` true or nil (the API reference: read an unknown state as ready), never terminating."""
+    conditions = ep.conditions
+    if conditions is None:
+        return True
+    return (conditions.ready is None or bool(conditions.ready)) and not conditions.terminating
+
+
+def _endpoint(address_type: str, ep: Any, port: int) -> Endpoint:
+    # The API reference: the addresses are fungible and consumers may use the first only.
+    host = ep.addresses[0] if address_type == "IPv4" else f"[{ep.addresses[0]}]"
+    url = f"http://{host}:{port}"
+    ref = ep.target_ref
+    name = ref.name if ref is not None and ref.kind == "Pod" and ref.name else endpoint_from_url(url).name
+    return Endpoint(url=url, name=name, ready=_is_ready(ep))
+
+
 def endpoints_from_slices(slices: list[Any], port_name: str) -> list[Endpoint]:
     """The endpoints of a Service from its EndpointSlices (``V1EndpointSlice`` models).
 
-    One endpoint per address and the named port (a slice with a single unnamed port uses it);
-    FQDN slices are skipped. An address listed by two slices (as happens while the controller
-    moves endpoints between slices) is one endpoint, ready if either says so. The name is the
-    Pod's (``targetRef``) when known, else ``host:port``.
+    One endpoint per address and the named port; FQDN slices are skipped. An address listed
+    by two slices (as happens while the controller moves endpoints between slices) is one
+    endpoint, ready if either says so. The name is the Pod's (``targetRef``) when known, else
+    ``host:port``.
     """
     found: dict[str, Endpoint] = {}
     for eps in slices:
-        if eps.address_type not in ("IPv4", "IPv6"):
-            continue
-        ports = eps.ports or []
-        port = next((p.port for p in ports if p.name == port_name), None)
-        if port is None and len(ports) == 1 and not ports[0].name:
-            port = ports[0].port
-        if port is None:
+        port = _slice_port(eps, port_name)
+        if eps.address_type not in ("IPv4", "IPv6") or port is None:
             continue
         for ep in eps.endpoints or []:
-            if not ep.addresses:
-                continue
-            conditions = ep.conditions
-            ready = conditions is None or conditions.ready is None or bool(conditions.ready)
-            if conditions is not None and conditions.terminating:
-                ready = False
-            # The API reference: the addresses are fungible and consumers may use the first only.
-            host = ep.addresses[0] if eps.address_type == "IPv4" else f"[{ep.addresses[0]}]"
-            url = f"http://{host}:{port}"
-            ref = ep.target_ref
-            name = ref.name if ref is not None and ref.kind == "Pod" and ref.name else endpoint_from_url(url).name
-            previous = found.get(url)
-            found[url] = Endpoint(url=url, name=name, ready=ready or (previous is not None and previous.ready))
+            if ep.addresses:
+                endpoint = _endpoint(eps.address_type, ep, port)
+                previous = found.get(endpoint.url)
+                if previous is None or (endpoint.ready and not previous.ready):
+                    found[endpoint.url] = endpoint
     return list(found.values())
 
 

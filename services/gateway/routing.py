@@ -141,8 +141,27 @@ class Router:
             source: the source's name (logs, ``/readyz``).
             fallback: the list is the Service URL because discovery failed.
         """
-        new = {e.url: e for e in endpoints}
         before = {s.name for s in self._ready}
+        self._apply({e.url: e for e in endpoints})
+        if self._ready:
+            self._ready_event.set()
+        else:
+            self._ready_event.clear()
+        self.synced, self.source = True, source
+        if fallback != self.fallback:
+            self.fallback = fallback
+            self._metrics.discovery_fallback.set(1 if fallback else 0)
+        self._metrics.ready_endpoints.set(len(self._ready))
+        after = {s.name for s in self._ready}
+        if after != before:
+            log.info(
+                "endpoints changed",
+                extra={"source": source, "ready": sorted(after), "added": sorted(after - before),
+                       "removed": sorted(before - after), "fallback": fallback},
+            )
+
+    def _apply(self, new: dict[str, Endpoint]) -> None:
+        """Mark, add and drop endpoint states for the new set; rebuild the ready list and ring."""
         for url, state in list(self._states.items()):
             if url not in new:
                 state.listed = False
@@ -156,22 +175,6 @@ class Router:
                 state.endpoint, state.listed = endpoint, True
         self._ready = [s for s in self._states.values() if s.listed and s.endpoint.ready]
         self._build_ring()
-        if self._ready:
-            self._ready_event.set()
-        else:
-            self._ready_event.clear()
-        self.synced, self.source = True, source
-        if fallback != self.fallback:
-            self.fallback = fallback
-            self._metrics.discovery_fallback.set(1 if fallback else 0)
-        after = {s.name for s in self._ready}
-        self._metrics.ready_endpoints.set(len(self._ready))
-        if after != before:
-            log.info(
-                "endpoints changed",
-                extra={"source": source, "ready": sorted(after), "added": sorted(after - before),
-                       "removed": sorted(before - after), "fallback": fallback},
-            )
 
     def count_discovery_error(self) -> None:
         """An endpoint source failed to list or watch (``gateway_endpoint_discovery_errors_total``)."""
@@ -207,11 +210,7 @@ class Router:
 
         Endpoints in their pause after a failed connect are used only if nothing else is ready.
         """
-        candidates = self._ready
-        now = time.monotonic()
-        if exclude or any(s.avoid_until > now for s in candidates):
-            usable = [s for s in candidates if s.url not in exclude]
-            candidates = [s for s in usable if s.avoid_until <= now] or usable
+        candidates = self._candidates(exclude)
         if not candidates:
             return None
         if key is not None and self._load_factor is not None:
@@ -227,6 +226,14 @@ class Router:
             j += 1
         a, b = candidates[i], candidates[j]
         return a if a.in_flight <= b.in_flight else b
+
+    def _candidates(self, exclude: frozenset[str]) -> list[EndpointState]:
+        """Ready endpoints minus ``exclude``; those pausing after a failed connect only if no other."""
+        now = time.monotonic()
+        if not exclude and all(s.avoid_until <= now for s in self._ready):
+            return self._ready
+        usable = [s for s in self._ready if s.url not in exclude]
+        return [s for s in usable if s.avoid_until <= now] or usable
 
     def _pick_affine(self, key: int, candidates: list[EndpointState]) -> EndpointState | None:
         """Walk the ring from ``key`` to the first candidate within the load bound."""
