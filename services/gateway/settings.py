@@ -97,7 +97,8 @@ class GatewaySettings(BaseModel):
         queue_timeout_seconds: longest wait for a slot before 429.
         retry_after_seconds: value of the ``Retry-After`` header on 429.
         heartbeat_interval_seconds: SSE comment interval while a stream waits for its first
-            token; must stay below the ALB idle and CloudFront origin read timeouts (case B15).
+            token; must stay below the ALB idle and CloudFront origin read timeouts, or they cut a
+            request that waits in a queue.
         connect_timeout_seconds: upstream TCP connect timeout (and pool-acquire timeout).
         connect_retries: extra attempts after a failed or timed-out connect (nothing was sent
             yet, so a retry is safe); backoff 0.25 s, 0.5 s, ... Covers a restarting vLLM pod
