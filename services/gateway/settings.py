@@ -100,12 +100,14 @@ class GatewaySettings(BaseModel):
             token; must stay below the ALB idle and CloudFront origin read timeouts, or they cut a
             request that waits in a queue.
         connect_timeout_seconds: upstream TCP connect timeout (and pool-acquire timeout).
-        connect_retries: extra attempts after a failed or timed-out connect (nothing was sent
-            yet, so a retry is safe); backoff 0.25 s, 0.5 s, ... Covers a restarting vLLM pod
-            and a loaded node that is slow to accept.
+        connect_retries: after a failed or timed-out connect (nothing was sent yet, so another
+            attempt is safe) every other ready endpoint is tried once at once; then this many
+            more rounds follow, 0.25 s, 0.5 s, ... apart. Covers a restarting vLLM pod and a
+            loaded node that is slow to accept.
         read_timeout_seconds: upstream read timeout between two received chunks.
         max_body_bytes: request body limit (413 above).
-        max_connections: httpx pool size towards the upstream.
+        max_connections: connections towards all vLLM endpoints together (each endpoint has its
+            own keep-alive pool within this limit).
         api_keys: accepted Bearer keys; empty (and no file) = auth disabled.
         api_keys_file: file with one key per line (a mounted secret), merged with api_keys.
         log_level: root log level of the JSON logs.
