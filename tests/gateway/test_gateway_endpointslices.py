@@ -88,6 +88,12 @@ async def until(condition, seconds: float = 5.0) -> None:  # type: ignore[no-unt
     raise AssertionError("condition not met in time")
 
 
+def slice_source(configuration: client.Configuration | None) -> EndpointSliceSource:
+    """The source as the gateway chart configures it (Service vllm, namespace inference)."""
+    return EndpointSliceSource(service="vllm", namespace="inference", port_name="http", resync_seconds=300,
+                               fallback_url="http://vllm.inference.svc.cluster.local:8000", configuration=configuration)
+
+
 def ready_names(router: Router) -> list[str]:
     return sorted(s.name for s in router.ready)
 
@@ -102,9 +108,7 @@ async def test_list_watch_resync_and_410(tmp_path) -> None:  # type: ignore[no-u
     steps = [("json", "list-48120.json", 200), ("watch", "watch-48120.jsonl"), ("json", "list-48190.json", 200),
              ("watch", "watch-48190-gone.jsonl"), ("json", "list-48510.json", 200), ("watch", "watch-48510.jsonl")]
     async with ReplayApiServer(steps) as server:
-        source = EndpointSliceSource(service="vllm", namespace="inference", port_name="http", resync_seconds=300,
-                                     fallback_url="http://vllm.inference.svc.cluster.local:8000",
-                                     configuration=client.Configuration(host=server.url))
+        source = slice_source(client.Configuration(host=server.url))
         task = asyncio.create_task(source.run(router))
         try:
             # list: x2k4q ready; p8m2z listed but starting (not ready), addressed by pod IP and port
@@ -150,9 +154,7 @@ async def test_refused_list_falls_back_to_the_service_url_and_recovers(caplog, m
     router = Router(metrics, max_held=1, hold_timeout=1)
     steps = [("json", "list-forbidden.json", 403), ("json", "list-48510.json", 200), ("watch", "watch-48190-gone.jsonl")]
     async with ReplayApiServer(steps) as server:
-        source = EndpointSliceSource(service="vllm", namespace="inference", port_name="http", resync_seconds=300,
-                                     fallback_url="http://vllm.inference.svc.cluster.local:8000",
-                                     configuration=client.Configuration(host=server.url))
+        source = slice_source(client.Configuration(host=server.url))
         task = asyncio.create_task(source.run(router))
         try:
             await until(lambda: router.fallback)
@@ -174,8 +176,7 @@ async def test_outside_a_cluster_it_falls_back_at_once(monkeypatch) -> None:
     """No in-cluster credentials (no KUBERNETES_SERVICE_HOST): the Service URL, not a crash."""
     monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
     router = Router(GatewayMetrics(), max_held=1, hold_timeout=1)
-    source = EndpointSliceSource(service="vllm", namespace="inference", port_name="http", resync_seconds=300,
-                                 fallback_url="http://vllm.inference.svc.cluster.local:8000")
+    source = slice_source(None)
     task = asyncio.create_task(source.run(router))
     try:
         await until(lambda: router.fallback)
