@@ -213,6 +213,9 @@ async def balance_and_join(fakes: Fakes, target: str, announce, args) -> tuple[f
         announced = time.time()
         await announce(session)
         first = None
+        before = (await fakes.stats(session))[fourth]["first_at"]
+        if before is not None:  # cannot happen after the reset; refuse a meaningless figure
+            raise RuntimeError("the 4th upstream got requests before it was announced")
         while time.time() - announced < args.join_seconds:
             stats = await fakes.stats(session)
             if stats[fourth]["first_at"] is not None:
@@ -229,6 +232,12 @@ async def cpu_per_10k(pid: int, target: str, args) -> float:  # type: ignore[no-
     before = cpu_seconds(pid)
     events = await closed_loop([target], args.streams, args.cpu_seconds, args.cpu_tokens, args.pace)
     return (cpu_seconds(pid) - before) / events * 10_000
+
+
+async def reset(fakes: Fakes) -> None:
+    """Counters to zero, the TCP balancer back to the first three upstreams."""
+    async with aiohttp.ClientSession() as session:
+        await fakes.post(session, "/reset")
 
 
 # --- the run ------------------------------------------------------------------------------------
@@ -322,6 +331,9 @@ def main() -> None:  # noqa: PLR0915 - one linear script
             if i % 2:
                 order.reverse()
             for name, start, announce in order:
+                # a fresh balancer pool and counters before each target: kept-alive connections
+                # of an earlier run must not reach the 4th upstream through it
+                asyncio.run(reset(fakes))
                 with start() as proxy:
                     key = {"gateway": "gw", "vllm-router": "router", "pinned": "pinned"}[name]
                     cpu = asyncio.run(cpu_per_10k(proxy.pid, proxy.url, args))
