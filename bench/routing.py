@@ -210,12 +210,11 @@ async def balance_and_join(fakes: Fakes, target: str, announce, args) -> tuple[f
             stats = await fakes.stats(session)
             samples.append([stats[str(p)]["active"] for p in fakes.ports[:3]])
             await asyncio.sleep(0.05)
+        if (await fakes.stats(session))[fourth]["first_at"] is not None:  # refuse a meaningless figure
+            raise RuntimeError("the 4th upstream got requests before it was announced")
         announced = time.time()
         await announce(session)
         first = None
-        before = (await fakes.stats(session))[fourth]["first_at"]
-        if before is not None:  # cannot happen after the reset; refuse a meaningless figure
-            raise RuntimeError("the 4th upstream got requests before it was announced")
         while time.time() - announced < args.join_seconds:
             stats = await fakes.stats(session)
             if stats[fourth]["first_at"] is not None:
