@@ -20,7 +20,9 @@ cases B26/B27. This construct wires it:
 
 Ordering (wired by ``stacks/cluster_stack.py``): this construct depends on the cluster and the
 system node group; every controller chart depends on it; so on ``cdk destroy`` it runs after the
-workloads and controllers are gone and before the node group, cluster and VPC. The custom
+workloads and controllers are gone and before the node group, cluster and VPC; it also depends
+on everything Karpenter's nodes use (``EksCluster.node_dependencies``,
+``Karpenter.node_dependencies``), so none of that goes while nodes still run. The custom
 resource itself depends on its access entry, RBAC and security-group rule, so those outlive it.
 Instantiate it only when ``teardown.cleanup_controller_resources`` is true.
 """

@@ -18,7 +18,7 @@ from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_eks_v2 as eks
 from aws_cdk import aws_kms as kms
 from aws_cdk.lambda_layer_kubectl_v35 import KubectlV35Layer
-from constructs import Construct
+from constructs import Construct, IConstruct
 
 from app_config import versions
 from app_config.constants import (
@@ -204,13 +204,22 @@ class EksCluster(Construct):
         self.node_security_group.add_ingress_rule(
             ec2.Peer.security_group_id(cluster_sg_id), ec2.Port.all_traffic(), "control plane and system nodes"
         )
-        ec2.CfnSecurityGroupIngress(
+        cluster_from_nodes = ec2.CfnSecurityGroupIngress(
             self,
             "ClusterFromKarpenterNodes",
             group_id=cluster_sg_id,
             ip_protocol="-1",
             source_security_group_id=self.node_security_group.security_group_id,
             description="Karpenter-launched nodes to the control plane and system nodes",
+        )
+        # What Karpenter's nodes and their pods' ENIs use until the last node is gone: the node
+        # group with its rules (the group's subtree), the cluster-group rule that lets them reach
+        # the API server, and the add-ons they run. Karpenter finds the group by tag, so nothing
+        # in the template references it: teardown must order it explicitly.
+        self.node_dependencies: tuple[IConstruct, ...] = (
+            self.node_security_group,
+            cluster_from_nodes,
+            *self.addons.values(),
         )
 
         alb = self.cluster.alb_controller

@@ -24,7 +24,7 @@ from aws_cdk import aws_events as events
 from aws_cdk import aws_events_targets as targets
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_sqs as sqs
-from constructs import Construct
+from constructs import Construct, IConstruct
 
 from app_config import versions
 from app_config.constants import KARPENTER_NAMESPACE, KARPENTER_SERVICE_ACCOUNT
@@ -98,7 +98,8 @@ class Karpenter(Construct):
     Exposes ``node_role`` (EC2NodeClass ``spec.role``), ``queue`` (interruption queue),
     ``rules``, ``controller_role`` with its ``pod_identity`` association (a :class:`PodIdentityRole`),
     ``crd_chart`` and ``chart`` (the ``HelmChart`` constructs;
-    NodePools must depend on ``chart``), and ``policies`` (the six controller policies).
+    NodePools must depend on ``chart``), ``policies`` (the six controller policies) and
+    ``node_dependencies`` (what the nodes use while they exist, for the teardown order).
     """
 
     def __init__(self, scope: Construct, construct_id: str, props: KarpenterProps) -> None:
@@ -178,6 +179,14 @@ class Karpenter(Construct):
         self.chart.node.add_dependency(self.crd_chart)
         self.chart.node.add_dependency(self.pod_identity)
         self.chart.node.add_dependency(self.controller_role)  # its managed policies, not only the role
+        # What Karpenter's nodes use while they exist; the template references none of it from
+        # the nodes (Karpenter creates them), so teardown orders it explicitly.
+        self.node_dependencies: tuple[IConstruct, ...] = (
+            self.node_role,  # its instance profiles, which Karpenter creates, hold it
+            self.node_access_entry,  # nodes authenticate to the API server while they drain
+            self.queue,  # with its policy: interruption notices until the last node is gone
+            *self.rules.values(),
+        )
         self._acknowledge_nag_findings()
 
     def _acknowledge_nag_findings(self) -> None:

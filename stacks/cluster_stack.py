@@ -4,7 +4,9 @@ metrics-server) and our cdk8s charts, with explicit apply/delete ordering.
 Apply order (CloudFormation creates along dependencies, deletes in reverse):
 
     cluster + system node group + core add-ons
-      -> teardown cleanup custom resource (issue 7)
+    + what Karpenter's nodes use (node security group and its rules, the cluster-group rule
+      admitting them, node role, node access entry, interruption queue and rules)
+      -> teardown cleanup custom resource
         -> controllers: Karpenter (CRDs, then controller), KEDA, OTel add-on, metrics-server, LB controller
           -> namespaces -> NodePools/EC2NodeClasses -> vLLM -> ScaledObject
                                                     -> gateway (+ TargetGroupBinding)
@@ -12,8 +14,9 @@ Apply order (CloudFormation creates along dependencies, deletes in reverse):
 
 So ``cdk destroy`` deletes our workloads while the controllers still run (they clean up the EC2
 instances and target registrations they made), then the controllers, then the cleanup resource
-(which removes whatever the controllers left for this cluster), then the node group, the cluster,
-and, in the network stack, the VPC.
+(which removes whatever the controllers left for this cluster), then what the nodes used, the
+node group, the cluster, and, in the network stack, the VPC. tests/stacks/test_destroy_order.py
+checks this on CloudFormation's own dependency graph of the synthesized app.
 """
 
 from __future__ import annotations
@@ -128,6 +131,13 @@ class ClusterStack(cdk.Stack):
         self.controllers: tuple[IConstruct, ...] = (*helm_controllers, self.eks.alb_controller)
 
         self.cleanup = self._teardown_cleanup(config)
+        # Karpenter's nodes (and their pods' ENIs) use these until the last node is terminated;
+        # nothing the template knows of uses them, so CloudFormation would delete them at the
+        # very start of `cdk destroy` (DependencyViolation on the node group while nodes run).
+        # They go only after the cleanup (or, without it, Karpenter) is gone.
+        anchor = self.cleanup.resource if self.cleanup else self.karpenter.chart
+        for dependency in (*self.eks.node_dependencies, *self.karpenter.node_dependencies):
+            anchor.node.add_dependency(dependency)
 
         self.vllm_identity = PodIdentityRole(
             self,
@@ -161,7 +171,7 @@ class ClusterStack(cdk.Stack):
         cdk.CfnOutput(self, "VllmRoleArn", value=self.vllm_identity.role.role_arn)
 
     # ------------------------------------------------------------------------------
-    def _teardown_cleanup(self, config: AppConfig) -> Construct | None:
+    def _teardown_cleanup(self, config: AppConfig) -> ControllerCleanup | None:
         """The cleanup custom resource (issue 7), ordered between the controllers and the cluster.
 
         It must be *created* after the cluster and the system node group and *deleted* before

@@ -1,0 +1,185 @@
+"""`cdk destroy --all` in one pass: on the app's real dependency graph (tests/support/cfn_graph.py),
+nothing that controller-created resources use or need is deleted before the controller-cleanup
+custom resource has finished.
+
+Karpenter's instances (and their launch templates), the load balancer controller's target
+registrations and the VPC CNI's pod ENIs are not in any template, so CloudFormation does not
+know they use the node security group, the private subnets or the node role. The cleanup
+custom resource removes them on Delete; everything they use must outlive it. A resource
+outlives the cleanup only if the cleanup (transitively) depends on it: anything else
+CloudFormation may delete first, in parallel, at the very start of the delete.
+"""
+
+from __future__ import annotations
+
+import aws_cdk as cdk
+import pytest
+
+from tests.support.cfn_graph import AppGraph, ResourceId
+
+
+def resource_id(construct) -> ResourceId:
+    """The app-wide id of the CloudFormation resource behind an L1 or L2 construct."""
+    element = construct
+    while not isinstance(element, cdk.CfnElement):
+        element = element.node.default_child
+        assert element is not None, f"{construct.node.path} has no CloudFormation resource"
+    stack = cdk.Stack.of(element)
+    return ResourceId(stack.stack_name, stack.resolve(element.logical_id))
+
+
+@pytest.fixture(scope="module")
+def graph(default_app) -> AppGraph:
+    return AppGraph.from_assembly(default_app.assembly)
+
+
+@pytest.fixture(scope="module")
+def cleanup(default_app) -> ResourceId:
+    assert default_app.stacks.cluster.cleanup is not None, "the default config enables the teardown cleanup"
+    return resource_id(default_app.stacks.cluster.cleanup.resource)
+
+
+def _rules_on(graph: AppGraph, group: ResourceId) -> list[ResourceId]:
+    """Every separate ingress/egress rule resource that names ``group`` (as target or source)."""
+    rule_types = {"AWS::EC2::SecurityGroupIngress", "AWS::EC2::SecurityGroupEgress"}
+    return sorted(
+        rid for rid, resource in graph.resources.items()
+        if resource["Type"] in rule_types and group in graph.direct_dependencies(rid)
+    )
+
+
+# Each entry: (what, resources) -- ``resources(stacks, graph)`` returns the ids to check.
+def _node_security_group(stacks, graph):
+    return [resource_id(stacks.cluster.eks.node_security_group)]
+
+
+def _node_security_group_rules(stacks, graph):
+    """Separate rule resources of the node group itself (its inline rules go with it)."""
+    node_sg = resource_id(stacks.cluster.eks.node_security_group)
+    rules = [rid for rid in _rules_on(graph, node_sg) if _group_of(graph, rid) == node_sg]
+    assert rules, "expected at least the node-to-node rule"
+    return rules
+
+
+def _cluster_security_group_rules_from_nodes(stacks, graph):
+    """Rules on the EKS cluster security group (control plane, system nodes) that admit the nodes."""
+    node_sg = resource_id(stacks.cluster.eks.node_security_group)
+    rules = [rid for rid in _rules_on(graph, node_sg) if _group_of(graph, rid) != node_sg]
+    assert rules, "expected the node-to-cluster rule"
+    return rules
+
+
+def _group_of(graph: AppGraph, rule: ResourceId) -> ResourceId | None:
+    group = graph.resources[rule]["Properties"]["GroupId"]
+    return ResourceId(rule.stack, group["Fn::GetAtt"][0]) if "Fn::GetAtt" in group else None
+
+
+def _private_subnets(stacks, graph):
+    return [resource_id(subnet) for subnet in stacks.network.vpc.private_subnets]
+
+
+def _private_routes(stacks, graph):
+    found = []
+    for subnet in stacks.network.vpc.private_subnets:
+        for child in ("RouteTable", "RouteTableAssociation", "DefaultRoute"):
+            found.append(resource_id(subnet.node.find_child(child)))
+    return found
+
+
+def _nat_path(stacks, graph):
+    """NAT gateways and their Elastic IPs, the public subnets they sit in (with their routes),
+    the internet gateway and its attachment: the private subnets' way out."""
+    vpc = stacks.network.vpc
+    found = []
+    for subnet in vpc.public_subnets:
+        found.append(resource_id(subnet))
+        for child in ("RouteTable", "RouteTableAssociation", "DefaultRoute", "NATGateway", "EIP"):
+            part = subnet.node.try_find_child(child)
+            if part is not None:
+                found.append(resource_id(part))
+    found += [resource_id(vpc.node.find_child("IGW")), resource_id(vpc.node.find_child("VPCGW"))]
+    assert any(graph.resources[rid]["Type"] == "AWS::EC2::NatGateway" for rid in found)
+    return found
+
+
+def _node_role(stacks, graph):
+    return [resource_id(stacks.cluster.karpenter.node_role)]
+
+
+def _node_access_entry(stacks, graph):
+    return [resource_id(stacks.cluster.karpenter.node_access_entry)]
+
+
+def _interruption_queue(stacks, graph):
+    karpenter = stacks.cluster.karpenter
+    return [
+        resource_id(karpenter.queue),
+        resource_id(karpenter.queue.node.find_child("Policy")),
+        *(resource_id(rule) for rule in karpenter.rules.values()),
+    ]
+
+
+def _node_add_ons(stacks, graph):
+    return [resource_id(addon) for addon in stacks.cluster.eks.addons.values()]
+
+
+NEEDED_UNTIL_CLEANUP_IS_DONE = {
+    "node security group": _node_security_group,
+    "rules on the node security group": _node_security_group_rules,
+    "cluster security group rules that admit the nodes": _cluster_security_group_rules_from_nodes,
+    "private subnets": _private_subnets,
+    "private route tables, associations and default routes": _private_routes,
+    "NAT path (NAT gateway, EIP, public subnets and routes, internet gateway)": _nat_path,
+    "node role (Karpenter's instance profiles hold it)": _node_role,
+    "node access entry (nodes authenticate to the API server while they drain)": _node_access_entry,
+    "interruption queue, its policy and EventBridge rules": _interruption_queue,
+    "EKS add-ons the nodes run (VPC CNI for pod ENIs, kube-proxy, CoreDNS, Pod Identity agent)": _node_add_ons,
+}
+
+
+@pytest.mark.parametrize("what", list(NEEDED_UNTIL_CLEANUP_IS_DONE))
+def test_outlives_the_controller_cleanup(what, default_app, graph, cleanup):
+    ids = NEEDED_UNTIL_CLEANUP_IS_DONE[what](default_app.stacks, graph)
+    assert ids
+    early = {
+        str(rid): f"{graph.resources[rid]['Type']}; dependents: {sorted(map(str, graph.dependents(rid)))}"
+        for rid in ids
+        if not graph.depends_on(cleanup, rid)
+    }
+    assert early == {}, (
+        f"{what}: CloudFormation may delete these before the cleanup ({cleanup}) has finished"
+    )
+
+
+def test_cleanup_is_given_the_node_role_it_removes_instance_profiles_for(default_app, graph, cleanup):
+    """Karpenter creates the node instance profiles itself (no template resource); the cleanup
+    finds them through the node role it is given, so it must reference that role."""
+    node_role = resource_id(default_app.stacks.cluster.karpenter.node_role)
+    props = graph.resources[cleanup]["Properties"]
+    assert props["NodeRoleName"] == {"Ref": node_role.logical_id}
+    assert not graph.of_type("AWS::IAM::InstanceProfile", default_app.stacks.cluster.stack_name)
+
+
+def test_node_security_group_outlives_karpenter_even_without_the_cleanup(tmp_path):
+    """With ``teardown.cleanup_controller_resources: false`` Karpenter's own termination is all
+    there is: the node security group, its rules and the subnets must outlive the Karpenter chart."""
+    from app_config import config_from_dict
+    from stacks.app_builder import build_app
+    from tests.support.cdk_app import new_app
+
+    app = new_app(tmp_path)
+    stacks = build_app(app, config_from_dict({"teardown": {"cleanup_controller_resources": False}}), nag=False)
+    graph = AppGraph.from_assembly(app.synth())
+    assert stacks.cluster.cleanup is None
+    chart = resource_id(stacks.cluster.karpenter.chart)
+    node_sg = resource_id(stacks.cluster.eks.node_security_group)
+    needed = [node_sg, *_rules_on(graph, node_sg), resource_id(stacks.cluster.karpenter.node_access_entry)]
+    early = [str(rid) for rid in needed if not graph.depends_on(chart, rid)]
+    assert early == []
+
+
+def test_nothing_in_the_app_names_a_resource_that_does_not_exist(graph):
+    """The model raises on dangling references; a full closure over every resource proves the
+    templates are complete and acyclic (what CloudFormation checks at deploy)."""
+    closures = {rid: graph.dependencies(rid) for rid in graph.resources}
+    assert len(closures) == len(graph.resources) > 100
