@@ -92,6 +92,10 @@ ALB_LISTENER_PORT = 80  # HTTP listener of the internal ALB; CloudFront's VPC or
 # Security group CloudFront creates in the VPC for its VPC-origin ENIs (AWS CloudFront Developer
 # Guide, "Restrict access with VPC origins"; its id is not a CloudFormation attribute).
 CLOUDFRONT_VPC_ORIGINS_SG_NAME = "CloudFront-VPCOrigins-Service-SG"
+# Tag on that group and on the VPC-origin ENIs: CloudFront's service-linked role may create them
+# only with it and delete only what carries it (CloudFront Developer Guide, "Use service-linked
+# roles for CloudFront", VPC Origins).
+CLOUDFRONT_VPC_ORIGIN_TAG = ("aws.cloudfront.vpcorigin", "enabled")
 EDGE_LOG_PREFIX_CLOUDFRONT = "cloudfront/"  # standard (legacy) access logs of the distribution
 EDGE_LOG_PREFIX_ALB = "alb"  # ALB access logs (ELB appends /AWSLogs/<account>/...)
 

@@ -620,7 +620,9 @@ class TeardownConfig(_Model):
         description="on `cdk destroy`, delete NodePools and leftover Karpenter instances, controller ALBs, ENIs",
     )
     wait_timeout_seconds: Annotated[int, Field(ge=60, le=3000)] = Field(
-        default=900, description="how long the cleanup may take before the delete fails listing leftovers, seconds",
+        default=900,
+        description="how long each teardown wait may take before the delete fails listing leftovers, seconds: "
+        "the controller cleanup, and the wait for CloudFront to remove its VPC-origin ENIs and security group",
     )
 
 

@@ -28,6 +28,7 @@ from app_config.constants import (
     GATEWAY_PORT,
 )
 from app_config.model import EdgeConfig
+from cdk_constructs.vpc_origin_wait import VpcOriginWait, VpcOriginWaitProps
 
 _PRICE_CLASS = {
     "PriceClass_100": cloudfront.PriceClass.PRICE_CLASS_100,
@@ -47,11 +48,14 @@ class EdgeProps:
             ``None`` to run without WAF.
         gateway_port: target-group port of the gateway pods.
         health_check_path: ALB health-check path (the gateway answers 200 there, not 404).
+        teardown_wait_seconds: how long ``cdk destroy`` waits, after deleting the VPC origin,
+            for CloudFront to remove its ENIs and security group from the VPC (seconds).
     """
 
     config: EdgeConfig
     vpc: ec2.IVpc
     web_acl_arn: str | None = None
+    teardown_wait_seconds: int = 900
     gateway_port: int = GATEWAY_PORT
     health_check_path: str = GATEWAY_HEALTH_PATH
 
@@ -66,7 +70,9 @@ class Edge(Construct):
         ``target_group`` (IP targets, port ``gateway_port``, HTTP health check ``health_check_path``),
         ``distribution`` (caching disabled, all viewer headers except Host forwarded, all methods,
         origin read timeout ``config.origin_read_timeout_seconds``, standard logging on),
-        ``log_bucket`` (CloudFront and ALB access logs).
+        ``log_bucket`` (CloudFront and ALB access logs),
+        ``vpc_origin_wait`` (on delete, waits after the VPC origin until CloudFront has removed
+        its ENIs and security group from the VPC, so the network stack can delete it).
 
     ALB ingress: CloudFront creates a security group named
     :data:`CLOUDFRONT_VPC_ORIGINS_SG_NAME` in the VPC for its VPC-origin ENIs. CloudFormation does
@@ -185,6 +191,18 @@ class Edge(Construct):
             web_acl_id=props.web_acl_arn,
         )
         self._admit_only_vpc_origin(vpc)
+        self._wait_for_vpc_origin_removal(vpc, props.teardown_wait_seconds)
+
+    def _wait_for_vpc_origin_removal(self, vpc: ec2.IVpc, timeout_seconds: int) -> None:
+        """Delete order: the VPC origin, then a wait until CloudFront has removed its ENIs and
+        security group (it does so asynchronously), then (network stack) the subnets and VPC."""
+        self.vpc_origin_wait = VpcOriginWait(
+            self, "VpcOriginWait", VpcOriginWaitProps(vpc=vpc, timeout_seconds=timeout_seconds)
+        )
+        vpc_origins = [c for c in self.distribution.node.find_all() if isinstance(c, cloudfront.CfnVpcOrigin)]
+        assert vpc_origins, "the distribution has a VPC origin"
+        for vpc_origin in vpc_origins:
+            vpc_origin.node.add_dependency(self.vpc_origin_wait.resource)
 
     def _admit_only_vpc_origin(self, vpc: ec2.IVpc) -> None:
         """Allow the listener port from CloudFront's VPC-origin security group, and nothing else."""

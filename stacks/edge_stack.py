@@ -37,7 +37,10 @@ class EdgeStack(cdk.Stack):
         **kwargs: Any,
     ) -> None:
         super().__init__(scope, construct_id, description="qvllm: CloudFront, internal ALB, gateway target group", **kwargs)
-        edge = Edge(self, "Edge", EdgeProps(config=config.edge, vpc=vpc, web_acl_arn=web_acl_arn))
+        edge = Edge(self, "Edge", EdgeProps(
+            config=config.edge, vpc=vpc, web_acl_arn=web_acl_arn,
+            teardown_wait_seconds=config.teardown.wait_timeout_seconds,
+        ))
         self.edge = edge
         self.alb = edge.alb
         self.alb_security_group = edge.alb_security_group

@@ -15,6 +15,7 @@ from __future__ import annotations
 import aws_cdk as cdk
 import pytest
 
+from cdk_constructs.vpc_origin_wait import RESOURCE_TYPE as VPC_ORIGIN_WAIT
 from tests.support.cfn_graph import AppGraph, ResourceId
 
 
@@ -183,3 +184,35 @@ def test_nothing_in_the_app_names_a_resource_that_does_not_exist(graph):
     templates are complete and acyclic (what CloudFormation checks at deploy)."""
     closures = {rid: graph.dependencies(rid) for rid in graph.resources}
     assert len(closures) == len(graph.resources) > 100
+
+
+# -- CloudFront's VPC origin ------------------------------------------------------------------
+def test_cloudfronts_vpc_origin_resources_are_waited_for_before_the_vpc_goes(default_app, graph):
+    """CloudFront removes the ENIs and the security group of a VPC origin on its own, some time
+    after the origin is deleted (sources: services/vpc_origin_wait/handler.py); while they exist
+    the subnets and the VPC cannot be deleted. Something deleted after the VPC origin and before
+    the subnets and the VPC must wait for them."""
+    (vpc_origin,) = graph.of_type("AWS::CloudFront::VpcOrigin")
+    waits = [rid for rid in graph.dependencies(vpc_origin) if graph.resources[rid]["Type"] == VPC_ORIGIN_WAIT]
+    assert waits, f"nothing waits, after {vpc_origin} is deleted, for CloudFront to remove its ENIs and security group"
+    (wait,) = waits
+    vpc = default_app.stacks.network.vpc
+    late = [str(resource_id(part)) for part in (vpc, *vpc.private_subnets, *vpc.public_subnets)
+            if not graph.depends_on(wait, resource_id(part))]
+    assert late == []
+    assert graph.resources[wait]["Properties"]["VpcId"] == {"Fn::ImportValue": _export_of(graph, resource_id(vpc))}
+
+
+def test_our_rule_naming_cloudfronts_group_goes_before_the_vpc_origin(default_app, graph):
+    """CloudFront cannot delete its security group while a rule of ours still references it."""
+    (vpc_origin,) = graph.of_type("AWS::CloudFront::VpcOrigin")
+    rule = resource_id(default_app.stacks.edge.edge.node.find_child("AlbIngressFromVpcOrigin"))
+    assert graph.depends_on(rule, vpc_origin), graph.path(rule, vpc_origin)
+
+
+def _export_of(graph: AppGraph, rid: ResourceId) -> str:
+    """The export name under which ``rid``'s Ref is exported by its stack."""
+    for output in graph.templates[rid.stack].get("Outputs", {}).values():
+        if output.get("Value") == {"Ref": rid.logical_id} and "Export" in output:
+            return output["Export"]["Name"]
+    raise AssertionError(f"{rid} is not exported")

@@ -1,0 +1,1 @@
+"""VPC-origin wait custom-resource handler (Lambda runtime code: stdlib + boto3)."""
