@@ -10,9 +10,18 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from app_config import versions
 from app_config.scaled_object import validate_scaling
@@ -585,20 +594,54 @@ class GatewayConfig(_Model):
     memory_request: str = "512Mi"  # gateway container memory request and limit
 
 
+# CloudFront origin timeouts, seconds. Each account may set the response (read) and keep-alive
+# timeouts up to 60 s until AWS raises its quota (CloudFront Developer Guide, "Quotas" and "Response
+# timeout"); a VPC origin takes at most 120 s even then (CloudFront API reference, VpcOriginConfig:
+# OriginReadTimeout / OriginKeepaliveTimeout, "the maximum is 120 seconds"). The response
+# completion timeout takes 1-3600 s and "must be equal to or greater than" the read timeout (API
+# reference, Origin: ResponseCompletionTimeout).
+CLOUDFRONT_ORIGIN_TIMEOUT_QUOTA_SECONDS = 60
+CLOUDFRONT_VPC_ORIGIN_TIMEOUT_MAX_SECONDS = 120
+CLOUDFRONT_RESPONSE_COMPLETION_MAX_SECONDS = 3600
+
+
 class EdgeConfig(_Model):
     """CloudFront, WAF and the internal ALB.
 
-    The gateway's SSE heartbeat interval must stay below both the ALB idle timeout and the
-    CloudFront origin read timeout, or queued users get cut off (case B15).
+    Timeouts that would fail (or mislead) only at deploy fail synth instead, naming the field:
+    origin read and keep-alive timeouts within the account quota (60 s unless
+    `origin_timeout_quota_raised`), a response completion timeout and an ALB idle timeout not
+    below the read timeout, and the gateway's heartbeat interval below both the read and the ALB
+    idle timeout (or a waiting stream is cut before its first token).
     """
 
-    origin_read_timeout_seconds: Annotated[int, Field(ge=60, le=180)] = Field(
-        default=60, description="CloudFront VPC-origin read (response) timeout, seconds",
+    origin_timeout_quota_raised: bool = Field(
+        default=False,
+        description="AWS raised this account's CloudFront quotas for origin response and keep-alive "
+        f"timeouts above {CLOUDFRONT_ORIGIN_TIMEOUT_QUOTA_SECONDS} s (Service Quotas, us-east-1); then both "
+        f"may go up to {CLOUDFRONT_VPC_ORIGIN_TIMEOUT_MAX_SECONDS} s, a VPC origin's maximum",
     )
-    origin_keepalive_timeout_seconds: Annotated[int, Field(ge=1, le=60)] = Field(
-        default=60, description="CloudFront VPC-origin keep-alive timeout, seconds",
+    origin_read_timeout_seconds: Annotated[int, Field(ge=1, le=CLOUDFRONT_VPC_ORIGIN_TIMEOUT_MAX_SECONDS)] = Field(
+        default=60,
+        description="CloudFront VPC-origin read (response) timeout, seconds: the longest wait between two "
+        f"bytes from the origin; a non-streaming request must answer within it. 1-{CLOUDFRONT_ORIGIN_TIMEOUT_QUOTA_SECONDS}, "
+        "more with origin_timeout_quota_raised",
     )
-    alb_idle_timeout_seconds: Annotated[int, Field(ge=1, le=4000)] = 120  # internal ALB idle timeout, seconds
+    origin_keepalive_timeout_seconds: Annotated[int, Field(ge=1, le=CLOUDFRONT_VPC_ORIGIN_TIMEOUT_MAX_SECONDS)] = Field(
+        default=60,
+        description=f"CloudFront VPC-origin keep-alive timeout, seconds; 1-{CLOUDFRONT_ORIGIN_TIMEOUT_QUOTA_SECONDS}, "
+        "more with origin_timeout_quota_raised",
+    )
+    response_completion_timeout_seconds: (
+        Annotated[int, Field(ge=1, le=CLOUDFRONT_RESPONSE_COMPLETION_MAX_SECONDS)] | None
+    ) = Field(
+        default=None,
+        description="CloudFront origin response completion timeout, seconds: the longest a whole response "
+        "(a stream too) may take; at least origin_read_timeout_seconds; null: not enforced",
+    )
+    alb_idle_timeout_seconds: Annotated[int, Field(ge=1, le=4000)] = Field(
+        default=120, description="internal ALB idle timeout, seconds; at least origin_read_timeout_seconds",
+    )
     waf_enabled: bool = True  # create the us-east-1 WAF web ACL and attach it to CloudFront
     waf_rate_limit_per_5min: Annotated[int, Field(ge=10, le=2_000_000_000)] = Field(
         default=2000, description="WAF rate-based rule: requests per client IP per 5 min",
@@ -610,6 +653,43 @@ class EdgeConfig(_Model):
     logs_removal_policy: Literal["retain", "destroy"] = Field(
         default="retain", description="edge log bucket on `cdk destroy`: leave it, or empty and delete it",
     )
+
+    @field_validator("origin_read_timeout_seconds", "origin_keepalive_timeout_seconds")
+    @classmethod
+    def _within_quota(cls, value: int, info: ValidationInfo) -> int:
+        # CloudFront refuses the distribution at deploy time when a timeout exceeds the quota.
+        if value > CLOUDFRONT_ORIGIN_TIMEOUT_QUOTA_SECONDS and not info.data.get("origin_timeout_quota_raised"):
+            raise ValueError(
+                f"{value} s is above CloudFront's default quota of {CLOUDFRONT_ORIGIN_TIMEOUT_QUOTA_SECONDS} s; "
+                "have AWS raise the quota (Service Quotas, CloudFront, us-east-1), then set "
+                f"edge.origin_timeout_quota_raised: true (a VPC origin allows up to "
+                f"{CLOUDFRONT_VPC_ORIGIN_TIMEOUT_MAX_SECONDS} s)"
+            )
+        return value
+
+    @field_validator("response_completion_timeout_seconds")
+    @classmethod
+    def _completion_not_below_read(cls, value: int | None, info: ValidationInfo) -> int | None:
+        read = info.data.get("origin_read_timeout_seconds")
+        if value is not None and read is not None and value < read:
+            raise ValueError(
+                f"{value} s must be >= edge.origin_read_timeout_seconds ({read} s): CloudFront refuses a "
+                "response completion timeout below the read timeout"
+            )
+        return value
+
+    @field_validator("alb_idle_timeout_seconds")
+    @classmethod
+    def _idle_not_below_read(cls, value: int, info: ValidationInfo) -> int:
+        # CloudFront waits up to the read timeout for the next byte; an ALB that drops the idle
+        # connection first turns that wait into a 502.
+        read = info.data.get("origin_read_timeout_seconds")
+        if read is not None and value < read:
+            raise ValueError(
+                f"{value} s must be >= edge.origin_read_timeout_seconds ({read} s): the ALB would close a "
+                "connection CloudFront still waits on, and the caller would get a 502"
+            )
+        return value
 
 
 class TeardownConfig(_Model):
@@ -629,6 +709,15 @@ class TeardownConfig(_Model):
 # ---------------------------------------------------------------------------------
 # Root
 # ---------------------------------------------------------------------------------
+def field_error(loc: tuple[str, ...], value: Any, message: str) -> ValidationError:
+    """A validation error located at ``loc`` (the field's path from the root), for a rule of the
+    root model that spans sections: a plain ``ValueError`` there would be reported at ``<root>``."""
+    return ValidationError.from_exception_data(
+        "AppConfig",
+        [InitErrorDetails(type=PydanticCustomError("cross_field", "{message}", {"message": message}), loc=loc, input=value)],
+    )
+
+
 class AppConfig(_Model):
     """The whole app's configuration. Every field has a default; override in YAML or context."""
 
@@ -652,10 +741,12 @@ class AppConfig(_Model):
     def _heartbeat_below_timeouts(self) -> "AppConfig":
         limit = min(self.edge.origin_read_timeout_seconds, self.edge.alb_idle_timeout_seconds)
         if self.gateway.heartbeat_interval_seconds >= limit:
-            raise ValueError(
-                f"gateway.heartbeat_interval_seconds ({self.gateway.heartbeat_interval_seconds}) must be "
-                f"below the edge's idle timeouts (min of edge.origin_read_timeout_seconds and "
-                f"edge.alb_idle_timeout_seconds = {limit})"
+            raise field_error(
+                ("gateway", "heartbeat_interval_seconds"),
+                self.gateway.heartbeat_interval_seconds,
+                f"{self.gateway.heartbeat_interval_seconds} s must be below the edge's idle timeouts (min of "
+                f"edge.origin_read_timeout_seconds and edge.alb_idle_timeout_seconds = {limit} s), or a waiting "
+                "stream is cut before its first token",
             )
         return self
 

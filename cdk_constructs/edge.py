@@ -69,7 +69,8 @@ class Edge(Construct):
         ``listener`` (HTTP :data:`ALB_LISTENER_PORT`, default action: forward to the gateway),
         ``target_group`` (IP targets, port ``gateway_port``, HTTP health check ``health_check_path``),
         ``distribution`` (caching disabled, all viewer headers except Host forwarded, all methods,
-        origin read timeout ``config.origin_read_timeout_seconds``, standard logging on),
+        origin read, keep-alive and (optional) response completion timeouts from ``config``,
+        standard logging on),
         ``log_bucket`` (CloudFront and ALB access logs),
         ``vpc_origin_wait`` (on delete, waits after the VPC origin until CloudFront has removed
         its ENIs and security group from the VPC, so the network stack can delete it).
@@ -169,6 +170,11 @@ class Edge(Construct):
             protocol_policy=cloudfront.OriginProtocolPolicy.HTTP_ONLY,
             read_timeout=cdk.Duration.seconds(cfg.origin_read_timeout_seconds),
             keepalive_timeout=cdk.Duration.seconds(cfg.origin_keepalive_timeout_seconds),
+            response_completion_timeout=(
+                cdk.Duration.seconds(cfg.response_completion_timeout_seconds)
+                if cfg.response_completion_timeout_seconds is not None
+                else None
+            ),
         )
         self.distribution = cloudfront.Distribution(
             self,

@@ -96,11 +96,6 @@ BAD_CONFIGS = [
         ["cluster.kubernetes_version", "kubectl", "1.30"],
         id="kubernetes-version-kubectl-layer-cannot-drive",
     ),
-    pytest.param(
-        {"edge": {"origin_read_timeout_seconds": 30}},
-        ["edge.origin_read_timeout_seconds"],
-        id="edge-read-timeout-below-60",
-    ),
     pytest.param({"edge": {"waf_rate_limit_per_5min": 0}}, ["edge.waf_rate_limit_per_5min"], id="waf-rate-limit-zero"),
 ]
 

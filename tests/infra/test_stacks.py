@@ -354,7 +354,8 @@ def test_edge_follows_its_config():
     from cdk_constructs.edge import Edge, EdgeProps
 
     config = config_from_dict(
-        {"edge": {"origin_read_timeout_seconds": 120, "alb_idle_timeout_seconds": 300,
+        {"edge": {"origin_timeout_quota_raised": True, "origin_read_timeout_seconds": 120,
+                  "alb_idle_timeout_seconds": 300,
                   "price_class": "PriceClass_All", "logs_removal_policy": "destroy"}}
     )
     app = cdk.App()
