@@ -113,8 +113,22 @@ class SystemNodeGroupConfig(_Model):
         return self
 
 
+# kube-controller-manager's HPA sync period on EKS: "10s" to "15s", default "15s", and settable
+# only on a Provisioned Control Plane (EKS User Guide, "Advanced Kubernetes control plane
+# configuration": https://docs.aws.amazon.com/eks/latest/userguide/control-plane-configuration.html;
+# DescribeClusterVersions reports the values per Kubernetes version). Single-unit durations
+# such as "15s" (EKS API reference, HorizontalPodAutoscalerControllerConfigRequest).
+EKS_HPA_SYNC_PERIOD_DEFAULT_SECONDS = 15
+EKS_HPA_SYNC_PERIOD_MIN_SECONDS = 10
+
+
 class ClusterConfig(_Model):
-    """EKS control plane settings."""
+    """EKS control plane settings.
+
+    The HPA sync period paces every scale step after the first replica (KEDA's polling interval
+    only paces activation from zero). EKS syncs every 15 s on the standard control plane; 10-14 s
+    needs a Provisioned Control Plane tier (`control_plane_tier`, billed per hour).
+    """
 
     name: str | None = Field(
         default=None, pattern=r"^[0-9A-Za-z][A-Za-z0-9\-_]{0,99}$",
@@ -133,10 +147,19 @@ class ClusterConfig(_Model):
         description="CIDRs that may reach the public API endpoint; narrow it to your office/VPN ranges",
     )
     system_nodes: SystemNodeGroupConfig = SystemNodeGroupConfig()
-    hpa_sync_period_seconds: PositiveInt = Field(
-        default=15,
-        description="kube-controller-manager HPA sync period (AWS::EKS::Cluster KubeControllerManagerConfig), "
-        "seconds: how often the HPA re-evaluates; EKS's default is 15",
+    control_plane_tier: Literal["standard", "tier-xl", "tier-2xl", "tier-4xl", "tier-8xl"] = Field(
+        default="standard",
+        description="EKS control plane scaling tier: standard (no extra cost), or a Provisioned Control Plane "
+        "tier (billed per hour), which a shorter hpa_sync_period_seconds needs",
+    )
+    hpa_sync_period_seconds: Annotated[
+        int, Field(ge=EKS_HPA_SYNC_PERIOD_MIN_SECONDS, le=EKS_HPA_SYNC_PERIOD_DEFAULT_SECONDS)
+    ] = Field(
+        default=EKS_HPA_SYNC_PERIOD_DEFAULT_SECONDS,
+        description="kube-controller-manager HPA sync period, seconds: how often the HPA re-evaluates, so the "
+        f"pace of every scale-up step after the first replica. EKS accepts {EKS_HPA_SYNC_PERIOD_MIN_SECONDS}-"
+        f"{EKS_HPA_SYNC_PERIOD_DEFAULT_SECONDS}; below {EKS_HPA_SYNC_PERIOD_DEFAULT_SECONDS} needs control_plane_tier "
+        "other than standard",
     )
     log_types: list[Literal["api", "audit", "authenticator", "controllerManager", "scheduler"]] = (
         Field(
@@ -150,6 +173,18 @@ class ClusterConfig(_Model):
     def _cidrs(cls, value: list[str]) -> list[str]:
         for cidr in value:
             _check_cidr(cidr)
+        return value
+
+    @field_validator("hpa_sync_period_seconds")
+    @classmethod
+    def _sync_period_needs_provisioned_tier(cls, value: int, info: ValidationInfo) -> int:
+        # EKS refuses the HPA controller setting on the standard control plane (deploy-time failure).
+        if value != EKS_HPA_SYNC_PERIOD_DEFAULT_SECONDS and info.data.get("control_plane_tier", "standard") == "standard":
+            raise ValueError(
+                f"{value} s needs an EKS Provisioned Control Plane: set cluster.control_plane_tier (e.g. tier-xl, "
+                f"billed per hour); on the standard control plane EKS syncs every "
+                f"{EKS_HPA_SYNC_PERIOD_DEFAULT_SECONDS} s and refuses the setting"
+            )
         return value
 
     @field_validator("kubernetes_version")

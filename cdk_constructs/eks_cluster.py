@@ -45,6 +45,14 @@ ALB_CONTROLLER_POLICY_FILE = Path(__file__).parent / "data" / "aws_load_balancer
 # EKS managed add-ons installed on every cluster (their versions: EKS's default for the cluster version).
 CORE_ADDONS = ("vpc-cni", "kube-proxy", "coredns")  # + eks-pod-identity-agent via cluster.eks_pod_identity_agent
 
+# Provisioned Control Plane tiers; "standard" sets no ControlPlaneScalingConfig (EKS's default).
+_PROVISIONED_CONTROL_PLANE_TIERS = {
+    "tier-xl": eks.ControlPlaneScalingTier.TIER_XL,
+    "tier-2xl": eks.ControlPlaneScalingTier.TIER_2_XL,
+    "tier-4xl": eks.ControlPlaneScalingTier.TIER_4_XL,
+    "tier-8xl": eks.ControlPlaneScalingTier.TIER_8_XL,
+}
+
 _LOG_TYPES = {
     "api": eks.ClusterLoggingTypes.API,
     "audit": eks.ClusterLoggingTypes.AUDIT,
@@ -134,6 +142,7 @@ class EksCluster(Construct):
             endpoint_access=endpoint_access_for(cfg),
             cluster_logging=[_LOG_TYPES[name] for name in cfg.log_types],
             secrets_encryption_key=self.secrets_key,
+            control_plane_scaling_tier=_PROVISIONED_CONTROL_PLANE_TIERS.get(cfg.control_plane_tier),
             kubectl_provider_options=eks.KubectlProviderOptions(
                 kubectl_layer=KubectlV35Layer(self, "KubectlLayer"),
             ),
@@ -150,6 +159,8 @@ class EksCluster(Construct):
                 },
             ),
         )
+
+        self._set_hpa_sync_period(cfg)
 
         instance_types = [ec2.InstanceType(name) for name in cfg.system_nodes.instance_types]
         arm = instance_types[0].architecture == ec2.InstanceArchitecture.ARM_64
@@ -230,6 +241,21 @@ class EksCluster(Construct):
         self.alb_controller: eks.AlbController = alb
         self.alb_controller_name = AWS_LOAD_BALANCER_CONTROLLER_NAME
         self._acknowledge_nag_findings()
+
+    def _set_hpa_sync_period(self, cfg: ClusterConfig) -> None:
+        """kube-controller-manager's HPA sync period (``AWS::EKS::Cluster``
+        ``KubeControllerManagerConfig``), as EKS's single-unit duration (``"10s"``). Only on a
+        Provisioned Control Plane: EKS refuses the setting on the standard tier, where it is 15 s
+        (``app_config.model.ClusterConfig`` validates both)."""
+        if cfg.control_plane_tier == "standard":
+            return
+        cfn_cluster = self.cluster.node.default_child
+        assert isinstance(cfn_cluster, eks.CfnCluster)
+        cfn_cluster.kube_controller_manager_config = eks.CfnCluster.KubeControllerManagerConfigProperty(
+            horizontal_pod_autoscaler_controller_config=eks.CfnCluster.HorizontalPodAutoscalerControllerConfigProperty(
+                horizontal_pod_autoscaler_sync_period=f"{cfg.hpa_sync_period_seconds}s",
+            ),
+        )
 
     def _acknowledge_nag_findings(self) -> None:
         """cdk-nag findings on CDK-owned parts of the cluster, each narrowed to its construct."""
