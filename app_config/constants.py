@@ -96,6 +96,28 @@ CLOUDFRONT_VPC_ORIGINS_SG_NAME = "CloudFront-VPCOrigins-Service-SG"
 # only with it and delete only what carries it (CloudFront Developer Guide, "Use service-linked
 # roles for CloudFront", VPC Origins).
 CLOUDFRONT_VPC_ORIGIN_TAG = ("aws.cloudfront.vpcorigin", "enabled")
+# Rules of the AWS managed core rule set (CRS), in the documented order (AWS WAF Developer Guide,
+# "Baseline rule groups", Core rule set:
+# https://docs.aws.amazon.com/waf/latest/developerguide/aws-managed-rule-groups-baseline.html).
+WAF_COMMON_RULE_SET = "AWSManagedRulesCommonRuleSet"
+WAF_COMMON_RULES = (
+    "NoUserAgent_HEADER", "UserAgent_BadBots_HEADER", "SizeRestrictions_QUERYSTRING",
+    "SizeRestrictions_Cookie_HEADER", "SizeRestrictions_BODY", "SizeRestrictions_URIPATH",
+    "EC2MetaDataSSRF_BODY", "EC2MetaDataSSRF_COOKIE", "EC2MetaDataSSRF_URIPATH", "EC2MetaDataSSRF_QUERYARGUMENTS",
+    "GenericLFI_QUERYARGUMENTS", "GenericLFI_URIPATH", "GenericLFI_BODY",
+    "RestrictedExtensions_URIPATH", "RestrictedExtensions_QUERYARGUMENTS",
+    "GenericRFI_QUERYARGUMENTS", "GenericRFI_BODY", "GenericRFI_URIPATH",
+    "CrossSiteScripting_COOKIE", "CrossSiteScripting_QUERYARGUMENTS", "CrossSiteScripting_BODY",
+    "CrossSiteScripting_URIPATH",
+)
+# The CRS rules that inspect the request body. On this API the body is the prompt (JSON), so
+# they match ordinary prompts: one over 8 KB (SizeRestrictions_BODY), code with HTML/JS
+# (CrossSiteScripting_BODY), file paths with ../ (GenericLFI_BODY), URLs with an IPv4 host
+# (GenericRFI_BODY), a question about 169.254.169.254 (EC2MetaDataSSRF_BODY). Nothing here renders,
+# opens or fetches what a prompt contains, so they count by default (edge.waf_common_rule_actions).
+WAF_PROMPT_BODY_RULES = (
+    "SizeRestrictions_BODY", "CrossSiteScripting_BODY", "GenericLFI_BODY", "GenericRFI_BODY", "EC2MetaDataSSRF_BODY",
+)
 EDGE_LOG_PREFIX_CLOUDFRONT = "cloudfront/"  # standard (legacy) access logs of the distribution
 EDGE_LOG_PREFIX_ALB = "alb"  # ALB access logs (ELB appends /AWSLogs/<account>/...)
 

@@ -629,6 +629,12 @@ class GatewayConfig(_Model):
     memory_request: str = "512Mi"  # gateway container memory request and limit
 
 
+def _default_waf_rule_actions() -> dict[str, str]:
+    from app_config.constants import WAF_PROMPT_BODY_RULES
+
+    return {rule: "count" for rule in WAF_PROMPT_BODY_RULES}
+
+
 # CloudFront origin timeouts, seconds. Each account may set the response (read) and keep-alive
 # timeouts up to 60 s until AWS raises its quota (CloudFront Developer Guide, "Quotas" and "Response
 # timeout"); a VPC origin takes at most 120 s even then (CloudFront API reference, VpcOriginConfig:
@@ -678,6 +684,12 @@ class EdgeConfig(_Model):
         default=120, description="internal ALB idle timeout, seconds; at least origin_read_timeout_seconds",
     )
     waf_enabled: bool = True  # create the us-east-1 WAF web ACL and attach it to CloudFront
+    waf_common_rule_actions: dict[str, Literal["count", "block"]] = Field(
+        default_factory=_default_waf_rule_actions,
+        description="AWSManagedRulesCommonRuleSet rule -> count (logged, not blocked) or block; unlisted rules "
+        "block. Default: the five rules that inspect the request body, i.e. the prompt, count "
+        "(docs/OPERATIONS.md, WAF)",
+    )
     waf_rate_limit_per_5min: Annotated[int, Field(ge=10, le=2_000_000_000)] = Field(
         default=2000, description="WAF rate-based rule: requests per client IP per 5 min",
     )
@@ -688,6 +700,16 @@ class EdgeConfig(_Model):
     logs_removal_policy: Literal["retain", "destroy"] = Field(
         default="retain", description="edge log bucket on `cdk destroy`: leave it, or empty and delete it",
     )
+
+    @field_validator("waf_common_rule_actions")
+    @classmethod
+    def _known_waf_rules(cls, value: dict[str, str]) -> dict[str, str]:
+        from app_config.constants import WAF_COMMON_RULE_SET, WAF_COMMON_RULES
+
+        unknown = sorted(set(value) - set(WAF_COMMON_RULES))
+        if unknown:
+            raise ValueError(f"{unknown} not a rule of {WAF_COMMON_RULE_SET}; its rules: {list(WAF_COMMON_RULES)}")
+        return value
 
     @field_validator("origin_read_timeout_seconds", "origin_keepalive_timeout_seconds")
     @classmethod

@@ -13,15 +13,14 @@ from dataclasses import dataclass
 from aws_cdk import aws_wafv2 as wafv2
 from constructs import Construct
 
+from app_config.constants import WAF_COMMON_RULE_SET, WAF_COMMON_RULES
+
 # AWS WAF: rate-based rules count requests per aggregation key over this window (seconds);
-# the reference demo's limit is "2000 requests / 5 min" (DESIGN section 2).
+# the reference demo's limit is "2000 requests / 5 min".
 RATE_WINDOW_SECONDS = 300
-COMMON_RULE_SET = "AWSManagedRulesCommonRuleSet"
+COMMON_RULE_SET = WAF_COMMON_RULE_SET
 AWS_VENDOR = "AWS"
-# The common rule set blocks request bodies over 8 KB (rule SizeRestrictions_BODY). Chat
-# prompts routinely exceed that; the gateway enforces its own body limit
-# (``gateway.max_body_bytes``), so this one rule only counts.
-COUNT_ONLY_RULES = ("SizeRestrictions_BODY",)
+_ACTIONS = {"count": wafv2.CfnWebACL.RuleActionProperty(count={}), "block": wafv2.CfnWebACL.RuleActionProperty(block={})}
 
 
 @dataclass(frozen=True)
@@ -32,17 +31,21 @@ class WebAclProps:
         name_prefix: prefix of the ACL name and CloudWatch metric names.
         rate_limit_per_5min: requests one client IP may send per 5-minute window before it is
             blocked (AWS WAF's minimum is 10).
+        common_rule_actions: ``(rule, "count" | "block")`` overrides of rules of the common
+            rule set (``edge.waf_common_rule_actions``); rules not named keep the group's action.
     """
 
     name_prefix: str
     rate_limit_per_5min: int
+    common_rule_actions: tuple[tuple[str, str], ...] = ()
 
 
 class CloudFrontWebAcl(Construct):
     """A ``CfnWebACL`` with scope CLOUDFRONT; default action allow.
 
-    Rules (priority order): ``AWSManagedRulesCommonRuleSet`` (``SizeRestrictions_BODY`` set to
-    count), then ``RateLimitPerIp`` (rate-based, key IP, limit ``rate_limit_per_5min``, window
+    Rules (priority order): ``AWSManagedRulesCommonRuleSet`` (with ``common_rule_actions`` as
+    rule action overrides; by default its five body rules count, as the body is the prompt), then
+    ``RateLimitPerIp`` (rate-based, key IP, limit ``rate_limit_per_5min``, window
     :data:`RATE_WINDOW_SECONDS`, action block). CloudWatch metrics and sampled requests are on
     for the ACL and every rule. Exposes ``web_acl`` and ``web_acl_arn``.
     """
@@ -66,11 +69,9 @@ class CloudFrontWebAcl(Construct):
                     vendor_name=AWS_VENDOR,
                     name=COMMON_RULE_SET,
                     rule_action_overrides=[
-                        wafv2.CfnWebACL.RuleActionOverrideProperty(
-                            name=rule, action_to_use=wafv2.CfnWebACL.RuleActionProperty(count={})
-                        )
-                        for rule in COUNT_ONLY_RULES
-                    ],
+                        wafv2.CfnWebACL.RuleActionOverrideProperty(name=rule, action_to_use=_ACTIONS[action])
+                        for rule, action in _in_documented_order(props.common_rule_actions)
+                    ] or None,
                 )
             ),
             visibility_config=visibility("common"),
@@ -98,3 +99,17 @@ class CloudFrontWebAcl(Construct):
             rules=[common, rate],
         )
         self.web_acl_arn: str = self.web_acl.attr_arn
+
+
+def _in_documented_order(actions: tuple[tuple[str, str], ...]) -> list[tuple[str, str]]:
+    """``actions`` sorted as the rule group documents its rules (a stable template).
+
+    Raises:
+        ValueError: a rule the common rule set does not have, or an action other than count/block.
+    """
+    by_rule = dict(actions)
+    unknown = sorted(set(by_rule) - set(WAF_COMMON_RULES))
+    bad = sorted(action for action in by_rule.values() if action not in _ACTIONS)
+    if unknown or bad:
+        raise ValueError(f"WebAclProps.common_rule_actions: unknown rules {unknown} or actions {bad}")
+    return [(rule, by_rule[rule]) for rule in WAF_COMMON_RULES if rule in by_rule]

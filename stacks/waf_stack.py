@@ -24,7 +24,11 @@ class WafStack(cdk.Stack):
         acl = CloudFrontWebAcl(
             self,
             "WebAcl",
-            WebAclProps(name_prefix=config.project_name, rate_limit_per_5min=config.edge.waf_rate_limit_per_5min),
+            WebAclProps(
+                name_prefix=config.project_name,
+                rate_limit_per_5min=config.edge.waf_rate_limit_per_5min,
+                common_rule_actions=tuple(sorted(config.edge.waf_common_rule_actions.items())),
+            ),
         )
         self.web_acl = acl.web_acl
         self.web_acl_arn: str = acl.web_acl_arn
