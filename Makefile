@@ -21,7 +21,7 @@ VLLM_STAMP := .venv-vllm/.installed
 CONFIG ?=
 CDK_CONTEXT := $(if $(CONFIG),-c config_file=$(CONFIG))
 
-.PHONY: help synth test local manifests bench-synth bench-gateway bench-routing bench-upload deps deps-dev deps-engine deps-browser deps-promtool clean
+.PHONY: help synth test local manifests bench-synth bench-gateway bench-routing bench-upload deps deps-dev deps-engine deps-browser deps-promtool deps-registry clean
 
 help:
 	@echo "make synth   install and synthesize the app (CONFIG=my.yaml to override the default config)"
@@ -56,6 +56,14 @@ deps-engine: $(VLLM_STAMP)
 CHROMIUM_PATH ?= /usr/bin/chromium
 deps-browser:
 	@test -x "$(CHROMIUM_PATH)" || { apt-get update -q && apt-get install -y -q chromium; }
+# The deploy rehearsal (tests/stacks/test_deploy_rehearsal.py) serves Helm charts from a real OCI
+# registry on loopback: Debian's docker-registry (CNCF distribution), its binary unpacked into
+# .tools/ only (the package would also start a system service on :5000).
+REGISTRY := .tools/docker-registry
+deps-registry:
+	@test -x $(REGISTRY) || { mkdir -p .tools/deb-registry && cd .tools/deb-registry && \
+	  { apt-get download docker-registry 2>/dev/null || { apt-get update -q && apt-get download docker-registry; }; } && \
+	  dpkg-deb -x docker-registry_*.deb root && cp root/usr/bin/docker-registry ../docker-registry && cd .. && rm -rf deb-registry; }
 
 synth: deps
 	$(CDK) synth --quiet $(CDK_CONTEXT)
@@ -69,7 +77,7 @@ deps-promtool:
 	  { apt-get download prometheus 2>/dev/null || { apt-get update -q && apt-get download prometheus; }; } && \
 	  dpkg-deb -x prometheus_*.deb root && cp root/usr/bin/promtool ../promtool && cd .. && rm -rf deb; }
 
-test: deps-dev deps-engine deps-browser deps-promtool
+test: deps-dev deps-engine deps-browser deps-promtool deps-registry
 	$(PY) -m pytest
 
 local: deps-dev deps-engine

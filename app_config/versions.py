@@ -14,34 +14,47 @@ from dataclasses import dataclass
 KUBERNETES_VERSION = "1.35"
 KUBECTL_LAYER_VERSION = "1.35"  # aws-cdk.lambda-layer-kubectl-v35
 
-# aws-cdk-lib below this has the Helm 4 OCI bug in its kubectl handler (aws/aws-cdk#37143, case B12).
-MIN_AWS_CDK_LIB_FOR_OCI_WITH_HELM4 = "2.275.0"
-
 
 @dataclass(frozen=True)
 class HelmChartPin:
     """A Helm chart pinned to one version.
 
+    For an ``oci://`` chart, ``repository`` is the chart's full reference (``oci://HOST/PATH/<chart>``):
+    the CDK's kubectl handler (aws-cdk-lib ``aws-eks-v2/kubectl-handler/helm/__init__.py``) runs
+    ``helm pull <Repository> --version <Version> --untar`` and installs the folder named after the
+    last segment of ``Repository``; it never reads ``Chart`` for OCI.
+
     Attributes:
-        chart: chart name in the repository.
-        repository: an `https://` chart repository or an `oci://` registry path.
-        version: chart version, exactly as Helm accepts it.
+        chart: chart name (the last segment of an ``oci://`` repository).
+        repository: an ``https://`` chart repository, or the full ``oci://`` chart reference.
+        version: chart version exactly as the registry serves it (an OCI tag: ``v0.1.4`` is not ``0.1.4``).
+
+    Raises:
+        ValueError: an ``oci://`` repository that does not end in ``/<chart>``.
     """
 
     chart: str
     repository: str
     version: str
 
+    def __post_init__(self) -> None:
+        if self.repository.startswith("oci://") and not self.repository.endswith(f"/{self.chart}"):
+            raise ValueError(
+                f"Helm chart {self.chart!r}: an oci:// repository must be the full chart reference "
+                f"ending in '/{self.chart}' (the kubectl handler pulls exactly it), got {self.repository!r}"
+            )
+
     def chart_options(self) -> dict[str, str]:
         """The ``chart``, ``repository`` and ``version`` keyword arguments of ``Cluster.add_helm_chart``."""
         return {"chart": self.chart, "repository": self.repository, "version": self.version}
 
 
-KARPENTER_CRD = HelmChartPin("karpenter-crd", "oci://public.ecr.aws/karpenter", "1.14.1")
-KARPENTER = HelmChartPin("karpenter", "oci://public.ecr.aws/karpenter", "1.14.1")
+KARPENTER_CRD = HelmChartPin("karpenter-crd", "oci://public.ecr.aws/karpenter/karpenter-crd", "1.14.1")
+KARPENTER = HelmChartPin("karpenter", "oci://public.ecr.aws/karpenter/karpenter", "1.14.1")
 KEDA = HelmChartPin("keda", "https://kedacore.github.io/charts", "2.20.2")
-KEDIFY_KEDA = HelmChartPin("keda", "oci://ghcr.io/kedify/charts", "v2.20.1-6")
-OTEL_ADDON = HelmChartPin("otel-add-on", "oci://ghcr.io/kedify/charts", "v0.1.4")
+# Kedify publishes its KEDA build to its GitHub Pages chart repository (not to ghcr.io).
+KEDIFY_KEDA = HelmChartPin("keda", "https://kedify.github.io/charts", "v2.20.1-6")
+OTEL_ADDON = HelmChartPin("otel-add-on", "oci://ghcr.io/kedify/charts/otel-add-on", "v0.1.4")
 AWS_LOAD_BALANCER_CONTROLLER = HelmChartPin(
     "aws-load-balancer-controller", "https://aws.github.io/eks-charts", "3.5.0"
 )

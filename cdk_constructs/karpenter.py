@@ -171,7 +171,9 @@ class Karpenter(Construct):
             release=props.chart.chart,
             namespace=props.namespace,
             create_namespace=True,
-            skip_crds=True,  # the karpenter-crd release owns (and upgrades) the CRDs
+            # No skip_crds: the kubectl handler reads SkipCrds but never passes --skip-crds to Helm.
+            # The karpenter-crd release above owns (and upgrades) the CRDs; Helm installs a chart's
+            # crds/ folder only when those CRDs do not exist yet, so this release leaves them alone.
             wait=True,
             timeout=cdk.Duration.minutes(15),
             values=chart_values(cluster_name=name, queue_name=self.queue.queue_name, props=props),

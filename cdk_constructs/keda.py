@@ -2,7 +2,7 @@
 
 Default (``scaling.keda_flavor: upstream``): the upstream ``kedacore/keda`` chart, triggers of
 ``type: external`` with ``scalerAddress: <OTEL_ADDON_NAME>.<KEDA_NAMESPACE>.svc:4318``.
-``kedify``: Kedify's KEDA build (``oci://ghcr.io/kedify/charts/keda``), triggers ``type: kedify-otel``.
+``kedify``: Kedify's KEDA build (chart ``keda`` of ``https://kedify.github.io/charts``), triggers ``type: kedify-otel``.
 Either way the ``otel-add-on`` chart runs with its bundled OpenTelemetry operator and collector
 off (we render our own collector), and its Helm release name is ``OTEL_ADDON_NAME`` so that its
 Service name is what the triggers address (the chart names the Service after the release).

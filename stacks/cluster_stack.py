@@ -35,7 +35,6 @@ from app_config import AppConfig, versions
 from app_config.constants import INFERENCE_NAMESPACE, VLLM_NAME
 from cdk_constructs.controller_cleanup import ControllerCleanup, ControllerCleanupProps
 from cdk_constructs.eks_cluster import EksCluster, EksClusterProps
-from cdk_constructs.helm_oci_guard import check_oci_helm_support
 from cdk_constructs.karpenter import Karpenter, KarpenterProps
 from cdk_constructs.keda import Keda, KedaProps, keda_pin
 from cdk_constructs.metrics_server import MetricsServer, MetricsServerProps
@@ -50,7 +49,7 @@ GATEWAY_IMAGE_PLATFORM = ecr_assets.Platform.LINUX_AMD64  # GatewayProps.image_a
 
 
 def helm_chart_pins(config: AppConfig) -> tuple[versions.HelmChartPin, ...]:
-    """Every Helm chart this stack installs (for the B12 guard and the README table)."""
+    """Every Helm chart this stack installs (for the README table)."""
     return (
         versions.KARPENTER_CRD,
         versions.KARPENTER,
@@ -83,10 +82,6 @@ class ClusterStack(cdk.Stack):
     ``metrics_server``, ``vllm_identity`` (the vLLM Pod Identity role), ``gateway_image``,
     ``controllers`` (constructs the workloads wait on), ``workloads`` and ``cleanup``
     (the teardown custom resource, or ``None`` when disabled/unavailable).
-
-    Raises:
-        cdk_constructs.helm_oci_guard.HelmOciSupportError: the installed aws-cdk-lib cannot
-            install the ``oci://`` charts with the v35 kubectl layer (case B12).
     """
 
     def __init__(
@@ -107,8 +102,6 @@ class ClusterStack(cdk.Stack):
             **kwargs,
         )
         name = config.cluster_name
-        # Case B12: fail at synth, not at deploy, if this aws-cdk-lib cannot pull OCI charts with Helm 4.
-        check_oci_helm_support(helm_chart_pins(config), kubectl_layer_version=versions.KUBECTL_LAYER_VERSION)
 
         self.eks = EksCluster(self, "Eks", EksClusterProps(config=config.cluster, cluster_name=name, vpc=vpc))
         cluster = self.cluster = self.eks.cluster
