@@ -156,6 +156,11 @@ class EksCluster(Construct):
                     "replicaCount": props.alb_controller_replicas,
                     "tolerations": system_tolerations(),
                     "nodeSelector": system_node_selector(),
+                    # Chart 3.5.0 registers a mutating webhook for every Service CREATE with
+                    # failurePolicy Fail (helm/aws-load-balancer-controller/templates/webhook.yaml):
+                    # while the controller is not ready, any chart creating a Service fails. It only
+                    # makes this controller the default for type LoadBalancer Services; we create none.
+                    "enableServiceMutatorWebhook": False,
                 },
             ),
         )

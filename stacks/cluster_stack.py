@@ -7,7 +7,7 @@ Apply order (CloudFormation creates along dependencies, deletes in reverse):
     + what Karpenter's nodes use (node security group and its rules, the cluster-group rule
       admitting them, node role, node access entry, interruption queue and rules)
       -> teardown cleanup custom resource
-        -> controllers: Karpenter (CRDs, then controller), KEDA, OTel add-on, metrics-server, LB controller
+        -> LB controller -> controllers: Karpenter (CRDs, then controller), KEDA, OTel add-on, metrics-server
           -> namespaces -> NodePools/EC2NodeClasses -> vLLM -> ScaledObject
                                                     -> gateway (+ TargetGroupBinding)
                         -> OTel collector
@@ -121,6 +121,9 @@ class ClusterStack(cdk.Stack):
             # balancer controller is wired to them by EksCluster).
             chart.node.add_dependency(self.eks.system_nodegroup)
             chart.node.add_dependency(self.eks.addons["coredns"])
+            # After the load balancer controller: no release creates a Service while its webhooks
+            # are registered but not yet served.
+            chart.node.add_dependency(self.eks.alb_controller)
         self.controllers: tuple[IConstruct, ...] = (*helm_controllers, self.eks.alb_controller)
 
         self.cleanup = self._teardown_cleanup(config)

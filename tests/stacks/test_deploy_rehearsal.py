@@ -11,29 +11,12 @@ from __future__ import annotations
 
 import pytest
 
-from tests.stacks.upstream_charts import UPSTREAM_CHARTS, UpstreamChart
-from tests.support.deploy_rehearsal import RehearsalResult, helm_upgrade, merged_values, rehearse
+from tests.stacks.conftest import fact_for as _fact_for
+from tests.stacks.upstream_charts import UPSTREAM_CHARTS
+from tests.support.deploy_rehearsal import helm_upgrade, merged_values, rehearse
 from tests.support.kubectl_handler import MANIFEST_TYPE
 
 pytestmark = pytest.mark.timeout(900)
-
-
-@pytest.fixture(scope="module")
-def rehearsal(default_app, tmp_path_factory) -> RehearsalResult:
-    cluster = default_app.stacks.cluster
-    template = default_app.templates[cluster.stack_name]
-    return rehearse(template, region=cluster.region, workdir=tmp_path_factory.mktemp("rehearsal"), charts=UPSTREAM_CHARTS)
-
-
-def _fact_for(props: dict) -> UpstreamChart:
-    """The upstream chart a HelmChart resource installs, matched by chart name and location."""
-    repo = props.get("Repository", "")
-    for fact in UPSTREAM_CHARTS:
-        if fact.is_oci and repo.startswith("oci://") and fact.chart == props.get("Chart"):
-            return fact
-        if not fact.is_oci and repo == fact.location and fact.chart == props.get("Chart"):
-            return fact
-    raise AssertionError(f"no upstream fact for chart {props.get('Chart')!r} from {repo!r}")
 
 
 def test_b10_every_chart_and_manifest_creates_through_the_real_handler(rehearsal) -> None:
