@@ -35,6 +35,8 @@ class _Model(BaseModel):
 PositiveInt = Annotated[int, Field(gt=0)]
 NonNegativeInt = Annotated[int, Field(ge=0)]
 DURATION_RE = re.compile(r"^(([0-9]+(s|m|h))+|Never)$")  # Karpenter's duration pattern
+# An IAM role or user ARN (a role ARN may carry a path; EKS access entries accept it).
+IAM_PRINCIPAL_ARN_RE = re.compile(r"arn:aws(-cn|-us-gov|-iso|-iso-b)?:iam::\d{12}:(role|user)/[\w+=,.@/-]{1,512}")
 
 
 def _check_cidr(value: str) -> str:
@@ -161,6 +163,12 @@ class ClusterConfig(_Model):
         f"{EKS_HPA_SYNC_PERIOD_DEFAULT_SECONDS}; below {EKS_HPA_SYNC_PERIOD_DEFAULT_SECONDS} needs control_plane_tier "
         "other than standard",
     )
+    admin_principal_arns: list[str] = Field(
+        default_factory=list,
+        description="IAM role/user ARNs given cluster-admin access (an EKS access entry with "
+        "AmazonEKSClusterAdminPolicy, cluster scope) for kubectl, port-forward and qvllm dashboard; "
+        "empty: only the CloudFormation deploy role and the CDK's kubectl handler can reach the cluster",
+    )
     log_types: list[Literal["api", "audit", "authenticator", "controllerManager", "scheduler"]] = (
         Field(
             default_factory=lambda: ["api", "audit", "authenticator", "controllerManager", "scheduler"],
@@ -185,6 +193,23 @@ class ClusterConfig(_Model):
                 f"billed per hour); on the standard control plane EKS syncs every "
                 f"{EKS_HPA_SYNC_PERIOD_DEFAULT_SECONDS} s and refuses the setting"
             )
+        return value
+
+    @field_validator("admin_principal_arns")
+    @classmethod
+    def _admin_arns(cls, value: list[str]) -> list[str]:
+        for arn in value:
+            if not IAM_PRINCIPAL_ARN_RE.fullmatch(arn):
+                hint = (
+                    " (an assumed-role session: give the role's ARN, arn:aws:iam::<account>:role/<name>)"
+                    if ":assumed-role/" in arn
+                    else ""
+                )
+                raise ValueError(f"{arn!r} is not an IAM role or user ARN{hint}")
+        duplicates = sorted({arn for arn in value if value.count(arn) > 1})
+        if duplicates:
+            # EKS allows one access entry per principal.
+            raise ValueError(f"duplicate principals {duplicates}: EKS allows one access entry per principal")
         return value
 
     @field_validator("kubernetes_version")

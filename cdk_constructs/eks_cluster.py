@@ -8,6 +8,7 @@ charts go through the kubectl provider, which runs with the kubectl v35 layer (H
 
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,6 +42,9 @@ from cdk_constructs.nag import (
 # v3.5.0 needs the same policy (DESIGN section 6), so this file is aws-cdk-lib's
 # `aws-eks-v2/lib/addons/alb-iam_policy-v3.2.2.json`, copied unchanged.
 ALB_CONTROLLER_POLICY_FILE = Path(__file__).parent / "data" / "aws_load_balancer_controller_iam_policy.json"
+
+# EKS access policy given to config.cluster.admin_principal_arns (cluster scope).
+CLUSTER_ADMIN_POLICY = "AmazonEKSClusterAdminPolicy"
 
 # EKS managed add-ons installed on every cluster (their versions: EKS's default for the cluster version).
 CORE_ADDONS = ("vpc-cni", "kube-proxy", "coredns")  # + eks-pod-identity-agent via cluster.eks_pod_identity_agent
@@ -166,6 +170,27 @@ class EksCluster(Construct):
         )
 
         self._set_hpa_sync_period(cfg)
+
+        # Operators (kubectl, port-forward, qvllm dashboard): with access entries only, nobody else
+        # but the CloudFormation deploy role and the kubectl handler could reach the API server.
+        # The construct id derives from the ARN, so reordering the list replaces nothing.
+        if not cfg.admin_principal_arns:
+            cdk.Annotations.of(self).add_warning_v2(
+                "qvllm:no-admin-principals",
+                "cluster.admin_principal_arns is empty: only the CloudFormation deploy role and the CDK's "
+                "kubectl handler can reach this cluster's API, so kubectl, port-forward and qvllm dashboard "
+                "get Unauthorized. Add your IAM role ARN (README, Deploy).",
+            )
+        for arn in cfg.admin_principal_arns:
+            self.cluster.grant_access(
+                f"AdminAccess{hashlib.sha256(arn.encode()).hexdigest()[:10]}",
+                arn,
+                [
+                    eks.AccessPolicy.from_access_policy_name(
+                        CLUSTER_ADMIN_POLICY, access_scope_type=eks.AccessScopeType.CLUSTER
+                    )
+                ],
+            )
 
         instance_types = [ec2.InstanceType(name) for name in cfg.system_nodes.instance_types]
         arm = instance_types[0].architecture == ec2.InstanceArchitecture.ARM_64
