@@ -13,8 +13,6 @@ from pathlib import Path
 import pytest
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-SHARED_DIR = REPO_ROOT.parent / "shared"
-CRD_DIR = SHARED_DIR / "schemas" / "crds"
 
 # jsii runs the CDK's JavaScript on Node 22 from npm (the machine's Node 20 is end of life).
 _node = REPO_ROOT / "node_modules" / ".bin" / "node"

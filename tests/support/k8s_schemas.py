@@ -1,5 +1,6 @@
 """Validate rendered Kubernetes objects: built-in kinds with ``kubernetes-validate`` (strict),
-custom resources against the CRD ``openAPIV3Schema`` files in ``../shared/schemas/crds/``.
+custom resources against the CRD ``openAPIV3Schema`` files in ``tests/support/schemas/crds/``
+(copied from the upstream releases listed in its SOURCES.md, with their versions and SHA-256).
 
 The CRD check is stricter than the API server's pruning: an unknown field where the schema
 lists ``properties`` (and does not preserve unknown fields) is an error, so a misspelt field
@@ -18,8 +19,7 @@ import jsonschema
 import kubernetes_validate
 import yaml
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-CRD_DIR = REPO_ROOT / ".." / "shared" / "schemas" / "crds"
+CRD_DIR = Path(__file__).resolve().parent / "schemas" / "crds"
 KUBERNETES_VERSION = "1.35"
 
 
@@ -42,7 +42,7 @@ def _strict(schema: Any) -> Any:
 def crd_schemas() -> dict[tuple[str, str], dict[str, Any]]:
     """``{(apiVersion, kind): strict openAPIV3Schema}`` for every served version of every CRD file."""
     out = {}
-    for path in sorted(CRD_DIR.resolve().glob("*.yaml")):
+    for path in sorted(CRD_DIR.glob("*.yaml")):
         crd = yaml.safe_load(path.read_text())
         group, kind = crd["spec"]["group"], crd["spec"]["names"]["kind"]
         for version in crd["spec"]["versions"]:
