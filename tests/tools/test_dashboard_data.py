@@ -9,7 +9,7 @@ import pytest
 
 from qvllm.dashboard.data.kube import hpa_view, kube_snapshot
 from qvllm.dashboard.data.prom import ParsedMetrics, histogram_quantile, snapshot
-from qvllm.dashboard.data.quantity import parse_quantity
+from app_config.quantity import parse_quantity
 from qvllm.dashboard.data.sources import build_snapshot
 from qvllm.scaling import ScalingSpec
 from tests.tools.conftest import load_json

@@ -19,7 +19,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from app_config.constants import GPU_NODEPOOL_NAME, INFERENCE_NAMESPACE, VLLM_APP_LABEL, VLLM_NAME
-from qvllm.dashboard.data.quantity import parse_quantity
+from app_config.quantity import parse_quantity
 
 CAPACITY_TYPE_LABEL = "karpenter.sh/capacity-type"
 NODEPOOL_LABEL = "karpenter.sh/nodepool"

