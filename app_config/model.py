@@ -26,6 +26,7 @@ from pydantic_core import InitErrorDetails, PydanticCustomError
 from app_config import versions
 from app_config.scaled_object import validate_scaling
 from services.gateway.settings import default as gateway_default
+from app_config.gpu_instances import known_families, smallest_instance
 from app_config.quantity import parse_quantity
 
 
@@ -38,6 +39,11 @@ NonNegativeInt = Annotated[int, Field(ge=0)]
 DURATION_RE = re.compile(r"^(([0-9]+(s|m|h))+|Never)$")  # Karpenter's duration pattern
 # An IAM role or user ARN (a role ARN may carry a path; EKS access entries accept it).
 IAM_PRINCIPAL_ARN_RE = re.compile(r"arn:aws(-cn|-us-gov|-iso|-iso-b)?:iam::\d{12}:(role|user)/[\w+=,.@/-]{1,512}")
+
+
+def _check_quantity(value: str) -> str:
+    parse_quantity(value)  # raises ValueError: "'lots' is not a Kubernetes quantity"
+    return value
 
 
 def _check_cidr(value: str) -> str:
@@ -338,7 +344,7 @@ class VllmConfig(_Model):
     memory_request: str = Field(
         default="12Gi",
         description="vLLM container memory request and limit; fits g5/g6.xlarge allocatable "
-        "(tests/charts/data/gpu_instances.yaml)",
+        "(app_config/data/gpu_instances.yaml)",
     )
     shm_size: str = "2Gi"  # sizeLimit of the /dev/shm emptyDir (medium Memory)
     startup_timeout_seconds: Annotated[int, Field(ge=60)] = 330  # startupProbe budget on /health, seconds
@@ -538,9 +544,11 @@ class GpuNodePoolConfig(_Model):
         default_factory=lambda: ["spot", "on-demand"], min_length=1,
         description="NodePool requirement karpenter.sh/capacity-type (spot, on-demand, reserved)",
     )
-    instance_categories: list[str] = Field(
-        default_factory=lambda: ["g", "p"], min_length=1,
-        description="NodePool requirement karpenter.k8s.aws/instance-category (EC2 families g, p...)",
+    instance_families: list[str] = Field(
+        default_factory=lambda: ["g6", "g6e", "g5"], min_length=1,
+        description="NodePool requirement karpenter.k8s.aws/instance-family: current NVIDIA families "
+        "(L4, L40S, A10G); with karpenter.k8s.aws/instance-gpu-count = vllm.gpus_per_pod, so a "
+        "1-GPU pod never lands on an 8-GPU p4d/p5",
     )
     gpu_manufacturer: str = "nvidia"  # NodePool requirement karpenter.k8s.aws/instance-gpu-manufacturer
     architectures: list[str] = Field(
@@ -551,8 +559,8 @@ class GpuNodePoolConfig(_Model):
         default_factory=list,
         description="more NodePool requirements {key, operator, values}, appended after the built-in ones",
     )
-    limit_cpu: str = "400"  # NodePool limits.cpu: total vCPUs of the pool's nodes
-    limit_memory: str = "1600Gi"  # NodePool limits.memory: total memory of the pool's nodes
+    limit_cpu: str = "400"  # NodePool limits.cpu: total vCPUs of the pool's nodes (a quantity)
+    limit_memory: str = "1600Gi"  # NodePool limits.memory: total memory of the pool's nodes (a quantity)
     limit_gpus: PositiveInt = 40  # NodePool limits nvidia.com/gpu: total GPUs of the pool's nodes
     consolidation_policy: Literal["WhenEmpty", "WhenEmptyOrUnderutilized"] = Field(
         default="WhenEmpty", description="NodePool disruption.consolidationPolicy",
@@ -564,6 +572,8 @@ class GpuNodePoolConfig(_Model):
     data_volume_iops: Annotated[int, Field(ge=3000, le=16000)] = 4000  # data volume gp3 IOPS
     data_volume_throughput_mibps: Annotated[int, Field(ge=125, le=1000)] = 1000  # data volume throughput, MiB/s
     soci_parallel_pull: bool = True  # Bottlerocket SOCI snapshotter, parallel-pull-unpack (EC2NodeClass userData)
+
+    _quantities = field_validator("limit_cpu", "limit_memory")(lambda value: _check_quantity(value))
 
     @model_validator(mode="after")
     def _requirements(self) -> "GpuNodePoolConfig":
@@ -592,9 +602,11 @@ class CpuNodePoolConfig(_Model):
         default_factory=lambda: ["amd64", "arm64"], min_length=1,
         description="NodePool requirement kubernetes.io/arch",
     )
-    limit_cpu: str = "64"  # NodePool limits.cpu: total vCPUs of the pool's nodes
-    limit_memory: str = "256Gi"  # NodePool limits.memory: total memory of the pool's nodes
+    limit_cpu: str = "64"  # NodePool limits.cpu: total vCPUs of the pool's nodes (a quantity)
+    limit_memory: str = "256Gi"  # NodePool limits.memory: total memory of the pool's nodes (a quantity)
     consolidate_after: str = "60s"  # NodePool disruption.consolidateAfter (policy WhenEmptyOrUnderutilized)
+
+    _quantities = field_validator("limit_cpu", "limit_memory")(lambda value: _check_quantity(value))
 
     @model_validator(mode="after")
     def _requirements(self) -> "CpuNodePoolConfig":
@@ -842,6 +854,37 @@ class AppConfig(_Model):
     gateway: GatewayConfig = GatewayConfig()
     edge: EdgeConfig = EdgeConfig()
     teardown: TeardownConfig = TeardownConfig()
+
+    @model_validator(mode="after")
+    def _gpu_pool_holds_max_replicas(self) -> "AppConfig":
+        # The GPU NodePool's limits must leave room for scaling.max_replicas vLLM nodes of the
+        # smallest type it may launch (one pod per node: the node has exactly the pod's GPUs),
+        # or Karpenter stops launching below max_replicas and pods stay Pending.
+        gpu, gpus = self.karpenter.gpu, self.vllm.gpus_per_pod
+        families = [f for f in gpu.instance_families if f in known_families()]
+        if not families:
+            return self  # no data on these families: nothing to check against
+        smallest = smallest_instance(families, gpus)
+        if smallest is None:
+            raise ValueError(
+                f"karpenter.gpu.instance_families {gpu.instance_families}: no instance type of these "
+                f"families has exactly {gpus} GPUs (vllm.gpus_per_pod)"
+            )
+        replicas = self.scaling.max_replicas
+        needed = {
+            "limit_cpu": (replicas * smallest.vcpu, parse_quantity(gpu.limit_cpu), f"{smallest.vcpu} vCPU"),
+            "limit_memory": (
+                replicas * smallest.memory_gib * 2**30, parse_quantity(gpu.limit_memory), f"{smallest.memory_gib}Gi"
+            ),
+            "limit_gpus": (replicas * smallest.gpus, gpu.limit_gpus, f"{smallest.gpus} GPU"),
+        }
+        for field_name, (need, have, each) in needed.items():
+            if have < need:
+                raise ValueError(
+                    f"karpenter.gpu.{field_name} ({getattr(gpu, field_name)}) cannot hold scaling.max_replicas "
+                    f"({replicas}) nodes of the smallest allowed GPU instance {smallest.name} ({each} each)"
+                )
+        return self
 
     @model_validator(mode="after")
     def _heartbeat_below_timeouts(self) -> "AppConfig":

@@ -60,6 +60,7 @@ def chart_props(config: AppConfig, values: DeployValues) -> dict[str, ChartSpec]
                 cluster_name=values.cluster_name,
                 node_role_name=values.node_role_name,
                 project_name=config.project_name,
+                gpus_per_node=config.vllm.gpus_per_pod,
             ),
         ),
         "otel_collector": ChartSpec(OtelCollectorChart, OtelCollectorProps(scaler_metrics=scaler_metrics(config))),

@@ -1,7 +1,7 @@
 """Karpenter NodePools and EC2NodeClasses: a GPU pool for vLLM and a CPU pool for the gateway.
 
-GPU pool (DESIGN section 2): spot + on-demand, instance categories g/p, NVIDIA GPUs, no metal
-sizes, amd64, tainted ``nvidia.com/gpu=:NoSchedule``, limits cpu 400 / memory 1600Gi plus a GPU
+GPU pool (DESIGN section 2): spot + on-demand, current NVIDIA families (g6, g6e, g5) with exactly
+the vLLM pod's GPU count, no metal sizes, amd64, tainted ``nvidia.com/gpu=:NoSchedule``, limits cpu 400 / memory 1600Gi plus a GPU
 count limit, consolidation WhenEmpty after 30 s. Its EC2NodeClass runs Bottlerocket (the alias
 picks the NVIDIA variant for GPU instances) with a 4 GiB root and a 50 GiB gp3 data volume
 (4000 IOPS, 1000 MiB/s, encrypted) and the SOCI snapshotter in parallel-pull-unpack mode
@@ -40,6 +40,7 @@ INSTANCE_CATEGORY_KEY = "karpenter.k8s.aws/instance-category"
 INSTANCE_SIZE_KEY = "karpenter.k8s.aws/instance-size"
 GPU_MANUFACTURER_KEY = "karpenter.k8s.aws/instance-gpu-manufacturer"
 INSTANCE_FAMILY_KEY = "karpenter.k8s.aws/instance-family"
+GPU_COUNT_KEY = "karpenter.k8s.aws/instance-gpu-count"
 # NVIDIA families the default model cannot run on, excluded from the GPU pool (beyond DESIGN
 # section 2): `--quantization awq_marlin` needs compute capability >= 8.0 (Ampere), which rules
 # out T4 (g4dn, 7.5), V100 (p3, p3dn), M60 (g3, g3s) and K80 (p2); g6f/gr6f carry a fraction of
@@ -79,12 +80,19 @@ def soci_user_data() -> str:
 
 
 def gpu_requirements(
-    gpu: GpuNodePoolConfig, excluded_families: tuple[str, ...] = DEFAULT_EXCLUDED_GPU_FAMILIES
+    gpu: GpuNodePoolConfig,
+    excluded_families: tuple[str, ...] = DEFAULT_EXCLUDED_GPU_FAMILIES,
+    gpus_per_node: int = 1,
 ) -> list[dict[str, Any]]:
-    """NodePool ``requirements`` of the GPU pool (config values first, then extra ones)."""
+    """NodePool ``requirements`` of the GPU pool (config values first, then extra ones).
+
+    ``gpus_per_node`` (the vLLM pod's GPU count) pins the instance GPU count exactly, so one pod
+    never holds a larger node whose other GPUs sit idle (a 1-GPU pod on an 8-GPU p5).
+    """
     reqs = [
         {"key": CAPACITY_TYPE_KEY, "operator": "In", "values": list(gpu.capacity_types)},
-        {"key": INSTANCE_CATEGORY_KEY, "operator": "In", "values": list(gpu.instance_categories)},
+        {"key": INSTANCE_FAMILY_KEY, "operator": "In", "values": list(gpu.instance_families)},
+        {"key": GPU_COUNT_KEY, "operator": "In", "values": [str(gpus_per_node)]},
         {"key": GPU_MANUFACTURER_KEY, "operator": "In", "values": [gpu.gpu_manufacturer]},
         {"key": INSTANCE_SIZE_KEY, "operator": "NotIn", "values": ["metal"]},
         {"key": ARCH_LABEL_KEY, "operator": "In", "values": list(gpu.architectures)},
@@ -134,6 +142,7 @@ class KarpenterNodePoolsProps:
             older than Ampere and fractional GPUs; see :data:`DEFAULT_EXCLUDED_GPU_FAMILIES`).
         project_name: value of the project tag on the instances Karpenter launches (the stacks
             carry the same tag, ``config.project_name``).
+        gpus_per_node: GPUs of each GPU node, exactly (``config.vllm.gpus_per_pod``).
     """
 
     karpenter: KarpenterConfig
@@ -141,6 +150,7 @@ class KarpenterNodePoolsProps:
     node_role_name: str
     excluded_gpu_families: tuple[str, ...] = DEFAULT_EXCLUDED_GPU_FAMILIES
     project_name: str = PART_OF_VALUE
+    gpus_per_node: int = 1
 
 
 class KarpenterNodePoolsChart(QvllmChart):
@@ -184,7 +194,7 @@ class KarpenterNodePoolsChart(QvllmChart):
         self._node_pool(
             GPU_NODEPOOL_NAME,
             GPU_NODECLASS_NAME,
-            requirements=gpu_requirements(gpu, props.excluded_gpu_families),
+            requirements=gpu_requirements(gpu, props.excluded_gpu_families, props.gpus_per_node),
             taints=[{"key": GPU_TAINT_KEY, "effect": "NoSchedule"}],
             limits={"cpu": gpu.limit_cpu, "memory": gpu.limit_memory, GPU_RESOURCE: str(gpu.limit_gpus)},
             disruption={"consolidationPolicy": gpu.consolidation_policy, "consolidateAfter": gpu.consolidate_after},

@@ -10,7 +10,6 @@ import pytest
 import yaml
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-DATA_DIR = Path(__file__).resolve().parent / "data"
 _node = REPO_ROOT / "node_modules" / ".bin" / "node"
 if _node.exists():
     os.environ.setdefault("JSII_NODE", str(_node))
@@ -46,4 +45,6 @@ def find(objects: list[dict[str, Any]], kind: str, name: str | None = None) -> d
 
 @pytest.fixture(scope="session")
 def gpu_instances() -> dict[str, dict[str, Any]]:
-    return yaml.safe_load((DATA_DIR / "gpu_instances.yaml").read_text())["instances"]
+    from app_config.gpu_instances import DATA_FILE
+
+    return yaml.safe_load(DATA_FILE.read_text())["instances"]
