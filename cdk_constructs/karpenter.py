@@ -59,7 +59,12 @@ class KarpenterProps:
         crd_chart / chart: pinned charts (``app_config.versions``).
         namespace / service_account: where the controller runs and the ServiceAccount Pod Identity binds.
         replicas: controller replicas (2 need two non-Karpenter nodes in two zones).
-        controller_resources: ``controller.resources`` (upstream docs use 1 CPU / 1 GiB).
+        controller_resources: ``controller.resources``. Upstream's getting-started uses 1 CPU / 1 GiB
+            for requests and limits; two such replicas would take half of the two m7i.large system
+            nodes. The request here is 500m (a cluster of tens of nodes keeps the leader well below
+            it; the standby replica idles) and the limit stays 1 CPU, so the leader can burst while
+            provisioning and the system nodes keep a quarter of their CPU free
+            (tests/stacks/test_system_node_headroom.py).
         message_retention: interruption queue retention (upstream: 300 s).
     """
 
@@ -72,7 +77,7 @@ class KarpenterProps:
     replicas: int = 2
     controller_resources: dict[str, dict[str, str]] = field(
         default_factory=lambda: {
-            "requests": {"cpu": "1", "memory": "1Gi"},
+            "requests": {"cpu": "500m", "memory": "1Gi"},
             "limits": {"cpu": "1", "memory": "1Gi"},
         }
     )

@@ -8,10 +8,8 @@ import yaml
 
 from app_config import constants as c
 from tests.charts.conftest import find
+from tests.support.eks_allocatable import allocatable
 
-# Karpenter's allocatable arithmetic (aws/karpenter-provider-aws pkg/providers/instancetype/types.go):
-VM_MEMORY_OVERHEAD = 0.075  # settings.vmMemoryOverheadPercent default
-EVICTION_HARD_MIB = 100  # memory.available default
 DEFAULT_MAX_PODS = 110
 # EKS DaemonSets on every node (aws-node, kube-proxy, eks-pod-identity-agent): a generous allowance.
 DAEMONSET_CPU_M = 250
@@ -204,11 +202,8 @@ def _admitted(requirements, row):
 
 def _allocatable(row):
     """(cpu millicores, memory MiB) left for our pod on an empty node of this type."""
-    cores = row["vcpu"]
-    reserved_cpu = 60 + (10 if cores > 1 else 0) + 5 * min(max(cores - 2, 0), 2) + 2.5 * max(cores - 4, 0)
-    pods = row.get("max_pods", DEFAULT_MAX_PODS)
-    memory = row["memory_gib"] * 1024 * (1 - VM_MEMORY_OVERHEAD) - (11 * pods + 255) - EVICTION_HARD_MIB
-    return cores * 1000 - reserved_cpu - DAEMONSET_CPU_M, memory - DAEMONSET_MEMORY_MIB
+    cpu_m, memory = allocatable(row["vcpu"], row["memory_gib"], row.get("max_pods", DEFAULT_MAX_PODS))
+    return cpu_m - DAEMONSET_CPU_M, memory - DAEMONSET_MEMORY_MIB
 
 
 def test_vllm_requests_fit_the_smallest_admitted_gpu_instance(all_objects, gpu_instances):
