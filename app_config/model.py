@@ -27,6 +27,7 @@ from app_config import versions
 from app_config.scaled_object import validate_scaling
 from services.gateway.settings import default as gateway_default
 from app_config.gpu_instances import known_families, smallest_instance
+from app_config.images import CACHE_UPSTREAMS, cache_prefix
 from app_config.quantity import parse_quantity
 
 
@@ -36,6 +37,7 @@ class _Model(BaseModel):
 
 PositiveInt = Annotated[int, Field(gt=0)]
 NonNegativeInt = Annotated[int, Field(ge=0)]
+ECR_REPOSITORY_PREFIX_MAX = 30  # CreatePullThroughCacheRule ecrRepositoryPrefix length limit
 DURATION_RE = re.compile(r"^(([0-9]+(s|m|h))+|Never)$")  # Karpenter's duration pattern
 # An IAM role or user ARN (a role ARN may carry a path; EKS access entries accept it).
 IAM_PRINCIPAL_ARN_RE = re.compile(r"arn:aws(-cn|-us-gov|-iso|-iso-b)?:iam::\d{12}:(role|user)/[\w+=,.@/-]{1,512}")
@@ -825,6 +827,26 @@ class TeardownConfig(_Model):
 
 
 # ---------------------------------------------------------------------------------
+# Container images
+# ---------------------------------------------------------------------------------
+class ImagesConfig(_Model):
+    """Where the cluster pulls container images (app_config/images.py)."""
+
+    pull_through_cache: bool = Field(
+        default=True,
+        description="pull Docker Hub, ECR Public and registry.k8s.io images through ECR pull-through cache "
+        "rules in the deploy region (false: from the upstream registries, through the NAT gateway)",
+    )
+    docker_hub_secret: str = Field(
+        default="ecr-pullthroughcache/docker-hub",
+        pattern=r"^(arn:aws:secretsmanager:[a-z0-9-]+:\d{12}:secret:)?ecr-pullthroughcache/[A-Za-z0-9/_+=.@-]+$",
+        description="Secrets Manager secret (name or ARN; the name must start with ecr-pullthroughcache/) "
+        "holding {\"username\", \"accessToken\"} of a Docker Hub account: ECR's Docker Hub cache rule "
+        "needs it. Create it before the first deploy (README, Deploy)",
+    )
+
+
+# ---------------------------------------------------------------------------------
 # Root
 # ---------------------------------------------------------------------------------
 def field_error(loc: tuple[str, ...], value: Any, message: str) -> ValidationError:
@@ -854,6 +876,19 @@ class AppConfig(_Model):
     gateway: GatewayConfig = GatewayConfig()
     edge: EdgeConfig = EdgeConfig()
     teardown: TeardownConfig = TeardownConfig()
+    images: ImagesConfig = ImagesConfig()
+
+    @model_validator(mode="after")
+    def _cache_prefixes_fit(self) -> "AppConfig":
+        if self.images.pull_through_cache:
+            longest = max((cache_prefix(self.project_name, u) for u in CACHE_UPSTREAMS), key=len)
+            if len(longest) > ECR_REPOSITORY_PREFIX_MAX:
+                raise ValueError(
+                    f"project_name {self.project_name!r} makes the ECR pull-through cache prefix {longest!r} "
+                    f"longer than {ECR_REPOSITORY_PREFIX_MAX} characters (the ECR API limit); shorten "
+                    "project_name or set images.pull_through_cache: false"
+                )
+        return self
 
     @model_validator(mode="after")
     def _gpu_pool_holds_max_replicas(self) -> "AppConfig":

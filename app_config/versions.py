@@ -58,11 +58,17 @@ OTEL_ADDON = HelmChartPin("otel-add-on", "oci://ghcr.io/kedify/charts/otel-add-o
 AWS_LOAD_BALANCER_CONTROLLER = HelmChartPin(
     "aws-load-balancer-controller", "https://aws.github.io/eks-charts", "3.5.0"
 )
-# Image tag of the controller the chart above deploys (the chart's appVersion).
+# Image of the controller the chart above deploys (the chart's image.repository and appVersion).
+AWS_LOAD_BALANCER_CONTROLLER_IMAGE_REPOSITORY = "public.ecr.aws/eks/aws-load-balancer-controller"
 AWS_LOAD_BALANCER_CONTROLLER_IMAGE_TAG = "v3.5.0"
 METRICS_SERVER = HelmChartPin(
     "metrics-server", "https://kubernetes-sigs.github.io/metrics-server/", "3.13.0"
 )
+
+# Image repositories the charts above run, as their values.yaml names them (the tag and digest stay
+# the chart's); the cluster pulls them through the ECR pull-through cache (app_config/images.py).
+KARPENTER_CONTROLLER_IMAGE_REPOSITORY = "public.ecr.aws/karpenter/controller"  # controller.image.repository
+METRICS_SERVER_IMAGE_REPOSITORY = "registry.k8s.io/metrics-server/metrics-server"  # image.repository
 
 # Container images of ours (not installed by a chart).
 OTEL_COLLECTOR_IMAGE = "otel/opentelemetry-collector-contrib:0.159.0"

@@ -98,12 +98,16 @@ class EksClusterProps:
         cluster_name: EKS cluster name (also the Karpenter discovery tag value).
         vpc: the VPC; control-plane ENIs, nodes and the kubectl handler use its private subnets.
         alb_controller_replicas: replicas of the AWS Load Balancer Controller.
+        alb_controller_repository: the controller's image repository. aws-cdk-lib's default is the
+            us-west-2 EKS registry, a cross-region pull outside us-west-2; the stack passes the
+            chart's ECR Public repository through the deploy region's pull-through cache.
     """
 
     config: ClusterConfig
     cluster_name: str
     vpc: ec2.IVpc
     alb_controller_replicas: int = 2
+    alb_controller_repository: str = versions.AWS_LOAD_BALANCER_CONTROLLER_IMAGE_REPOSITORY
 
 
 class EksCluster(Construct):
@@ -156,6 +160,7 @@ class EksCluster(Construct):
                     versions.AWS_LOAD_BALANCER_CONTROLLER.version,
                 ),
                 policy=load_alb_controller_policy(),
+                repository=props.alb_controller_repository,
                 additional_helm_chart_values={
                     "replicaCount": props.alb_controller_replicas,
                     "tolerations": system_tolerations(),

@@ -66,6 +66,7 @@ class KarpenterProps:
             provisioning and the system nodes keep a quarter of their CPU free
             (tests/stacks/test_system_node_headroom.py).
         message_retention: interruption queue retention (upstream: 300 s).
+        controller_image_repository: ``controller.image.repository`` (the chart's tag and digest stay).
     """
 
     cluster: eks.Cluster
@@ -82,6 +83,7 @@ class KarpenterProps:
         }
     )
     message_retention: cdk.Duration = cdk.Duration.seconds(300)
+    controller_image_repository: str = versions.KARPENTER_CONTROLLER_IMAGE_REPOSITORY
 
 
 def chart_values(
@@ -93,7 +95,10 @@ def chart_values(
         "serviceAccount": {"create": True, "name": props.service_account},
         "replicas": props.replicas,
         "tolerations": system_tolerations(),
-        "controller": {"resources": props.controller_resources},
+        "controller": {
+            "resources": props.controller_resources,
+            "image": {"repository": props.controller_image_repository},
+        },
     }
 
 

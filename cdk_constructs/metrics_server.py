@@ -14,9 +14,14 @@ from app_config.constants import KUBE_SYSTEM_NAMESPACE
 from cdk_constructs.eks_cluster import system_node_selector, system_tolerations
 
 
-def metrics_server_values() -> dict[str, Any]:
-    """Values of the ``metrics-server`` chart: two replicas on the system nodes."""
-    return {"replicas": 2, "tolerations": system_tolerations(), "nodeSelector": system_node_selector()}
+def metrics_server_values(image_repository: str = versions.METRICS_SERVER_IMAGE_REPOSITORY) -> dict[str, Any]:
+    """Values of the ``metrics-server`` chart: two replicas on the system nodes, image from ``image_repository``."""
+    return {
+        "replicas": 2,
+        "tolerations": system_tolerations(),
+        "nodeSelector": system_node_selector(),
+        "image": {"repository": image_repository},
+    }
 
 
 @dataclass(frozen=True)
@@ -26,10 +31,12 @@ class MetricsServerProps:
     Attributes:
         cluster: the EKS cluster.
         pin: the chart (``versions.METRICS_SERVER``).
+        image_repository: ``image.repository`` (the chart's tag stays).
     """
 
     cluster: eks.Cluster
     pin: versions.HelmChartPin = versions.METRICS_SERVER
+    image_repository: str = versions.METRICS_SERVER_IMAGE_REPOSITORY
 
 
 class MetricsServer(Construct):
@@ -44,5 +51,5 @@ class MetricsServer(Construct):
             namespace=KUBE_SYSTEM_NAMESPACE,
             wait=True,
             timeout=cdk.Duration.minutes(10),
-            values=metrics_server_values(),
+            values=metrics_server_values(props.image_repository),
         )

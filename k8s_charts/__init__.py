@@ -25,7 +25,9 @@ from typing import Any
 
 import cdk8s
 
+from app_config.images import ImageSource
 from app_config.model import AppConfig
+from app_config.versions import OTEL_COLLECTOR_IMAGE
 from k8s_charts.common import DeployValues, ManifestCheckError, QvllmChart, check_no_removed_metrics
 from k8s_charts.gateway import GatewayChart, GatewayProps
 from k8s_charts.karpenter_nodepools import KarpenterNodePoolsChart, KarpenterNodePoolsProps
@@ -50,7 +52,11 @@ def scaler_metrics(config: AppConfig) -> tuple[str, ...]:
 
 
 def chart_props(config: AppConfig, values: DeployValues) -> dict[str, ChartSpec]:
-    """Every chart's class and props from the config and the deploy-time values, in apply order."""
+    """Every chart's class and props from the config and the deploy-time values, in apply order.
+
+    Image references go through :class:`app_config.images.ImageSource` (the pull-through cache).
+    """
+    images = ImageSource(values.image_registry if config.images.pull_through_cache else None, config.project_name)
     return {
         "namespaces": ChartSpec(NamespacesChart, NamespacesProps()),
         "karpenter_nodepools": ChartSpec(
@@ -63,11 +69,14 @@ def chart_props(config: AppConfig, values: DeployValues) -> dict[str, ChartSpec]
                 gpus_per_node=config.vllm.gpus_per_pod,
             ),
         ),
-        "otel_collector": ChartSpec(OtelCollectorChart, OtelCollectorProps(scaler_metrics=scaler_metrics(config))),
+        "otel_collector": ChartSpec(
+            OtelCollectorChart,
+            OtelCollectorProps(scaler_metrics=scaler_metrics(config), image=images.image(OTEL_COLLECTOR_IMAGE)),
+        ),
         "vllm": ChartSpec(
             VllmChart,
             VllmProps(
-                vllm=config.vllm,
+                vllm=config.vllm.model_copy(update={"image": images.image(config.vllm.image)}),
                 model=config.model,
                 model_uri=values.model_uri,
                 region=values.region,

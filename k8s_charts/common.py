@@ -51,6 +51,8 @@ class DeployValues:
         target_group_arn: ARN of the edge stack's gateway target group (target type ip).
         alb_security_group_id: security group of the internal ALB (allowed to reach the pods).
         vpc_id: VPC of the target group (``vpc-...``).
+        image_registry: the deploy account's private ECR registry host
+            (``<account>.dkr.ecr.<region>.amazonaws.com``) holding the pull-through caches.
     """
 
     model_uri: str
@@ -62,6 +64,7 @@ class DeployValues:
     target_group_arn: str
     alb_security_group_id: str
     vpc_id: str
+    image_registry: str
 
     @classmethod
     def placeholders(cls, cluster_name: str = "qvllm", model_name: str = "mistral-7b-awq") -> "DeployValues":
@@ -80,6 +83,7 @@ class DeployValues:
             ),
             alb_security_group_id="sg-0123456789abcdef0",
             vpc_id="vpc-0123456789abcdef0",
+            image_registry="123456789012.dkr.ecr.us-west-2.amazonaws.com",
         )
 
 

@@ -32,9 +32,11 @@ from aws_cdk import aws_eks_v2 as eks
 from constructs import Construct, IConstruct
 
 from app_config import AppConfig, versions
+from app_config.images import ImageSource
 from app_config.constants import INFERENCE_NAMESPACE, VLLM_NAME
 from cdk_constructs.controller_cleanup import ControllerCleanup, ControllerCleanupProps
 from cdk_constructs.eks_cluster import EksCluster, EksClusterProps
+from cdk_constructs.image_cache import ImageCache, ImageCacheProps, registry_host
 from cdk_constructs.karpenter import Karpenter, KarpenterProps
 from cdk_constructs.keda import Keda, KedaProps, keda_pin
 from cdk_constructs.metrics_server import MetricsServer, MetricsServerProps
@@ -103,12 +105,49 @@ class ClusterStack(cdk.Stack):
         )
         name = config.cluster_name
 
-        self.eks = EksCluster(self, "Eks", EksClusterProps(config=config.cluster, cluster_name=name, vpc=vpc))
+        # Every image of a public registry is pulled through the deploy region's ECR caches.
+        images = ImageSource(registry_host(self) if config.images.pull_through_cache else None, config.project_name)
+        self.eks = EksCluster(
+            self,
+            "Eks",
+            EksClusterProps(
+                config=config.cluster,
+                cluster_name=name,
+                vpc=vpc,
+                alb_controller_repository=images.repository(versions.AWS_LOAD_BALANCER_CONTROLLER_IMAGE_REPOSITORY),
+            ),
+        )
         cluster = self.cluster = self.eks.cluster
 
-        self.karpenter = Karpenter(self, "Karpenter", KarpenterProps(cluster=cluster, cluster_name=name))
+        self.karpenter = Karpenter(
+            self,
+            "Karpenter",
+            KarpenterProps(
+                cluster=cluster,
+                cluster_name=name,
+                controller_image_repository=images.repository(versions.KARPENTER_CONTROLLER_IMAGE_REPOSITORY),
+            ),
+        )
         self.keda = Keda(self, "Keda", KedaProps(cluster=cluster, flavor=config.scaling.keda_flavor))
-        self.metrics_server = MetricsServer(self, "MetricsServer", MetricsServerProps(cluster=cluster))
+        self.metrics_server = MetricsServer(
+            self,
+            "MetricsServer",
+            MetricsServerProps(
+                cluster=cluster, image_repository=images.repository(versions.METRICS_SERVER_IMAGE_REPOSITORY)
+            ),
+        )
+        # The cache rules and the node roles' right to fill them exist before any release pulls.
+        self.image_cache: ImageCache | None = None
+        if config.images.pull_through_cache:
+            self.image_cache = ImageCache(
+                self,
+                "ImageCache",
+                ImageCacheProps(
+                    project_name=config.project_name,
+                    docker_hub_secret=config.images.docker_hub_secret,
+                    node_roles=(self.eks.system_nodegroup.role, self.karpenter.node_role),
+                ),
+            )
         helm_controllers: tuple[IConstruct, ...] = (
             self.karpenter.crd_chart,
             self.karpenter.chart,
@@ -124,6 +163,8 @@ class ClusterStack(cdk.Stack):
             # After the load balancer controller: no release creates a Service while its webhooks
             # are registered but not yet served.
             chart.node.add_dependency(self.eks.alb_controller)
+        if self.image_cache is not None:
+            self.eks.alb_controller.node.add_dependency(self.image_cache)
         self.controllers: tuple[IConstruct, ...] = (*helm_controllers, self.eks.alb_controller)
 
         self.cleanup = self._teardown_cleanup(config)
@@ -222,6 +263,7 @@ class ClusterStack(cdk.Stack):
                 target_group_arn=edge.target_group.target_group_arn,
                 alb_security_group_id=edge.alb_security_group.security_group_id,
                 vpc_id=vpc.vpc_id,
+                image_registry=registry_host(self),
             ),
         )
 
