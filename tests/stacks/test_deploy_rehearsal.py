@@ -9,6 +9,8 @@ upstream projects publish (tests/stacks/upstream_charts.py, each fact with its s
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from tests.stacks.conftest import fact_for as _fact_for
@@ -72,8 +74,6 @@ def test_b10_no_chart_claims_skip_crds(rehearsal) -> None:
 def test_b10_manifests_parse_with_the_real_kubectl_in_the_handler_order(rehearsal) -> None:
     manifests = [inv for inv in rehearsal.creates if rehearsal.resources[inv.logical_id]["Type"] == MANIFEST_TYPE]
     assert len(manifests) >= 6
-    import json
-
     for inv in manifests:
         expected = [
             (o["apiVersion"], o["kind"], o["metadata"].get("namespace"), o["metadata"]["name"])

@@ -16,6 +16,7 @@ from typing import Any
 
 import yaml
 
+from app_config import config_from_dict
 from app_config.constants import SYSTEM_TAINT_KEY
 from app_config.quantity import parse_quantity
 from tests.support.eks_allocatable import allocatable
@@ -84,8 +85,6 @@ def system_node_requests(template: dict[str, Any], region: str, nodes: int) -> d
 
 
 def test_b10_system_nodes_keep_a_quarter_of_allocatable_free(default_app) -> None:
-    from app_config import config_from_dict
-
     cluster = default_app.stacks.cluster  # built from the default config
     system = config_from_dict({}).cluster.system_nodes
     node = DATA["instance_types"][system.instance_types[0]]

@@ -22,7 +22,6 @@ import yaml
 
 from tests.support.kubectl_handler import (
     HANDLED_TYPES,
-    HELM_CHART_TYPE,
     IntrinsicResolver,
     Invocation,
     KubectlHandlerRunner,
@@ -159,7 +158,3 @@ def rehearse(
                 )
     return result
 
-
-def helm_chart_ids(resources: Mapping[str, Any]) -> list[str]:
-    """Logical ids of every HelmChart custom resource."""
-    return [lid for lid, r in resources.items() if r["Type"] == HELM_CHART_TYPE]

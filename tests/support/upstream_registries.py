@@ -36,7 +36,7 @@ import ssl
 import subprocess
 import threading
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -374,11 +374,3 @@ def _stop(process: subprocess.Popen[bytes]) -> None:
             os.killpg(process.pid, signal.SIGKILL)
         process.wait(timeout=5)
 
-
-@contextlib.contextmanager
-def loopback_registries(
-    workdir: Path, *, oci_hosts: Sequence[str], repo_hosts: Sequence[str], helm: Path
-) -> Iterator[LoopbackRegistries]:
-    """Context-manager form of :class:`LoopbackRegistries`."""
-    with LoopbackRegistries(workdir, oci_hosts=oci_hosts, repo_hosts=repo_hosts, helm=helm) as registries:
-        yield registries
