@@ -120,3 +120,36 @@ def test_b10_kedify_flavor_charts_create_through_the_real_handler(tmp_path_facto
     assert not failures, "\n\n".join(inv.describe() for inv in failures)
     keda = [p for p in result.helm_charts().values() if p["Chart"] == "keda"]
     assert [p["Repository"] for p in keda] == ["https://kedify.github.io/charts"]
+
+
+def test_b10_otel_addon_version_must_keep_its_v(tmp_path_factory) -> None:
+    """The add-on's OCI tag is ``v0.1.4``: the real handler with ``0.1.4`` (the form Kedify's README
+    shows) fails to pull, with our pin it installs."""
+    from app_config import versions
+    from tests.support.kubectl_handler import HELM_CHART_TYPE
+
+    def template(version: str) -> dict:
+        props = {
+            "ServiceToken": "arn:aws:lambda:us-west-2:111122223333:function:provider",
+            "ClusterName": "qvllm",
+            "Release": "keda-otel-scaler",
+            "Chart": versions.OTEL_ADDON.chart,
+            "Repository": versions.OTEL_ADDON.repository,
+            "Version": version,
+            "Namespace": "keda",
+        }
+        return {"Resources": {"Addon": {"Type": HELM_CHART_TYPE, "Properties": props}}}
+
+    (fact,) = [f for f in UPSTREAM_CHARTS if f.chart == "otel-add-on"]
+    results = {
+        version: rehearse(
+            template(version),
+            region="us-west-2",
+            workdir=tmp_path_factory.mktemp("addon-tag"),
+            charts=[fact],
+            phases=("Create",),
+        ).creates[0]
+        for version in ("0.1.4", versions.OTEL_ADDON.version)
+    }
+    assert not results["0.1.4"].ok and "otel-add-on:0.1.4: not found" in results["0.1.4"].output
+    assert results[versions.OTEL_ADDON.version].ok, results[versions.OTEL_ADDON.version].describe()
