@@ -49,7 +49,9 @@ def test_b10_vllm_parses_the_rendered_deployment_args() -> None:
     """Default args, a tensor-parallel pod, and a config with extra args: each parsed by vLLM itself."""
     configs = [
         {},
-        {"vllm": {"gpus_per_pod": 2, "quantization": None}},
+        # Four-GPU nodes (g5/g6/g6e.12xlarge: 48 vCPU, 192 GiB): the GPU pool limits must hold 10 of them.
+        {"vllm": {"gpus_per_pod": 4, "quantization": None},
+         "karpenter": {"gpu": {"limit_cpu": "480", "limit_memory": "1920Gi"}}},
         {"vllm": {"extra_args": ["--enable-prefix-caching", "--max-num-batched-tokens", "8192"]}},
     ]
     containers = [_vllm_container(data) for data in configs]
@@ -60,7 +62,7 @@ def test_b10_vllm_parses_the_rendered_deployment_args() -> None:
         assert result["warnings"] == [], (data, result["warnings"])  # no deprecated flag either
         parsed = result["parsed"]
         assert parsed["model"] == MODEL_URI and parsed["port"] == 8000 and parsed["load_format"] == "runai_streamer"
-    assert results[1]["parsed"]["tensor_parallel_size"] == 2 and results[1]["parsed"]["quantization"] is None
+    assert results[1]["parsed"]["tensor_parallel_size"] == 4 and results[1]["parsed"]["quantization"] is None
     assert results[0]["parsed"]["quantization"] == "awq_marlin" and results[0]["parsed"]["max_model_len"] == 4096
     assert not results[-1]["ok"] and "--model-len" in results[-1]["error"], results[-1]
 
