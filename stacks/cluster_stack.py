@@ -32,8 +32,8 @@ from aws_cdk import aws_eks_v2 as eks
 from constructs import Construct, IConstruct
 
 from app_config import AppConfig, versions
-from app_config.images import ImageSource
 from app_config.constants import INFERENCE_NAMESPACE, VLLM_NAME
+from app_config.images import ImageSource
 from cdk_constructs.controller_cleanup import ControllerCleanup, ControllerCleanupProps
 from cdk_constructs.eks_cluster import EksCluster, EksClusterProps
 from cdk_constructs.image_cache import ImageCache, ImageCacheProps, registry_host
@@ -83,7 +83,8 @@ class ClusterStack(cdk.Stack):
     Exposes ``eks`` (:class:`EksCluster`), ``cluster``, ``karpenter``, ``keda``,
     ``metrics_server``, ``vllm_identity`` (the vLLM Pod Identity role), ``gateway_image``,
     ``controllers`` (constructs the workloads wait on), ``workloads`` and ``cleanup``
-    (the teardown custom resource, or ``None`` when disabled/unavailable).
+    (the teardown custom resource, or ``None`` when disabled/unavailable), ``image_cache`` (the
+    ECR pull-through cache rules, or ``None`` with ``images.pull_through_cache: false``).
     """
 
     def __init__(
