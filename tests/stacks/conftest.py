@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from tests.stacks.upstream_charts import UPSTREAM_CHARTS, UpstreamChart
+from tests.support.cfn_graph import AppGraph
 from tests.support.deploy_rehearsal import RehearsalResult, rehearse
 
 
@@ -12,8 +13,19 @@ from tests.support.deploy_rehearsal import RehearsalResult, rehearse
 def rehearsal(default_app, tmp_path_factory) -> RehearsalResult:
     """Create, Update, Delete of every chart and manifest of the default Cluster template (real handler)."""
     cluster = default_app.stacks.cluster
-    template = default_app.templates[cluster.stack_name]
-    return rehearse(template, region=cluster.region, workdir=tmp_path_factory.mktemp("rehearsal"), charts=UPSTREAM_CHARTS)
+    return rehearse(
+        default_app.templates[cluster.stack_name],
+        region=cluster.region,
+        workdir=tmp_path_factory.mktemp("rehearsal"),
+        charts=UPSTREAM_CHARTS,
+        graph=app_graph(default_app),
+        stack=cluster.stack_name,
+    )
+
+
+def app_graph(default_app) -> AppGraph:
+    """CloudFormation's dependency graph of the default app (tests/support/cfn_graph.py)."""
+    return AppGraph.from_assembly(default_app.assembly)
 
 
 def fact_for(props: dict) -> UpstreamChart:

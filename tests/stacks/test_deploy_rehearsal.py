@@ -102,19 +102,22 @@ def test_b10_kedify_flavor_charts_create_through_the_real_handler(tmp_path_facto
     from app_config import config_from_dict
     from stacks.app_builder import build_app
     from tests.support.cdk_app import new_app
+    from tests.support.cfn_graph import AppGraph
     from tests.support.kubectl_handler import HELM_CHART_TYPE
 
     outdir = tmp_path_factory.mktemp("kedify-app")
     app = new_app(outdir)
     stacks = build_app(app, config_from_dict({"scaling": {"keda_flavor": "kedify"}}), nag=False)
-    template = app.synth().get_stack_by_name(stacks.cluster.stack_name).template
+    assembly = app.synth()
     result = rehearse(
-        template,
+        assembly.get_stack_by_name(stacks.cluster.stack_name).template,
         region=stacks.cluster.region,
         workdir=tmp_path_factory.mktemp("rehearsal-kedify"),
         charts=UPSTREAM_CHARTS,
         phases=("Create",),
         resource_types=(HELM_CHART_TYPE,),
+        graph=AppGraph.from_assembly(assembly),
+        stack=stacks.cluster.stack_name,
     )
     failures = result.failures()
     assert not failures, "\n\n".join(inv.describe() for inv in failures)

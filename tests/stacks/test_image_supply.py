@@ -11,8 +11,9 @@ import pytest
 
 from app_config import ConfigError, config_from_dict, versions
 from app_config.images import split_reference
-from tests.stacks.conftest import release_values
-from tests.support.kubectl_handler import ACCOUNT, HELM_CHART_TYPE, MANIFEST_TYPE, IntrinsicResolver, dependency_closure
+from tests.stacks.conftest import app_graph, release_values
+from tests.support.cfn_graph import ResourceId
+from tests.support.kubectl_handler import ACCOUNT, HELM_CHART_TYPE, MANIFEST_TYPE, IntrinsicResolver
 
 
 def _registry(region: str) -> str:
@@ -89,8 +90,9 @@ def test_b10_cache_rules_and_node_permissions(cluster_template) -> None:
     assert len(policy["Properties"]["Roles"]) == 2  # the system node group's and Karpenter's node roles
 
 
-def test_b10_every_release_waits_for_the_cache_rules(cluster_template) -> None:
+def test_b10_every_release_waits_for_the_cache_rules(default_app, cluster_template) -> None:
     resources = cluster_template["Resources"]
+    graph, stack = app_graph(default_app), default_app.stacks.cluster.stack_name
     rules = {lid for lid, r in resources.items() if r["Type"] == "AWS::ECR::PullThroughCacheRule"}
     pulling = [
         lid
@@ -98,7 +100,10 @@ def test_b10_every_release_waits_for_the_cache_rules(cluster_template) -> None:
         if r["Type"] == HELM_CHART_TYPE or (r["Type"] == MANIFEST_TYPE and '\\"image\\"' in json.dumps(r))
     ]
     assert len(pulling) >= 9
-    early = [lid for lid in pulling if not rules <= dependency_closure(resources, lid)]
+    early = [
+        lid for lid in pulling
+        if not all(graph.depends_on(ResourceId(stack, lid), ResourceId(stack, rule)) for rule in rules)
+    ]
     assert not early, f"may pull before the cache rules exist: {early}"
 
 

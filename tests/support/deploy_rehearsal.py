@@ -26,9 +26,10 @@ from tests.support.kubectl_handler import (
     Invocation,
     KubectlHandlerRunner,
     as_custom_resource_properties,
-    deployment_order,
+    creation_order,
     extract_tools,
 )
+from tests.support.cfn_graph import AppGraph
 from tests.support.upstream_registries import LoopbackRegistries, helm_homes
 
 VALUES_ECHO_SUFFIX = "-rehearsal-values"
@@ -104,6 +105,8 @@ def rehearse(
     charts: Sequence[ChartFact],
     phases: Sequence[str] = ("Create", "Update", "Delete"),
     resource_types: Sequence[str] = HANDLED_TYPES,
+    graph: AppGraph | None = None,
+    stack: str = "Rehearsal",
 ) -> RehearsalResult:
     """Run the real handler over ``template`` (see module docstring).
 
@@ -114,6 +117,8 @@ def rehearse(
         charts: upstream chart facts to publish on the loopback registries.
         phases: which request types to run.
         resource_types: which custom resource types to run (default: Helm charts and manifests).
+        graph / stack: the app's dependency graph and the template's stack name in it (default: a
+            graph of ``template`` alone, which then may not import from other stacks).
     """
     tools = extract_tools(workdir / "tools")
     oci_hosts = sorted({c.host for c in charts if c.is_oci})
@@ -133,7 +138,8 @@ def rehearse(
         env = reg.env(os.environ) | helm_homes(workdir / "lambda-helm")
         runner = KubectlHandlerRunner(tools, workdir / "runs", env=env, region=region)
         resolver = IntrinsicResolver(resources, region)
-        order = [lid for lid in deployment_order(resources) if resources[lid]["Type"] in resource_types]
+        graph = graph or AppGraph({stack: template})
+        order = creation_order(graph, stack, resource_types)
         props = {
             lid: as_custom_resource_properties(resolver.resolve(resources[lid].get("Properties", {})))
             for lid in order

