@@ -883,10 +883,12 @@ class AppConfig(_Model):
         if self.images.pull_through_cache:
             longest = max((cache_prefix(self.project_name, u) for u in CACHE_UPSTREAMS), key=len)
             if len(longest) > ECR_REPOSITORY_PREFIX_MAX:
-                raise ValueError(
-                    f"project_name {self.project_name!r} makes the ECR pull-through cache prefix {longest!r} "
-                    f"longer than {ECR_REPOSITORY_PREFIX_MAX} characters (the ECR API limit); shorten "
-                    "project_name or set images.pull_through_cache: false"
+                raise field_error(
+                    ("project_name",),
+                    self.project_name,
+                    f"{self.project_name!r} makes the ECR pull-through cache prefix {longest!r} longer than "
+                    f"{ECR_REPOSITORY_PREFIX_MAX} characters (the ECR API limit); shorten project_name or set "
+                    "images.pull_through_cache: false",
                 )
         return self
 
@@ -901,9 +903,10 @@ class AppConfig(_Model):
             return self  # no data on these families: nothing to check against
         smallest = smallest_instance(families, gpus)
         if smallest is None:
-            raise ValueError(
-                f"karpenter.gpu.instance_families {gpu.instance_families}: no instance type of these "
-                f"families has exactly {gpus} GPUs (vllm.gpus_per_pod)"
+            raise field_error(
+                ("karpenter", "gpu", "instance_families"),
+                gpu.instance_families,
+                f"no instance type of {gpu.instance_families} has exactly {gpus} GPUs (vllm.gpus_per_pod)",
             )
         replicas = self.scaling.max_replicas
         needed = {
@@ -915,9 +918,11 @@ class AppConfig(_Model):
         }
         for field_name, (need, have, each) in needed.items():
             if have < need:
-                raise ValueError(
-                    f"karpenter.gpu.{field_name} ({getattr(gpu, field_name)}) cannot hold scaling.max_replicas "
-                    f"({replicas}) nodes of the smallest allowed GPU instance {smallest.name} ({each} each)"
+                raise field_error(
+                    ("karpenter", "gpu", field_name),
+                    getattr(gpu, field_name),
+                    f"{getattr(gpu, field_name)} cannot hold scaling.max_replicas ({replicas}) nodes of the "
+                    f"smallest allowed GPU instance {smallest.name} ({each} each)",
                 )
         return self
 

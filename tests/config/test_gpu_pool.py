@@ -58,10 +58,10 @@ def test_b10_gpu_families_are_current_and_configurable() -> None:
     [
         ({"karpenter": {"gpu": {"limit_cpu": "lots"}}}, "karpenter.gpu.limit_cpu: 'lots' is not a Kubernetes quantity"),
         ({"karpenter": {"gpu": {"limit_memory": "1.6T B"}}}, "karpenter.gpu.limit_memory"),
-        ({"scaling": {"max_replicas": 200}}, "karpenter.gpu.limit_cpu (400) cannot hold scaling.max_replicas (200) nodes of the smallest allowed GPU instance g5.xlarge (4 vCPU each)"),
-        ({"karpenter": {"gpu": {"limit_memory": "100Gi"}}}, "karpenter.gpu.limit_memory (100Gi) cannot hold scaling.max_replicas (10)"),
-        ({"karpenter": {"gpu": {"limit_gpus": 5}}}, "karpenter.gpu.limit_gpus (5) cannot hold scaling.max_replicas (10)"),
-        ({"karpenter": {"gpu": {"instance_families": ["g6"]}}, "vllm": {"gpus_per_pod": 3}}, "no instance type of these families has exactly 3 GPUs"),
+        ({"scaling": {"max_replicas": 200}}, "karpenter.gpu.limit_cpu: 400 cannot hold scaling.max_replicas (200) nodes of the smallest allowed GPU instance g5.xlarge (4 vCPU each)"),
+        ({"karpenter": {"gpu": {"limit_memory": "100Gi"}}}, "karpenter.gpu.limit_memory: 100Gi cannot hold scaling.max_replicas (10)"),
+        ({"karpenter": {"gpu": {"limit_gpus": 5}}}, "karpenter.gpu.limit_gpus: 5 cannot hold scaling.max_replicas (10)"),
+        ({"karpenter": {"gpu": {"instance_families": ["g6"]}}, "vllm": {"gpus_per_pod": 3}}, "karpenter.gpu.instance_families: no instance type of ['g6'] has exactly 3 GPUs"),
     ],
 )
 def test_b10_gpu_pool_limits_fail_naming_the_field(data: dict, expected: str) -> None:

@@ -119,7 +119,7 @@ def test_b10_pull_through_cache_can_be_turned_off() -> None:
     "data, expected",
     [
         ({"images": {"docker_hub_secret": "dockerhub"}}, "images.docker_hub_secret"),
-        ({"project_name": "a-twenty-one-char-nam"}, "longer than 30 characters (the ECR API limit)"),
+        ({"project_name": "a-twenty-one-char-nam"}, "project_name: 'a-twenty-one-char-nam' makes the ECR pull-through cache prefix"),
     ],
 )
 def test_b10_bad_image_settings_fail_naming_the_field(data: dict, expected: str) -> None:
