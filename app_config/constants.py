@@ -81,8 +81,9 @@ SYSTEM_NODE_LABEL_VALUE = "system"
 AWS_LOAD_BALANCER_CONTROLLER_NAME = "aws-load-balancer-controller"  # release + ServiceAccount (kube-system)
 
 # --- S3 layout --------------------------------------------------------------------
-MODELS_PREFIX = "models"  # s3://<bucket>/models/<name>/
-COMPLETION_MANIFEST = ".qvllm-complete.json"  # written last by the model upload, only when all verified
+# The model upload's contract (services/model_upload/contract.py), re-exported here for the
+# stacks, charts and tools: s3://<bucket>/models/<name>/, and the manifest written last.
+from services.model_upload.contract import COMPLETION_MANIFEST, MODELS_PREFIX  # noqa: E402,F401
 
 # --- Tags -------------------------------------------------------------------------
 PROJECT_TAG_KEY = "qvllm:project"

@@ -102,13 +102,16 @@ class ModelStore(Construct):
     def grant_write_model(self, grantee: iam.IGrantable) -> iam.Grant:
         """Allow writing, reading and listing under the model prefix only (the upload handler).
 
+        ``s3:ListMultipartUploadParts`` (ListParts) lets a copy continue an unfinished upload.
+
         ``s3:ListBucketMultipartUploads`` (to abort an interrupted copy's uploads) gets its own
         statement on the bucket: ``s3:prefix`` is not a condition key of that action, so under the
         ListBucket prefix condition it would always be denied. The handler lists with
         ``Prefix=models/<name>/`` and may only abort uploads under that prefix.
         """
         grant = self._grant_prefix(
-            grantee, ["s3:PutObject", "s3:GetObject", "s3:DeleteObject", "s3:AbortMultipartUpload"]
+            grantee, ["s3:PutObject", "s3:GetObject", "s3:DeleteObject", "s3:AbortMultipartUpload",
+                      "s3:ListMultipartUploadParts"]
         )
         iam.Grant.add_to_principal(
             grantee=grantee, actions=["s3:ListBucketMultipartUploads"], resource_arns=[self.bucket.bucket_arn]

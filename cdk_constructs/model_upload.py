@@ -28,7 +28,6 @@ from aws_cdk import aws_iam as iam
 from aws_cdk import aws_secretsmanager as secretsmanager
 from constructs import Construct
 
-from app_config.constants import COMPLETION_MANIFEST, MODELS_PREFIX
 from app_config.model import ModelConfig
 from cdk_constructs.handler_provider import (
     HandlerProviderProps,
@@ -39,9 +38,7 @@ from cdk_constructs.model_store import ModelStore
 from cdk_constructs.nag import (
     acknowledge_wildcard_resources,
 )
-from services.model_upload import (
-    settings as upload_settings,  # stdlib only: no boto3 at synth
-)
+from services.model_upload import contract as upload_contract  # stdlib only: no boto3 at synth
 
 HANDLER_PACKAGE = "model_upload"  # services/model_upload, shipped as a package (relative imports)
 RESOURCE_TYPE = "Custom::ModelUpload"
@@ -87,11 +84,9 @@ class ModelUpload(Construct):
             secret = secretsmanager.Secret.from_secret_name_v2(self, "HfToken", model.hf_token_secret_name)
             secret.grant_read(self.role)
 
-        environment = {
-            upload_settings.ENV_COMPLETION_MANIFEST: COMPLETION_MANIFEST,
-            upload_settings.ENV_MODELS_PREFIX: MODELS_PREFIX,
-            upload_settings.ENV_WORKERS: str(upload_settings.DEFAULT_WORKERS),
-            upload_settings.ENV_PART_SIZE: str(upload_settings.DEFAULT_PART_SIZE),
+        environment = {  # the sizing below (memory, parts in flight) assumes these values
+            upload_contract.ENV_WORKERS: str(upload_contract.DEFAULT_WORKERS),
+            upload_contract.ENV_PART_SIZE: str(upload_contract.DEFAULT_PART_SIZE),
         }
         self.provider = handler_provider(self, HandlerProviderProps(
             package=HANDLER_PACKAGE,

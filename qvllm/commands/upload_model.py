@@ -22,15 +22,45 @@ from rich.progress import (
     DownloadColumn,
     MofNCompleteColumn,
     Progress,
+    ProgressColumn,
+    Task,
     TextColumn,
     TimeRemainingColumn,
     TransferSpeedColumn,
 )
+from rich.text import Text
 
 from app_config.constants import MODELS_PREFIX
 from app_config.model import DEFAULT_ALLOW_PATTERNS
+from services.model_upload.contract import DEFAULT_PART_SIZE, DEFAULT_WORKERS
 
 DEFAULT_HF_ENDPOINT = "https://huggingface.co"
+MIB = 1024 * 1024
+
+
+class _OnlyFor(ProgressColumn):
+    """Render ``column`` for the tasks of one kind (``bytes`` or ``files``) and nothing for the other."""
+
+    def __init__(self, kind: str, column: ProgressColumn) -> None:
+        super().__init__()
+        self.kind, self.column = kind, column
+
+    def render(self, task: Task) -> Text:  # type: ignore[override]
+        if task.fields.get("kind") != self.kind:
+            return Text("")
+        return self.column.render(task)  # type: ignore[return-value]
+
+
+def progress_columns() -> tuple[ProgressColumn, ...]:
+    """The bars' columns: files as ``done/total``; bytes with size, speed and time left."""
+    return (
+        TextColumn("{task.description:>5}"),
+        BarColumn(),
+        _OnlyFor("files", MofNCompleteColumn()),
+        _OnlyFor("bytes", DownloadColumn()),
+        _OnlyFor("bytes", TransferSpeedColumn()),
+        _OnlyFor("bytes", TimeRemainingColumn()),
+    )
 
 
 def _progress_adapter(progress: Progress):  # noqa: ANN202 - returns a CopyProgress subclass instance
@@ -38,16 +68,17 @@ def _progress_adapter(progress: Progress):  # noqa: ANN202 - returns a CopyProgr
     from services.model_upload.sources import FileEntry
 
     class RichProgress(CopyProgress):
-        """Two rich bars: bytes (with speed and ETA) and files."""
+        """Two rich bars: bytes stored in S3 (speed, time left) and files verified (a count)."""
 
         def __init__(self) -> None:
-            self.bytes_task = progress.add_task("bytes", total=None)
-            self.files_task = progress.add_task("files", total=None)
+            self.bytes_task = progress.add_task("bytes", total=None, kind="bytes")
+            self.files_task = progress.add_task("files", total=None, kind="files")
 
-        def on_plan(self, entries: Sequence[FileEntry], skipped: Sequence[str]) -> None:
+        def on_plan(self, entries: Sequence[FileEntry], skipped: Sequence[str], resumed_bytes: dict[str, int]) -> None:
             done = set(skipped)
-            progress.update(self.bytes_task, total=sum(e.size for e in entries),
-                            completed=sum(e.size for e in entries if e.path in done))
+            already = sum(e.size for e in entries if e.path in done) + sum(resumed_bytes.values())
+            # reset: the speed and time left count from now, not from bytes stored by an earlier run
+            progress.reset(self.bytes_task, total=sum(e.size for e in entries), completed=already)
             progress.update(self.files_task, total=len(entries), completed=len(done))
 
         def on_bytes(self, path: str, n: int) -> None:
@@ -75,19 +106,21 @@ def _progress_adapter(progress: Progress):  # noqa: ANN202 - returns a CopyProgr
 @click.option("--allow-pattern", "allow_patterns", multiple=True,
               help="File pattern to copy (repeatable). Default: safetensors, configs, tokenizer files.")
 @click.option("--all-files", is_flag=True, help="Copy every file of the source (no pattern filter).")
-@click.option("--workers", default=8, show_default=True, type=click.IntRange(1, 64), help="Files in parallel.")
-@click.option("--part-size-mb", default=32, show_default=True, type=click.IntRange(5, 5120),
+@click.option("--workers", default=DEFAULT_WORKERS, show_default=True, type=click.IntRange(1, 64),
+              help="Files in parallel (and twice as many parts in memory).")
+@click.option("--part-size-mb", default=DEFAULT_PART_SIZE // MIB, show_default=True, type=click.IntRange(5, 5120),
               help="Multipart part size in MiB.")
 def command(repo_id: str | None, revision: str, local_dir: Path | None, bucket: str, model_name: str | None,
             prefix: str | None, endpoint_url: str | None, region: str | None, hf_endpoint: str, token_env: str,
             allow_patterns: tuple[str, ...], all_files: bool, workers: int, part_size_mb: int) -> None:
     """Copy a model into s3://BUCKET/models/NAME/, verified, with a progress bar."""
     import boto3
-    from botocore.config import Config
+    from botocore.exceptions import BotoCoreError
 
     from services.model_upload.copy import copy_model
     from services.model_upload.errors import UploadError
     from services.model_upload.sources import HubSource, LocalSource
+    from services.model_upload.store import client_config
 
     if (repo_id is None) == (local_dir is None):
         raise click.UsageError("give exactly one of --repo-id or --local-dir")
@@ -104,16 +137,16 @@ def command(repo_id: str | None, revision: str, local_dir: Path | None, bucket: 
                   else HubSource(repo_id or "", revision, token=token, endpoint=hf_endpoint.rstrip("/")))
     except UploadError as exc:
         raise click.ClickException(str(exc)) from None
-    s3 = boto3.client("s3", endpoint_url=endpoint_url, region_name=region,
-                      config=Config(max_pool_connections=4 * workers, retries={"mode": "standard"}))
+    try:
+        s3 = boto3.client("s3", endpoint_url=endpoint_url, region_name=region, config=client_config(workers))
+    except (BotoCoreError, ValueError) as exc:
+        raise click.ClickException(f"cannot set up the S3 client ({exc}): check --endpoint-url and --region") from None
     console = Console(stderr=True)
-    columns = (TextColumn("{task.description:>5}"), BarColumn(), MofNCompleteColumn(), DownloadColumn(),
-               TransferSpeedColumn(), TimeRemainingColumn())
-    with Progress(*columns, console=console, transient=False) as progress:
+    with Progress(*progress_columns(), console=console, transient=False) as progress:
         try:
             manifest = copy_model(source, s3_client=s3, bucket=bucket, prefix=prefix, workers=workers,
                                   progress=_progress_adapter(progress), allow_patterns=patterns,
-                                  part_size=part_size_mb * 1024 * 1024)
+                                  part_size=part_size_mb * MIB)
         except UploadError as exc:
             raise click.ClickException(str(exc)) from None
     click.echo(

@@ -6,11 +6,13 @@ first file, so a gated repo, a bad token or a missing revision fails in seconds 
 ``is_complete`` then copies as much as fits in the invocation's time budget and returns
 ``IsComplete: false`` until every file is verified and the completion manifest is written.
 Progress lives in S3 (object metadata, see :mod:`.copy`), so each invocation resumes where the
-previous one stopped. Every exception propagates: the Provider framework's ``safeHandler``
-turns it into a FAILED response carrying the message as ``Reason`` at once (case B21; only
+previous one stopped. Every failure propagates as one line with the deploy's advice
+(:meth:`UploadError.reason` for :attr:`Audience.DEPLOY`): the Provider framework's
+``safeHandler`` turns it into a FAILED response carrying that line as ``Reason`` at once (only
 ``IsComplete: false`` makes its waiter ask again, an exception is not retried), and its total
 timeout (below one hour, set by the construct) ends any copy that cannot finish. Transient
-network faults are retried inside the invocation (urllib3 backoff, Range resume).
+network faults are retried inside the invocation (backoff with jitter, Range resume), and a
+large file stopped by the invocation's deadline continues in the next one from its last part.
 
 Update policy: **in place**. The physical id is the destination (``s3://bucket/models/<name>/``);
 a changed revision or pattern set keeps the id and copies into the same prefix:
@@ -37,28 +39,31 @@ Attributes: ``Revision`` (commit sha), ``ModelUri``, ``FileCount``, ``TotalBytes
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import boto3
-from botocore.config import Config
+from botocore.exceptions import BotoCoreError, ClientError
 
-from .copy import copy_step, purge_prefix, select_files
-from . import settings
-from .errors import ConfigurationError, redact
+from .contract import DEFAULT_PART_SIZE, DEFAULT_WORKERS, ENV_PART_SIZE, ENV_WORKERS
+from .copy import copy_step, preflight, purge_prefix
+from .errors import Audience, ConfigurationError, Remedy, UploadError
 from .sources import DEFAULT_HUB_ENDPOINT, HubSource
+from .store import client_config
 
 LOG = logging.getLogger(__name__)
 LOG.setLevel(logging.INFO)
 
 PHYSICAL_ID_PREFIX = "qvllm-model-upload:"
 # Read once per container (the functions' environment does not change between invocations).
-WORKERS = int(os.environ.get(settings.ENV_WORKERS, str(settings.DEFAULT_WORKERS)))
-PART_SIZE = int(os.environ.get(settings.ENV_PART_SIZE, str(settings.DEFAULT_PART_SIZE)))
+WORKERS = int(os.environ.get(ENV_WORKERS, DEFAULT_WORKERS))
+PART_SIZE = int(os.environ.get(ENV_PART_SIZE, DEFAULT_PART_SIZE))
 MIN_SAFETY_SECONDS = 120  # stop starting files this long (at least) before the Lambda timeout
 SAFETY_FRACTION = 0.4  # ... or this share of the remaining time, whichever is larger
 
@@ -118,8 +123,30 @@ class UploadProps:
         return f"s3://{self.bucket}/{self.prefix}"
 
 
+class DeployError(Exception):
+    """A failure as CloudFormation shows it: one line, the deploy's advice."""
+
+
+def _reported(handler: Callable[[dict[str, Any], Any], dict[str, Any]]) -> Callable[..., dict[str, Any]]:
+    """Turn every failure of ``handler`` into one :class:`DeployError` line (logged, never the token)."""
+
+    @functools.wraps(handler)
+    def wrapper(event: dict[str, Any], context: Any = None) -> dict[str, Any]:
+        try:
+            return handler(event, context)
+        except UploadError as exc:
+            reason = exc.reason(Audience.DEPLOY)
+        except Exception as exc:  # noqa: BLE001 - a bug: still one line for CloudFormation, trace in the log
+            LOG.exception("model upload failed unexpectedly")
+            reason = f"model upload failed unexpectedly ({type(exc).__name__}: {exc}); see the function's log"
+        LOG.error("model upload failed: %s", reason)
+        raise DeployError(reason) from None
+
+    return wrapper
+
+
 def _s3_client() -> Any:
-    return boto3.client("s3", config=Config(max_pool_connections=4 * WORKERS, retries={"mode": "standard"}))
+    return boto3.client("s3", config=client_config(WORKERS))
 
 
 def read_token(secret_name: str | None) -> str | None:
@@ -132,8 +159,12 @@ def read_token(secret_name: str | None) -> str | None:
         value = client.get_secret_value(SecretId=secret_name)["SecretString"]
     except client.exceptions.ResourceNotFoundException:
         raise ConfigurationError(
-            f"the Secrets Manager secret {secret_name!r} (model.hf_token_secret_name) does not exist"
-        ) from None
+            f"the Secrets Manager secret {secret_name!r} (model.hf_token_secret_name) does not exist",
+            "create it in the stack's region, or fix model.hf_token_secret_name") from None
+    except (ClientError, BotoCoreError) as exc:
+        raise ConfigurationError(f"cannot read the Secrets Manager secret {secret_name!r}: {exc}", Remedy.same(
+            "the upload role may read only the secret named by model.hf_token_secret_name; check the name and "
+            "its KMS key policy")) from None
     value = value.strip()
     if value.startswith("{"):
         try:
@@ -142,9 +173,8 @@ def read_token(secret_name: str | None) -> str | None:
             data = {}
         value = str(data.get("token") or data.get("HF_TOKEN") or "")
     if not value:
-        raise ConfigurationError(
-            f"the secret {secret_name!r} holds no token (plain string, or JSON with key 'token' or 'HF_TOKEN')"
-        )
+        raise ConfigurationError(f"the secret {secret_name!r} holds no token",
+                                 "store the token as a plain string, or as JSON with key 'token' or 'HF_TOKEN'")
     return value
 
 
@@ -159,16 +189,12 @@ def _deadline(context: Any) -> float | None:
     return time.monotonic() + remaining - max(MIN_SAFETY_SECONDS, SAFETY_FRACTION * remaining)
 
 
-def _fail(exc: Exception, token: str | None) -> None:
-    """Log the reason (never the token); the caller re-raises for the Provider framework."""
-    LOG.error("model upload failed: %s", redact(str(exc), token))
-
-
+@_reported
 def on_event(event: dict[str, Any], context: Any = None) -> dict[str, Any]:
     """Provider framework onEvent handler. Returns ``PhysicalResourceId`` and ``Data``.
 
     Raises:
-        UploadError (and subclasses): the Provider framework answers FAILED with the message.
+        DeployError: one line with the deploy's advice; the Provider framework answers FAILED with it.
     """
     request = event.get("RequestType")
     LOG.info("%s %s", request, event.get("LogicalResourceId"))
@@ -177,21 +203,9 @@ def on_event(event: dict[str, Any], context: Any = None) -> dict[str, Any]:
     if request not in ("Create", "Update"):
         raise ConfigurationError(f"unknown RequestType {request!r}")
     props = UploadProps.from_event(event)
-    token = None
-    try:
-        token = read_token(props.token_secret_name)
-        source = _source(props, props.revision, token)
-        snapshot = source.resolve()
-        entries = select_files(snapshot.files, props.allow_patterns)
-        if not entries:
-            raise ConfigurationError(
-                f"no file of repo {props.repo_id!r} at revision {props.revision!r} matches AllowPatterns "
-                f"{list(props.allow_patterns or [])} (model.allow_patterns)"
-            )
-        source.check_access(entries[0], snapshot.commit)
-    except Exception as exc:
-        _fail(exc, token)
-        raise
+    source = _source(props, props.revision, read_token(props.token_secret_name))
+    snapshot, entries = preflight(source, s3_client=_s3_client(), bucket=props.bucket, prefix=props.prefix,
+                                  allow_patterns=props.allow_patterns)
     return {
         "PhysicalResourceId": props.physical_id,
         "Data": {
@@ -220,10 +234,12 @@ def _on_delete(event: dict[str, Any]) -> dict[str, Any]:
     return {"PhysicalResourceId": physical}
 
 
+@_reported
 def is_complete(event: dict[str, Any], context: Any = None) -> dict[str, Any]:
     """Provider framework isComplete handler: copy within this invocation's budget.
 
-    Returns ``{"IsComplete": bool, "Data": {...}}``; raises on any failure (FAILED response).
+    Returns ``{"IsComplete": bool, "Data": {...}}``; raises :class:`DeployError` on any failure
+    (FAILED response).
     """
     if event.get("RequestType") == "Delete":
         return {"IsComplete": True}
@@ -231,22 +247,16 @@ def is_complete(event: dict[str, Any], context: Any = None) -> dict[str, Any]:
     commit = (event.get("Data") or {}).get("Revision")
     if not commit:
         raise ConfigurationError("isComplete event carries no Data.Revision from onEvent")
-    token = None
-    try:
-        token = read_token(props.token_secret_name)
-        result = copy_step(
-            _source(props, commit, token),
-            s3_client=_s3_client(),
-            bucket=props.bucket,
-            prefix=props.prefix,
-            allow_patterns=props.allow_patterns,
-            workers=WORKERS,
-            part_size=PART_SIZE,
-            deadline=_deadline(context),
-        )
-    except Exception as exc:
-        _fail(exc, token)
-        raise
+    result = copy_step(
+        _source(props, commit, read_token(props.token_secret_name)),
+        s3_client=_s3_client(),
+        bucket=props.bucket,
+        prefix=props.prefix,
+        allow_patterns=props.allow_patterns,
+        workers=WORKERS,
+        part_size=PART_SIZE,
+        deadline=_deadline(context),
+    )
     LOG.info("copied %d files (%d bytes), %d already verified, %d remaining", len(result.copied),
              result.bytes_copied, len(result.skipped), len(result.remaining))
     if not result.done:

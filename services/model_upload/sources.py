@@ -31,16 +31,20 @@ from urllib3.util import Retry, Timeout
 
 from .errors import (
     ConfigurationError,
+    Remedy,
     SourceAuthError,
     SourceNetworkError,
     SourceNotFoundError,
     redact,
 )
+from .retry import Backoff, parse_retry_after
 
 DEFAULT_HUB_ENDPOINT = "https://huggingface.co"
 READ_CHUNK = 1024 * 1024  # bytes per read() from a stream
-_RETRY_STATUSES = (429, 500, 502, 503, 504)
-_MAX_STREAM_RESUMES = 5
+_RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
+# Where the operator keeps the token, per audience (for the advice of 401/403 errors).
+_TOKEN_HOME = Remedy(cli="HF_TOKEN (or the variable named by --token-env)",
+                     deploy="a Secrets Manager secret named by model.hf_token_secret_name")
 
 
 @dataclass(frozen=True)
@@ -95,8 +99,8 @@ class Source(Protocol):
     def resolve(self) -> Snapshot:
         """List the files (and resolve the revision to a commit)."""
 
-    def open(self, entry: FileEntry, commit: str | None) -> Reader:
-        """Open ``entry`` for streaming."""
+    def open(self, entry: FileEntry, commit: str | None, start: int = 0, end: int | None = None) -> Reader:
+        """Open bytes ``[start, end)`` of ``entry`` (``end`` ``None``: to the end) for streaming."""
 
     def check_access(self, entry: FileEntry, commit: str | None) -> None:
         """Fail fast (auth/404) before any byte is written."""
@@ -114,10 +118,9 @@ class HubSource:
         revision: branch, tag or 40-hex commit; resolved to a commit by :meth:`resolve`.
         token: optional Hugging Face token (gated/private repos). Never logged or echoed.
         endpoint: hub base URL (tests point it at a local server).
-        retries: attempts for connection errors and 429/5xx answers (exponential backoff
-            ``backoff_factor * 2**n`` seconds, capped at 30 s, honouring ``Retry-After``).
-            401/403/404 are never retried.
-        backoff_factor: seconds, see ``retries``.
+        backoff: retries of connection errors, 429/5xx answers and broken streams (see
+            :mod:`.retry`: exponential backoff with jitter, ``Retry-After`` as a minimum, bounded
+            total time). 401/403/404 are never retried.
         timeout_seconds: connect and per-read timeout.
     """
 
@@ -125,8 +128,7 @@ class HubSource:
     revision: str = "main"
     token: str | None = field(default=None, repr=False)
     endpoint: str = DEFAULT_HUB_ENDPOINT
-    retries: int = 5
-    backoff_factor: float = 0.5
+    backoff: Backoff = field(default_factory=Backoff)
     timeout_seconds: float = 30.0
 
     def __post_init__(self) -> None:
@@ -140,25 +142,12 @@ class HubSource:
     def _http(self) -> urllib3.PoolManager:
         pool = self.__dict__.get("_pool")
         if pool is None:
-            retry_kw = dict(
-                total=None,  # each counter below applies on its own
-                connect=self.retries,
-                read=self.retries,
-                status=self.retries,
-                redirect=10,
-                backoff_factor=self.backoff_factor,
-                status_forcelist=_RETRY_STATUSES,
-                allowed_methods=frozenset({"GET", "HEAD"}),
-                raise_on_status=False,
-                respect_retry_after_header=True,
-            )
-            try:  # urllib3 2.x
-                retry = Retry(backoff_max=30, **retry_kw)
-            except TypeError:  # urllib3 1.26 (older Lambda runtimes): fixed 120 s cap
-                retry = Retry(**retry_kw)
+            # urllib3 only follows redirects (to the CDN; it drops Authorization on a cross-host
+            # one); every retry goes through self.backoff so waits grow and the total is bounded.
+            retry = Retry(total=None, connect=0, read=0, status=0, other=0, redirect=10, raise_on_status=False)
             pool = urllib3.PoolManager(
                 num_pools=8,
-                maxsize=32,
+                maxsize=64,
                 retries=retry,
                 timeout=Timeout(connect=self.timeout_seconds, read=self.timeout_seconds),
             )
@@ -178,21 +167,32 @@ class HubSource:
 
     def _request(self, method: str, url: str, *, what: str, headers: dict[str, str] | None = None,
                  stream: bool = False) -> urllib3.BaseHTTPResponse:
-        try:
-            resp = self._http.request(
-                method, url, headers=self._headers(headers), preload_content=not stream, redirect=True,
-                decode_content=False,
-            )
-        except Urllib3HTTPError as exc:
-            reason = redact(str(exc), self.token)
-            raise SourceNetworkError(
-                f"could not reach the Hugging Face hub at {self.endpoint} for {what} after "
-                f"{self.retries} retries with backoff: {reason}. Check network access (NAT, proxy, "
-                f"VPC endpoints) and retry."
-            ) from None
-        if resp.status >= 400:
-            self._raise_for_status(resp, what)
-        return resp
+        attempts = self.backoff.start()
+        while True:
+            try:
+                resp = self._http.request(
+                    method, url, headers=self._headers(headers), preload_content=not stream, redirect=True,
+                    decode_content=False,
+                )
+            except Urllib3HTTPError as exc:
+                if attempts.wait():
+                    continue
+                raise SourceNetworkError(
+                    f"could not reach the Hugging Face hub at {self.endpoint} for {what}: gave up after "
+                    f"{attempts.summary()} (last error: {redact(str(exc), self.token)})",
+                    "check network access to the hub (proxy, NAT, firewall) and run it again") from None
+            if resp.status in _RETRY_STATUSES:
+                retry_after = parse_retry_after(resp.headers.get("Retry-After"))
+                resp.drain_conn()
+                resp.release_conn()
+                if attempts.wait(retry_after):
+                    continue
+                raise SourceNetworkError(
+                    f"HTTP {resp.status} from the Hugging Face hub for {what} of {self._where()}: gave up after "
+                    f"{attempts.summary()}", "the hub is overloaded or rate-limiting; run it again later")
+            if resp.status >= 400:
+                self._raise_for_status(resp, what)
+            return resp
 
     def _raise_for_status(self, resp: urllib3.BaseHTTPResponse, what: str) -> None:
         code = resp.headers.get("X-Error-Code", "")
@@ -202,46 +202,46 @@ class HubSource:
         status = resp.status
         detail = f" (hub says: {message})" if message else ""
         page = f"{self.endpoint}/{self.repo_id}"
+        home = _TOKEN_HOME
         if code == "RepoNotFound":
             raise SourceNotFoundError(
                 f"HTTP {status}: {self._where()} not found: the repo does not exist, or it is private and "
-                f"{'the token cannot see it' if self.token else 'no token was given'}{detail}"
-            )
+                f"{'the token cannot see it' if self.token else 'no token was given'}{detail}",
+                Remedy(cli=f"check --repo-id, and for a private repo put a token in {home.cli}",
+                       deploy=f"check model.hf_repo_id, and for a private repo store a token in {home.deploy}"))
         if code == "RevisionNotFound":
             raise SourceNotFoundError(
-                f"HTTP {status}: revision {self.revision!r} not found in repo {self.repo_id!r}: use an "
-                f"existing branch, tag or commit sha{detail}"
-            )
+                f"HTTP {status}: revision {self.revision!r} not found in repo {self.repo_id!r}{detail}",
+                Remedy(cli="give --revision an existing branch, tag or commit sha",
+                       deploy="set model.revision to an existing branch, tag or commit sha"))
         if code == "EntryNotFound" or (status == 404 and what.startswith("file")):
-            raise SourceNotFoundError(f"HTTP {status}: {what} not found in {self._where()}{detail}")
+            raise SourceNotFoundError(f"HTTP {status}: {what} not found in {self._where()}{detail}",
+                                      "the revision changed while copying; run it again")
         if status == 401:
             if code == "GatedRepo" and not self.token:
                 raise SourceAuthError(
-                    f"HTTP 401: {self._where()} is gated and no Hugging Face token was given: store a "
-                    f"token of an account that accepted the terms at {page} in a Secrets Manager secret "
-                    f"and name it in model.hf_token_secret_name{detail}"
-                )
+                    f"HTTP 401: {self._where()} is gated and no Hugging Face token was given{detail}",
+                    Remedy(cli=f"accept the terms at {page} and put a token of that account in {home.cli}",
+                           deploy=f"accept the terms at {page} and store a token of that account in {home.deploy}"))
             if self.token:
                 raise SourceAuthError(
-                    f"HTTP 401: the Hugging Face token was rejected for {self._where()} (invalid or "
-                    f"expired): replace the token in the secret named by model.hf_token_secret_name{detail}"
-                )
+                    f"HTTP 401: the Hugging Face token was rejected for {self._where()} (invalid or expired){detail}",
+                    Remedy(cli=f"put a valid token in {home.cli}", deploy=f"replace the token in {home.deploy}"))
             raise SourceAuthError(
-                f"HTTP 401: {self._where()} needs a Hugging Face token (gated or private): set "
-                f"model.hf_token_secret_name{detail}"
-            )
+                f"HTTP 401: {self._where()} needs a Hugging Face token (gated or private){detail}",
+                Remedy(cli=f"put a token with read access in {home.cli}",
+                       deploy=f"store a token with read access in {home.deploy}"))
         if status == 403:
             raise SourceAuthError(
-                f"HTTP 403: the token's account has no access to {self._where()}: the model's terms are "
-                f"not accepted (gated repo) or the token lacks read permission; accept the terms at {page} "
-                f"with that account, or use a token with read access{detail}"
-            )
+                f"HTTP 403: the token's account has no access to {self._where()}: the model's terms are not "
+                f"accepted (gated repo) or the token lacks read permission{detail}",
+                Remedy(cli=f"accept the terms at {page} with that account, or put a token with read access in {home.cli}",
+                       deploy=f"accept the terms at {page} with that account, or store a token with read access "
+                              f"in {home.deploy}"))
         if status == 404:
             raise SourceNotFoundError(f"HTTP 404: {what} not found for {self._where()}{detail}")
-        raise SourceNetworkError(
-            f"HTTP {status} from the Hugging Face hub for {what} of {self._where()} after "
-            f"{self.retries} retries with backoff{detail}"
-        )
+        raise SourceNetworkError(f"HTTP {status} from the Hugging Face hub for {what} of {self._where()}{detail}",
+                                 "run it again; if it persists, check the hub's status page")
 
     # -- Source protocol ------------------------------------------------------------
     def describe(self) -> dict[str, str]:
@@ -260,10 +260,12 @@ class HubSource:
         try:
             info = json.loads(resp.data)
         except ValueError:
-            raise SourceNetworkError(f"the hub answered model info of {self._where()} with non-JSON") from None
+            raise SourceNetworkError(f"the hub answered model info of {self._where()} with non-JSON",
+                                     "check the hub endpoint URL") from None
         commit = info.get("sha")
         if not isinstance(commit, str) or len(commit) != 40:
-            raise SourceNetworkError(f"the hub's model info of {self._where()} has no commit sha")
+            raise SourceNetworkError(f"the hub's model info of {self._where()} has no commit sha",
+                                     "check the hub endpoint URL")
         files = []
         for sib in info.get("siblings") or []:
             lfs = sib.get("lfs") or None
@@ -271,8 +273,7 @@ class HubSource:
             if size is None:
                 raise SourceNetworkError(
                     f"the hub's model info of {self._where()} lists {sib.get('rfilename')!r} without a "
-                    f"size (blobs=true not honoured)"
-                )
+                    f"size (blobs=true not honoured)", "check the hub endpoint URL")
             files.append(FileEntry(
                 path=sib["rfilename"],
                 size=int(size),
@@ -290,52 +291,67 @@ class HubSource:
         resp.drain_conn()
         resp.release_conn()
 
-    def open(self, entry: FileEntry, commit: str | None) -> Reader:
-        """Stream the file, following redirects; resumes with ``Range`` after a dropped connection."""
-        return _HubReader(self, self._resolve_url(entry, commit), entry)
+    def open(self, entry: FileEntry, commit: str | None, start: int = 0, end: int | None = None) -> Reader:
+        """Stream bytes ``[start, end)`` (a ``Range`` request unless the whole file), following
+        redirects; a broken stream is reopened at the current offset with ``Range``."""
+        return _HubReader(self, self._resolve_url(entry, commit), entry, start, entry.size if end is None else end)
 
 
 class _HubReader:
-    """Reads a resolve URL; on a broken stream reopens at the current offset with Range."""
+    """Reads a byte range of a resolve URL; on a broken stream reopens at the current offset."""
 
-    def __init__(self, source: HubSource, url: str, entry: FileEntry) -> None:
+    def __init__(self, source: HubSource, url: str, entry: FileEntry, start: int, end: int) -> None:
         self._source = source
         self._url = url
         self._entry = entry
-        self._offset = 0
-        self._resumes = 0
+        self._offset = start
+        self._end = end
+        self._attempts = source.backoff.start()
         self._resp: urllib3.BaseHTTPResponse | None = None
 
     def _open(self) -> urllib3.BaseHTTPResponse:
-        extra = {"Range": f"bytes={self._offset}-"} if self._offset else None
+        ranged = self._offset > 0 or self._end < self._entry.size
+        extra = {"Range": f"bytes={self._offset}-{self._end - 1}"} if ranged else None
         resp = self._source._request("GET", self._url, what=f"file {self._entry.path!r}", headers=extra, stream=True)
-        if self._offset and resp.status != 206:
+        if ranged and resp.status != 206:
             resp.release_conn()
             raise SourceNetworkError(
-                f"the hub ignored a Range request while resuming {self._entry.path!r} (HTTP {resp.status})"
-            )
+                f"the hub ignored a Range request for {self._entry.path!r} (HTTP {resp.status})",
+                "use a hub endpoint (or mirror) that honours Range requests")
         return resp
 
+    def _broken(self, why: str) -> None:
+        if self._resp is not None:
+            self._resp.release_conn()
+            self._resp = None
+        if not self._attempts.wait():
+            raise SourceNetworkError(
+                f"the stream of {self._entry.path!r} broke at byte {self._offset} ({why}): gave up after "
+                f"{self._attempts.summary()} without progress",
+                "check the network's stability and run it again (verified parts are kept)")
+
     def read(self, n: int) -> bytes:
+        """Up to ``n`` bytes; ``b""`` at the end of the range."""
+        n = min(n, self._end - self._offset)
+        if n <= 0:
+            return b""
         while True:
             if self._resp is None:
                 self._resp = self._open()
             try:
                 data = self._resp.read(n, decode_content=False)
-            except Urllib3HTTPError as exc:
-                self._resp.release_conn()
-                self._resp = None
-                self._resumes += 1
-                if self._resumes > _MAX_STREAM_RESUMES:
-                    raise SourceNetworkError(
-                        f"stream of {self._entry.path!r} broke {self._resumes} times (last: "
-                        f"{redact(str(exc), self._source.token)}); check network stability and retry"
-                    ) from None
+            except (Urllib3HTTPError, OSError) as exc:
+                self._broken(redact(str(exc), self._source.token))
                 continue
+            if not data:
+                self._broken("the connection closed early")
+                continue
+            self._attempts.progressed()
             self._offset += len(data)
             return data
 
     def close(self) -> None:
+        """Release the connection."""
         if self._resp is not None:
             self._resp.release_conn()
             self._resp = None
@@ -383,9 +399,29 @@ class LocalSource:
         if not os.access(target, os.R_OK):
             raise SourceNotFoundError(f"local file {str(target)!r} is missing or unreadable")
 
-    def open(self, entry: FileEntry, commit: str | None) -> BinaryIO:
-        """Open the file for binary reading."""
+    def open(self, entry: FileEntry, commit: str | None, start: int = 0, end: int | None = None) -> Reader:
+        """Open bytes ``[start, end)`` of the file."""
         try:
-            return (self._root() / entry.path).open("rb")
+            fh = (self._root() / entry.path).open("rb")
         except OSError as exc:
             raise SourceNotFoundError(f"cannot open local file {entry.path!r}: {exc}") from None
+        fh.seek(start)
+        return _FileRange(fh, (entry.size if end is None else end) - start)
+
+
+class _FileRange:
+    """At most ``left`` bytes of an open file."""
+
+    def __init__(self, fh: BinaryIO, left: int) -> None:
+        self._fh = fh
+        self._left = left
+
+    def read(self, n: int) -> bytes:
+        """Up to ``n`` bytes; ``b""`` at the end of the range."""
+        data = self._fh.read(min(n, self._left)) if self._left > 0 else b""
+        self._left -= len(data)
+        return data
+
+    def close(self) -> None:
+        """Close the file."""
+        self._fh.close()

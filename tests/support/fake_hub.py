@@ -26,9 +26,13 @@ forced with :class:`HubFile`. :class:`SyntheticFile` content is generated on the
 in memory) so a few hundred MB exercise multipart uploads.
 
 Fault injection, per file path (all counted down per request): :meth:`FakeHub.fail` (answer a
-status), :meth:`FakeHub.drop` (close the connection after N body bytes), :meth:`FakeHub.corrupt`
-(flip one byte). :attr:`FakeHub.downloads` counts body GETs per path; :attr:`FakeHub.log`
-records ``(method, path, authorization-present)`` of every request (never the token itself).
+status, optionally with ``Retry-After``), :meth:`FakeHub.drop` (close the connection after N body
+bytes), :meth:`FakeHub.corrupt` (flip one byte); and for every request :meth:`FakeHub.outage`
+(close every connection unanswered for a while, like a network outage).
+:attr:`FakeHub.downloads` counts body GETs per path, :attr:`FakeHub.bytes_served` the body bytes
+sent per path; :attr:`FakeHub.log` records ``(method, path, authorization-present)`` of every
+request (never the token itself) and :attr:`FakeHub.body_times` the ``time.monotonic()`` of each
+body request per path.
 """
 
 from __future__ import annotations
@@ -40,6 +44,7 @@ import re
 import socket
 import struct
 import threading
+import time
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -152,7 +157,10 @@ class FakeHub:
         self.repos: dict[str, _Repo] = {}
         self.valid_tokens: set[str] = set()
         self.downloads: Counter[str] = Counter()
+        self.bytes_served: Counter[str] = Counter()
+        self.body_times: dict[str, list[float]] = {}
         self.log: list[tuple[str, str, bool]] = []
+        self._outage_until = 0.0
         self._faults_fail: dict[str, list[int]] = {}
         self._faults_drop: dict[str, list[int]] = {}
         self._faults_corrupt: dict[str, int] = {}
@@ -190,9 +198,13 @@ class FakeHub:
         return repo.commits[repo.refs.get(revision, revision)][path].sha256
 
     # -- faults ----------------------------------------------------------------------
-    def fail(self, path: str, status: int, times: int = 1) -> None:
-        """Answer the next ``times`` body requests for ``path`` with ``status``."""
-        self._faults_fail[path] = [status, times]
+    def fail(self, path: str, status: int, times: int = 1, retry_after: int | None = None) -> None:
+        """Answer the next ``times`` body requests for ``path`` with ``status`` (and ``Retry-After``)."""
+        self._faults_fail[path] = [status, times, retry_after]
+
+    def outage(self, seconds: float) -> None:
+        """From now on for ``seconds``, close every new connection's request unanswered."""
+        self._outage_until = time.monotonic() + seconds
 
     def drop(self, path: str, after_bytes: int, times: int = 1) -> None:
         """Close the connection after ``after_bytes`` body bytes, ``times`` times."""
@@ -207,6 +219,7 @@ class FakeHub:
         self._faults_fail.clear()
         self._faults_drop.clear()
         self._faults_corrupt.clear()
+        self._outage_until = 0.0
 
     # -- server ----------------------------------------------------------------------
     def __enter__(self) -> "FakeHub":
@@ -236,9 +249,9 @@ _RANGE_RE = re.compile(r"^bytes=(\d+)-(\d*)$")
 
 
 class _HubError(Exception):
-    def __init__(self, status: int, code: str, message: str) -> None:
+    def __init__(self, status: int, code: str, message: str, retry_after: int | None = None) -> None:
         super().__init__(message)
-        self.status, self.code, self.message = status, code, message
+        self.status, self.code, self.message, self.retry_after = status, code, message, retry_after
 
 
 class _HubHandler(BaseHTTPRequestHandler):
@@ -265,6 +278,8 @@ class _HubHandler(BaseHTTPRequestHandler):
         self.send_header("Content-Type", "application/json")
         self.send_header("X-Error-Code", err.code)
         self.send_header("X-Error-Message", err.message)
+        if err.retry_after is not None:
+            self.send_header("Retry-After", str(err.retry_after))
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
         self.wfile.write(body)
@@ -297,6 +312,10 @@ class _HubHandler(BaseHTTPRequestHandler):
     def _dispatch(self, body: bool) -> None:
         url = urlsplit(self.path)
         self.fake.log.append((self.command, url.path, "Authorization" in self.headers))
+        if time.monotonic() < self.fake._outage_until:
+            self.close_connection = True
+            self.connection.shutdown(socket.SHUT_RDWR)
+            return
         try:
             if m := _INFO_RE.match(url.path):
                 self._model_info(m.group(1), m.group(2), "blobs=true" in url.query or
@@ -357,10 +376,11 @@ class _HubHandler(BaseHTTPRequestHandler):
         if body:
             with fake._lock:
                 fake.downloads[entry.path] += 1
+                fake.body_times.setdefault(entry.path, []).append(time.monotonic())
                 fail = fake._faults_fail.get(entry.path)
                 if fail and fail[1] > 0:
                     fail[1] -= 1
-                    raise _HubError(fail[0], "", f"injected HTTP {fail[0]}")
+                    raise _HubError(fail[0], "", f"injected HTTP {fail[0]}", fail[2])
                 drop = fake._faults_drop.get(entry.path)
                 drop_after = None
                 if drop and drop[1] > 0:
@@ -395,10 +415,15 @@ class _HubHandler(BaseHTTPRequestHandler):
                 buf[corrupt_at - pos] ^= 0xFF
                 piece = bytes(buf)
             if drop_after is not None and pos + len(piece) > start + drop_after:
-                self.wfile.write(piece[:max(0, start + drop_after - pos)])
+                piece = piece[:max(0, start + drop_after - pos)]
+                self.wfile.write(piece)
                 self.wfile.flush()
+                with fake._lock:
+                    fake.bytes_served[entry.path] += len(piece)
                 self.close_connection = True
                 self.connection.shutdown(socket.SHUT_RDWR)
                 return
             self.wfile.write(piece)
+            with fake._lock:
+                fake.bytes_served[entry.path] += len(piece)
             pos += len(piece)

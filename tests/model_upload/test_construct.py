@@ -12,6 +12,7 @@ from aws_cdk import assertions
 from cdk_nag import AwsSolutionsChecks
 
 from app_config import config_from_dict
+from services.model_upload import contract
 from stacks.model_store_stack import ModelStoreStack
 from tests.support.cdk_app import new_app
 
@@ -77,7 +78,9 @@ def test_handlers_are_python_arm64_sized_for_throughput(synthesized: Any) -> Non
     assert set(by_handler) == {"model_upload.handler.on_event", "model_upload.handler.is_complete"}
     for fn in functions:
         assert fn["Runtime"] == "python3.14" and fn["Architectures"] == ["arm64"]
-        assert fn["Environment"]["Variables"]["QVLLM_COMPLETION_MANIFEST"] == ".qvllm-complete.json"
+        # the sizing the construct chose memory for; the S3 layout ships in the asset (contract.py)
+        assert fn["Environment"]["Variables"] == {
+            contract.ENV_WORKERS: str(contract.DEFAULT_WORKERS), contract.ENV_PART_SIZE: str(contract.DEFAULT_PART_SIZE)}
     copy = by_handler["model_upload.handler.is_complete"]
     assert copy["Timeout"] == 900 and copy["MemorySize"] >= 3008
 
@@ -95,7 +98,8 @@ def test_least_privilege_model_prefix_and_named_secret_only(synthesized: Any) ->
     _, template = synthesized
     statements = _statements(template)
     every_action = {a for st in statements for a in (st["Action"] if isinstance(st["Action"], list) else [st["Action"]])}
-    assert {"s3:PutObject", "s3:ListBucket", "s3:ListBucketMultipartUploads", "secretsmanager:GetSecretValue"} <= every_action
+    assert {"s3:PutObject", "s3:ListBucket", "s3:ListBucketMultipartUploads", "s3:ListMultipartUploadParts",
+            "secretsmanager:GetSecretValue"} <= every_action
     (abort,) = [st for st in statements if "s3:AbortMultipartUpload" in st["Action"]]
     assert "/models/tiny/*" in json.dumps(abort["Resource"])
     for st in statements:
@@ -131,5 +135,6 @@ def test_asset_holds_only_the_handler_package(synthesized: Any) -> None:
     assets = [p for p in Path(outdir).glob("asset.*") if (p / "model_upload" / "handler.py").exists()]
     assert assets, "the model_upload package is in an asset"
     names = {p.relative_to(assets[0]).as_posix() for p in assets[0].rglob("*")}
-    assert names >= {"model_upload", "model_upload/handler.py", "model_upload/copy.py", "model_upload/sources.py"}
+    assert names >= {"model_upload", "model_upload/handler.py", "model_upload/copy.py", "model_upload/sources.py",
+                     "model_upload/contract.py"}
     assert not any(n.startswith(("gateway", "teardown")) or "__pycache__" in n for n in names)

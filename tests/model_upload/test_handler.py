@@ -13,11 +13,12 @@ import pytest
 from app_config.constants import COMPLETION_MANIFEST
 from services.model_upload import handler
 from services.model_upload.copy import read_manifest
+from services.model_upload.retry import Backoff
 from services.model_upload.sources import HubSource
 from tests.support.fake_hub import FakeHub
 from tests.support.moto_server import MOTO_CLIENT_KWARGS, moto_env
-from tests.upload.conftest import keys_under
-from tests.upload.provider_framework import CREATE_FAILED_MARKER, Harness, provider_harness
+from tests.model_upload.conftest import keys_under
+from tests.model_upload.provider_framework import CREATE_FAILED_MARKER, Harness, provider_harness
 
 PREFIX = "models/tiny/"
 
@@ -31,7 +32,8 @@ def lambda_env(moto_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(boto3, "DEFAULT_SESSION", None)
     # fast backoff for the tests; the production default stays 0.5 s
     monkeypatch.setattr(handler, "_source", lambda props, rev, token: HubSource(
-        props.repo_id, rev, token=token, endpoint=props.hub_endpoint, backoff_factor=0.01))
+        props.repo_id, rev, token=token, endpoint=props.hub_endpoint,
+        backoff=Backoff(base_s=0.01, cap_s=0.05, max_attempts=6, budget_s=5)))
 
 
 @pytest.fixture()

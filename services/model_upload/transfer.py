@@ -1,0 +1,303 @@
+"""Copy one file from the source into S3, verified.
+
+* A file of at most one part, or kept in git (no published sha256, at most
+  :data:`MAX_GIT_FILE_BYTES`), is read whole, verified, and PUT once with its digests as metadata.
+* A larger file is a multipart upload. Its parts are downloaded in parallel, each with its own
+  ``Range`` request, and uploaded as they arrive; the file's sha256 is fed the parts in order
+  (a part that arrives early waits in memory). When a part is both in S3 and hashed, its
+  :class:`~.resume.PartRecord` is written, so a later run continues after it (see
+  :mod:`.resume`). At most ``slots`` parts are in memory across all files. The upload is
+  completed only when the whole file's sha256 and size match the published ones; a mismatch
+  aborts the upload and drops its records, so corrupt bytes never become an object.
+
+A transfer stops between parts when another file failed (:class:`TransferCancelled`) or the
+step's deadline passed (:class:`DeadlineReached`); the parts in flight finish and are recorded,
+so the file resumes there next time.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Sequence
+
+from .errors import ConfigurationError, VerificationError
+from .manifest import ManifestFile
+from .plan import META_COMMIT, META_GIT_OID, META_SHA256, part_size_for, read_verified
+from .resume import PartRecord, ResumePoint, record_key, records_prefix
+from .sha256state import Sha256State
+from .sources import READ_CHUNK, FileEntry, Source
+from .store import Store
+from .verify import Digests, check_not_lfs_pointer
+
+MAX_GIT_FILE_BYTES = 64 * 1024 * 1024  # non-LFS files are read whole; the hub keeps files over 10 MB in LFS
+
+
+class TransferCancelled(Exception):
+    """The transfer stopped between parts because another file of the step failed."""
+
+
+class DeadlineReached(Exception):
+    """The transfer stopped between parts because the step's deadline passed (it resumes later)."""
+
+
+class CopyProgress:
+    """Progress callbacks (no-op base class), called from worker threads.
+
+    ``on_plan`` once after planning; ``on_bytes`` when bytes are stored in S3 (a part, or a
+    small file); ``on_file_done`` when a file is verified and complete.
+    """
+
+    def on_plan(self, entries: Sequence[FileEntry], skipped: Sequence[str], resumed_bytes: dict[str, int]) -> None:
+        """``entries`` selected; ``skipped`` already verified; ``resumed_bytes`` already in S3 per resumed file."""
+
+    def on_bytes(self, path: str, n: int) -> None:
+        """``n`` more bytes of ``path`` stored."""
+
+    def on_file_done(self, path: str) -> None:
+        """``path`` verified and stored."""
+
+
+@dataclass
+class Transfers:
+    """What the file transfers of one step share.
+
+    Attributes:
+        source, commit, store, prefix: from where, to where.
+        part_size: bytes per part (grown for files over 10,000 parts).
+        slots: parts in memory at once, across files (memory bound ``slots * part_size``).
+        progress: callbacks.
+        deadline: ``time.monotonic()`` after which no part is started (``None``: none).
+        cancel: set when a file failed; the others stop between parts.
+    """
+
+    source: Source
+    commit: str | None
+    store: Store
+    prefix: str
+    part_size: int
+    slots: int
+    progress: CopyProgress
+    deadline: float | None = None
+    cancel: threading.Event = field(default_factory=threading.Event)
+
+    def __post_init__(self) -> None:
+        self._slots = threading.BoundedSemaphore(self.slots)
+        self._pool = ThreadPoolExecutor(max_workers=self.slots, thread_name_prefix="part")
+
+    def close(self) -> None:
+        """Stop the part threads (after the files are done)."""
+        self._pool.shutdown(wait=True)
+
+    def check_go(self) -> None:
+        """Raise :class:`TransferCancelled` / :class:`DeadlineReached` if the step should stop."""
+        if self.cancel.is_set():
+            raise TransferCancelled()
+        if self.deadline is not None and time.monotonic() >= self.deadline:
+            raise DeadlineReached()
+
+    def metadata(self, entry: FileEntry, sha256: str) -> dict[str, str]:
+        """Object metadata: the digests the object was verified against, and the commit."""
+        meta = {META_SHA256: sha256}
+        if entry.git_oid:
+            meta[META_GIT_OID] = entry.git_oid
+        if self.commit:
+            meta[META_COMMIT] = self.commit
+        return meta
+
+    def copy(self, entry: FileEntry, resume: ResumePoint | None) -> ManifestFile:
+        """Copy ``entry``; returns its manifest entry. Raises UploadError, TransferCancelled, DeadlineReached."""
+        self.check_go()
+        if entry.sha256 is None or entry.size <= part_size_for(entry, self.part_size):
+            return self._copy_whole(entry)
+        return _Multipart(self, entry, resume).run()
+
+    def _copy_whole(self, entry: FileEntry) -> ManifestFile:
+        if entry.sha256 is None and entry.size > MAX_GIT_FILE_BYTES:
+            raise ConfigurationError(
+                f"{entry.path}: {entry.size} bytes without a published sha256 (not in Git LFS); refusing to read it "
+                f"whole", "store large files in Git LFS")
+        body, digest = read_verified(self.source, entry, self.commit, max(MAX_GIT_FILE_BYTES, self.part_size))
+        self.store.put(self.prefix + entry.path, body, metadata=self.metadata(entry, digest))
+        self.progress.on_bytes(entry.path, entry.size)
+        self.progress.on_file_done(entry.path)
+        return ManifestFile(entry.path, entry.size, digest)
+
+    def run_part(self, fn, *args) -> Future:  # type: ignore[no-untyped-def]
+        """Take a memory slot (waiting, but stopping if the step stops) and run ``fn`` in the part pool.
+
+        The part releases the slot when its record is written or it failed (see :class:`_Multipart`).
+        """
+        while not self._slots.acquire(timeout=0.2):
+            self.check_go()
+        try:
+            return self._pool.submit(fn, *args)
+        except BaseException:
+            self._slots.release()
+            raise
+
+    def release_slot(self) -> None:
+        """A part left memory."""
+        self._slots.release()
+
+
+class _Multipart:
+    """One file's multipart upload, new or resumed."""
+
+    def __init__(self, t: Transfers, entry: FileEntry, resume: ResumePoint | None) -> None:
+        self.t = t
+        self.entry = entry
+        self.key = t.prefix + entry.path
+        self.part_size = part_size_for(entry, t.part_size)
+        self.count = -(-entry.size // self.part_size)
+        if resume is not None and resume.part_size == self.part_size:
+            self.upload_id = resume.upload_id
+            self.etags: dict[int, str] = {i + 1: etag for i, etag in enumerate(resume.etags)}
+            state: Sha256State | None = resume.state
+        else:
+            assert entry.sha256  # multipart only for files with a published sha256 (metadata set up front)
+            self.upload_id = t.store.create_upload(self.key, t.metadata(entry, entry.sha256))
+            self.etags = {}
+            state = None
+        self.first = len(self.etags) + 1
+        self.digests = Digests(entry, state)
+        self.lock = threading.Lock()
+        self.pending: dict[int, bytearray] = {}  # downloaded, waiting for the earlier parts to be hashed
+        self.next_to_hash = self.first
+        self.hashing = False
+        self.states: dict[int, Sha256State | None] = {}  # hashed, not yet recorded
+        self.uploaded: dict[int, str] = {}  # in S3, not yet recorded
+        self.released: set[int] = set()  # parts whose memory slot is free again
+
+    # -- one part (runs in the part pool) ----------------------------------------------------
+    def _part(self, number: int) -> None:
+        start = (number - 1) * self.part_size
+        end = min(self.entry.size, start + self.part_size)
+        try:
+            body = self._download(start, end)
+            if number == 1:
+                check_not_lfs_pointer(self.entry, body)
+            self._hash_in_order(number, body)
+            etag = self.t.store.upload_part(self.key, self.upload_id, number, body)
+            del body
+            self.t.progress.on_bytes(self.entry.path, end - start)
+            with self.lock:
+                self.uploaded[number] = etag
+            self._record_ready()
+        except BaseException:
+            self._release(number)
+            raise
+
+    def _download(self, start: int, end: int) -> bytearray:
+        body = bytearray(end - start)
+        view = memoryview(body)
+        reader = self.t.source.open(self.entry, self.t.commit, start, end)
+        try:
+            pos = 0
+            while pos < len(body):
+                chunk = reader.read(min(READ_CHUNK * 8, len(body) - pos))
+                if not chunk:
+                    raise VerificationError(f"{self.entry.path}: the source ended at byte {start + pos}, it published "
+                                            f"{self.entry.size}", "run it again")
+                view[pos:pos + len(chunk)] = chunk
+                pos += len(chunk)
+        finally:
+            reader.close()
+        return body
+
+    def _hash_in_order(self, number: int, body: bytearray) -> None:
+        """Queue ``body``; hash every queued part that is next in order (one thread at a time)."""
+        with self.lock:
+            self.pending[number] = body
+            if self.hashing:
+                return
+            self.hashing = True
+        while True:
+            with self.lock:
+                ready = self.pending.pop(self.next_to_hash, None)
+                if ready is None:
+                    self.hashing = False
+                    return
+                current = self.next_to_hash
+            try:
+                self.digests.update(ready)
+            except BaseException:
+                with self.lock:
+                    self.hashing = False
+                raise
+            state = self.digests.sha256.state() if self.digests.length % 64 == 0 else None
+            with self.lock:
+                self.states[current] = state
+                self.next_to_hash += 1
+
+    def _record_ready(self) -> None:
+        """Write the records of parts both hashed and uploaded; each one's memory slot is then free."""
+        with self.lock:
+            ready = sorted(n for n in self.uploaded if n in self.states)
+            done = [(n, self.uploaded.pop(n), self.states.pop(n)) for n in ready]
+            for n, etag, _ in done:
+                self.etags[n] = etag
+        for n, etag, state in done:
+            size = min(self.entry.size, n * self.part_size) - (n - 1) * self.part_size
+            record = PartRecord(self.upload_id, n, size, etag, str(self.entry.sha256), self.part_size, state)
+            try:
+                self.t.store.put(record_key(self.t.prefix, self.entry.path, n), record.to_json(),
+                                 content_type="application/json")
+            finally:
+                self._release(n)
+
+    def _release(self, number: int) -> None:
+        """Part ``number`` left memory: free its slot (once)."""
+        with self.lock:
+            if number in self.released:
+                return
+            self.released.add(number)
+            self.pending.pop(number, None)
+        self.t.release_slot()
+
+    # -- the file ---------------------------------------------------------------------------
+    def run(self) -> ManifestFile:
+        futures: list[Future] = []
+        try:
+            for number in range(self.first, self.count + 1):
+                failed = next((f for f in futures if f.done() and f.exception() is not None), None)
+                if failed is not None:
+                    raise failed.exception()  # type: ignore[misc]
+                self.t.check_go()
+                futures.append(self.t.run_part(self._part, number))
+        finally:
+            errors = [exc for f in futures if (exc := _wait(f)) is not None]
+            for number in range(self.first, self.first + len(futures)):
+                self._release(number)  # parts that waited for a failed earlier part
+        if errors:
+            first = next((e for e in errors if not isinstance(e, (TransferCancelled, DeadlineReached))), errors[0])
+            if isinstance(first, VerificationError):
+                self._discard()
+            raise first
+        try:
+            sha256 = self.digests.verify()  # before completing: a mismatch never becomes an object
+        except VerificationError:
+            self._discard()
+            raise
+        self.t.store.complete_upload(self.key, self.upload_id, [self.etags[n] for n in range(1, self.count + 1)])
+        self._drop_records()
+        self.t.progress.on_file_done(self.entry.path)
+        return ManifestFile(self.entry.path, self.entry.size, sha256)
+
+    def _discard(self) -> None:
+        """Bad bytes: abort the upload and drop its records (the next run starts the file over)."""
+        self.t.store.abort_upload(self.key, self.upload_id)
+        self._drop_records()
+
+    def _drop_records(self) -> None:
+        self.t.store.delete(sorted(self.t.store.list_keys(records_prefix(self.t.prefix, self.entry.path))))
+
+
+def _wait(future: Future) -> BaseException | None:
+    try:
+        future.result()
+    except BaseException as exc:  # noqa: BLE001 - collected, the first real one is raised
+        return exc
+    return None
