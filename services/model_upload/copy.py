@@ -241,7 +241,7 @@ def copy_step(
     if plan.complete:
         progress.on_plan(plan.entries, skipped, {})
         return StepResult(True, plan.manifest, plan.commit, (), skipped, (), 0, plan.total_bytes)
-    progress.on_plan(plan.entries, skipped, {path: point.offset for path, point in plan.resume.items()})
+    progress.on_plan(plan.entries, skipped, {path: point.stored_bytes for path, point in plan.resume.items()})
     copied = _transfer(plan, source, store, prefix, workers=workers, part_size=part_size, progress=progress,
                        deadline=deadline)
     files = {**plan.verified, **copied}

@@ -1,18 +1,26 @@
-"""Resume inside a file: the record kept beside each part of an unfinished multipart upload.
+"""Resume inside a file: the sha256 state recorded beside each part of an unfinished upload.
 
-A large file goes to S3 as a multipart upload, one part per ``part_size`` bytes. When a part is
-in S3 *and* the file's running sha256 has covered it, the copy writes a small JSON record
-``<prefix>.qvllm-resume/<path>/<part number>.json``: the upload id, the part's size and ETag,
-the file's sha256 and the part size (what the record is valid for), and the sha256 state after
-the part (:class:`~.sha256state.Sha256State`). The records live under the model's own prefix,
-so the same IAM grant covers them, and they are deleted when the file completes.
+A large file goes to S3 as a multipart upload, one part per ``part_size`` bytes, parts in
+parallel; the file's sha256 is fed the parts in order. Each time it has covered part ``n``, the
+copy writes a small JSON record ``<prefix>.qvllm-resume/<path>/<n>.json``: the upload id, the
+file's published sha256, the part size, the part's size, and the sha256 state after part ``n``
+(:class:`~.sha256state.Sha256State`: 32 bytes of chaining value plus a length). Records live
+under the model's own prefix (the same IAM grant covers them) and are deleted when the file
+completes. Two sources of truth, each for what it knows:
 
-A later run (the CLI again, or the next ``is_complete`` invocation) finds the unfinished upload
-with ListMultipartUploads, its parts with ListParts, and keeps parts 1..k where every part has a
-record for this upload, file digest and part size whose size and ETag match what S3 lists.
-It restores the sha256 state of part k and downloads from byte ``k * part_size`` with a Range
-request; a part whose record does not match S3 is downloaded and uploaded again. The whole
-file's sha256 is still checked against the published one before the upload is completed.
+* the records say which bytes were hashed (a chain ``1..h`` with no gap, all for this upload,
+  digest and part size);
+* S3's ListParts says which parts are stored.
+
+A later run (the CLI again, or the next ``is_complete`` invocation) finds the upload with
+ListMultipartUploads and keeps every part ``n <= h`` that ListParts holds with the recorded size:
+it is neither downloaded nor uploaded again. A part ``n <= h`` that S3 lacks (it was in flight)
+is downloaded with a Range request and must take the recorded state ``n - 1`` to the recorded
+state ``n`` before it is uploaded, so it is byte for byte what was hashed before. Parts after
+``h`` are downloaded from the first missing byte and hashed on from state ``h``. The upload is
+completed only when that chain reaches the published sha256 of the whole file. A record that does
+not match (another upload, another digest or part size, a size S3 disagrees with) ends the chain:
+the parts from there are downloaded, hashed and uploaded again.
 """
 
 from __future__ import annotations
@@ -29,29 +37,25 @@ RESUME_FOLDER = ".qvllm-resume/"  # under the model prefix; never a source file 
 
 @dataclass(frozen=True)
 class PartRecord:
-    """What the copy knew when part ``number`` was stored (see the module docs)."""
+    """The sha256 state after part ``number`` of upload ``upload_id`` (see the module docs)."""
 
     upload_id: str
     number: int
     size: int
-    etag: str
     file_sha256: str
     part_size: int
-    state: Sha256State | None
+    state: Sha256State
 
     def to_json(self) -> bytes:
         """Serialise."""
-        data = asdict(self)
-        data["state"] = asdict(self.state) if self.state else None
-        return json.dumps(data, sort_keys=True).encode()
+        return json.dumps(asdict(self), sort_keys=True).encode()
 
     @classmethod
     def from_json(cls, body: bytes) -> "PartRecord | None":
         """Parse, or ``None`` for anything that is not a record."""
         try:
             data = json.loads(body)
-            state = data.pop("state")
-            return cls(**data, state=Sha256State(**state) if state else None)
+            return cls(**{**data, "state": Sha256State(**data["state"])})
         except (ValueError, TypeError, KeyError, AttributeError):
             return None
 
@@ -68,38 +72,39 @@ def record_key(prefix: str, path: str, number: int) -> str:
 
 @dataclass(frozen=True)
 class ResumePoint:
-    """An unfinished upload to continue: parts ``1..len(etags)`` are kept.
+    """An unfinished upload to continue.
 
     Attributes:
         upload_id: the multipart upload.
-        etags: ETags of the kept parts, in order.
-        state: sha256 state after the kept parts (``None`` when none is kept).
         part_size: bytes per part (the records' and the upload's).
+        states: sha256 state after each part ``1..h`` (index ``n - 1`` for part ``n``).
+        stored: parts ``n <= h`` S3 holds: part number -> ETag (kept as they are).
     """
 
     upload_id: str
-    etags: tuple[str, ...]
-    state: Sha256State | None
     part_size: int
+    states: tuple[Sha256State, ...]
+    stored: dict[int, str]
 
     @property
-    def offset(self) -> int:
-        """The first byte not yet in S3."""
-        return len(self.etags) * self.part_size
+    def stored_bytes(self) -> int:
+        """Bytes already in S3 that this run will not send again."""
+        return len(self.stored) * self.part_size
 
 
-def kept_parts(records: dict[int, PartRecord], parts: dict[int, Part], upload_id: str, entry: FileEntry,
-               part_size: int) -> list[PartRecord]:
-    """The longest run of parts 1..k whose records match S3 (upload, digest, part size, size, ETag)."""
-    kept: list[PartRecord] = []
+def hashed_chain(records: dict[int, PartRecord], parts: dict[int, Part], upload_id: str, entry: FileEntry,
+                 part_size: int) -> list[PartRecord]:
+    """The records of parts ``1..h``: no gap, all for this upload, digest and part size, lengths
+    consistent, and sizes S3 agrees with where it holds the part."""
+    chain: list[PartRecord] = []
     number = 1
     while True:
         record, part = records.get(number), parts.get(number)
-        if (record is None or part is None or record.upload_id != upload_id or record.file_sha256 != entry.sha256
-                or record.part_size != part_size or record.state is None or record.size != part.size
-                or record.etag.strip('"') != part.etag.strip('"') or record.state.length != number * part_size):
-            return kept
-        kept.append(record)
+        if (record is None or record.upload_id != upload_id or record.file_sha256 != entry.sha256
+                or record.part_size != part_size or record.size != part_size
+                or record.state.length != number * part_size or (part is not None and part.size != record.size)):
+            return chain
+        chain.append(record)
         number += 1
 
 
@@ -120,7 +125,11 @@ def find_resume_point(store: Store, prefix: str, entry: FileEntry, part_size: in
         parts = store.parts(prefix + entry.path, upload_id)
         if parts is None:
             continue
-        kept = kept_parts(records.get(upload_id, {}), parts, upload_id, entry, part_size)
-        if kept and (best is None or len(kept) > len(best.etags)):
-            best = ResumePoint(upload_id, tuple(r.etag for r in kept), kept[-1].state, part_size)
+        chain = hashed_chain(records.get(upload_id, {}), parts, upload_id, entry, part_size)
+        if not chain:
+            continue
+        stored = {r.number: parts[r.number].etag for r in chain if r.number in parts}
+        point = ResumePoint(upload_id, part_size, tuple(r.state for r in chain), stored)
+        if best is None or (len(point.states), len(stored)) > (len(best.states), len(best.stored)):
+            best = point
     return best, [u for u in upload_ids if best is None or u != best.upload_id]

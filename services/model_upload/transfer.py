@@ -4,15 +4,15 @@
   :data:`MAX_GIT_FILE_BYTES`), is read whole, verified, and PUT once with its digests as metadata.
 * A larger file is a multipart upload. Its parts are downloaded in parallel, each with its own
   ``Range`` request, and uploaded as they arrive; the file's sha256 is fed the parts in order
-  (a part that arrives early waits in memory). When a part is both in S3 and hashed, its
-  :class:`~.resume.PartRecord` is written, so a later run continues after it (see
-  :mod:`.resume`). At most ``slots`` parts are in memory across all files. The upload is
-  completed only when the whole file's sha256 and size match the published ones; a mismatch
-  aborts the upload and drops its records, so corrupt bytes never become an object.
+  (a part that arrives early waits in memory) and its state after each part is recorded beside
+  the upload, so a later run continues inside the file (see :mod:`.resume`). At most ``slots``
+  parts are in memory across all files. The upload is completed only when the whole file's
+  sha256 and size match the published ones; a mismatch aborts the upload and drops its
+  records, so corrupt bytes never become an object.
 
 A transfer stops between parts when another file failed (:class:`TransferCancelled`) or the
-step's deadline passed (:class:`DeadlineReached`); the parts in flight finish and are recorded,
-so the file resumes there next time.
+step's deadline passed (:class:`DeadlineReached`); the parts in flight finish, so the file
+resumes there next time.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from .errors import ConfigurationError, VerificationError
 from .manifest import ManifestFile
 from .plan import META_COMMIT, META_GIT_OID, META_SHA256, part_size_for, read_verified
 from .resume import PartRecord, ResumePoint, record_key, records_prefix
-from .sha256state import Sha256State
+from .sha256state import ResumableSha256, Sha256State
 from .sources import READ_CHUNK, FileEntry, Source
 from .store import Store
 from .verify import Digests, check_not_lfs_pointer
@@ -86,10 +86,13 @@ class Transfers:
     def __post_init__(self) -> None:
         self._slots = threading.BoundedSemaphore(self.slots)
         self._pool = ThreadPoolExecutor(max_workers=self.slots, thread_name_prefix="part")
+        # part records are small PUTs written beside the uploads, off the hashing path
+        self.records = ThreadPoolExecutor(max_workers=4, thread_name_prefix="record")
 
     def close(self) -> None:
-        """Stop the part threads (after the files are done)."""
+        """Stop the part and record threads (after the files are done)."""
         self._pool.shutdown(wait=True)
+        self.records.shutdown(wait=True)
 
     def check_go(self) -> None:
         """Raise :class:`TransferCancelled` / :class:`DeadlineReached` if the step should stop."""
@@ -144,7 +147,7 @@ class Transfers:
 
 
 class _Multipart:
-    """One file's multipart upload, new or resumed."""
+    """One file's multipart upload, new or resumed (see :mod:`.resume` for what is kept)."""
 
     def __init__(self, t: Transfers, entry: FileEntry, resume: ResumePoint | None) -> None:
         self.t = t
@@ -154,21 +157,19 @@ class _Multipart:
         self.count = -(-entry.size // self.part_size)
         if resume is not None and resume.part_size == self.part_size:
             self.upload_id = resume.upload_id
-            self.etags: dict[int, str] = {i + 1: etag for i, etag in enumerate(resume.etags)}
-            state: Sha256State | None = resume.state
+            self.known: tuple[Sha256State, ...] = resume.states  # hashed before: parts 1..h
+            self.etags: dict[int, str] = dict(resume.stored)  # in S3 and kept
         else:
             assert entry.sha256  # multipart only for files with a published sha256 (metadata set up front)
             self.upload_id = t.store.create_upload(self.key, t.metadata(entry, entry.sha256))
-            self.etags = {}
-            state = None
-        self.first = len(self.etags) + 1
-        self.digests = Digests(entry, state)
+            self.known, self.etags = (), {}
+        self.digests = Digests(entry, self.known[-1] if self.known else None)  # hashes on after part h
         self.lock = threading.Lock()
         self.pending: dict[int, bytearray] = {}  # downloaded, waiting for the earlier parts to be hashed
-        self.next_to_hash = self.first
+        self.next_to_hash = len(self.known) + 1
         self.hashing = False
-        self.states: dict[int, Sha256State | None] = {}  # hashed, not yet recorded
-        self.uploaded: dict[int, str] = {}  # in S3, not yet recorded
+        self.marks: dict[int, set[str]] = {}  # "hashed" / "uploaded" per part in flight
+        self.record_writes: list[Future] = []
         self.released: set[int] = set()  # parts whose memory slot is free again
 
     # -- one part (runs in the part pool) ----------------------------------------------------
@@ -179,13 +180,16 @@ class _Multipart:
             body = self._download(start, end)
             if number == 1:
                 check_not_lfs_pointer(self.entry, body)
-            self._hash_in_order(number, body)
+            if number <= len(self.known):
+                self._check_known(number, body)
+            else:
+                self._hash_in_order(number, body)
             etag = self.t.store.upload_part(self.key, self.upload_id, number, body)
             del body
-            self.t.progress.on_bytes(self.entry.path, end - start)
             with self.lock:
-                self.uploaded[number] = etag
-            self._record_ready()
+                self.etags[number] = etag
+            self.t.progress.on_bytes(self.entry.path, end - start)
+            self._mark(number, "uploaded")
         except BaseException:
             self._release(number)
             raise
@@ -207,49 +211,66 @@ class _Multipart:
             reader.close()
         return body
 
+    def _check_known(self, number: int, body: bytearray) -> None:
+        """A part hashed before the copy stopped but not in S3: it must hash to the recorded state."""
+        digest = ResumableSha256(self.known[number - 2] if number > 1 else None)
+        digest.update(body)
+        if digest.state() != self.known[number - 1]:
+            raise VerificationError(f"{self.entry.path}: part {number} is not the bytes hashed before the copy "
+                                    f"stopped", "run it again: the file starts over")
+        self._mark(number, "hashed")
+
     def _hash_in_order(self, number: int, body: bytearray) -> None:
-        """Queue ``body``; hash every queued part that is next in order (one thread at a time)."""
+        """Queue ``body``; hash every queued part that is next in order (one thread at a time) and
+        record the state after it."""
         with self.lock:
             self.pending[number] = body
             if self.hashing:
                 return
             self.hashing = True
-        while True:
-            with self.lock:
-                ready = self.pending.pop(self.next_to_hash, None)
-                if ready is None:
-                    self.hashing = False
-                    return
-                current = self.next_to_hash
-            try:
-                self.digests.update(ready)
-            except BaseException:
+        try:
+            while True:
                 with self.lock:
-                    self.hashing = False
-                raise
-            state = self.digests.sha256.state() if self.digests.length % 64 == 0 else None
+                    ready = self.pending.pop(self.next_to_hash, None)
+                    if ready is None:
+                        self.hashing = False
+                        return
+                    current = self.next_to_hash
+                    self.next_to_hash += 1
+                self.digests.update(ready)
+                del ready
+                if current < self.count:  # the last part ends the file: nothing to resume after it
+                    self._record(current, self.digests.sha256.state())
+                self._mark(current, "hashed")
+        except BaseException:
             with self.lock:
-                self.states[current] = state
-                self.next_to_hash += 1
+                self.hashing = False
+            raise
 
-    def _record_ready(self) -> None:
-        """Write the records of parts both hashed and uploaded; each one's memory slot is then free."""
+    def _record(self, number: int, state: Sha256State | None) -> None:
+        """Write the state after part ``number`` beside the upload (in the background)."""
+        if state is None:  # no OpenSSL SHA256 functions: this file restarts if interrupted
+            return
+        record = PartRecord(self.upload_id, number, self.part_size, str(self.entry.sha256), self.part_size, state)
+        future = self.t.records.submit(self.t.store.put, record_key(self.t.prefix, self.entry.path, number),
+                                       record.to_json(), content_type="application/json")
         with self.lock:
-            ready = sorted(n for n in self.uploaded if n in self.states)
-            done = [(n, self.uploaded.pop(n), self.states.pop(n)) for n in ready]
-            for n, etag, _ in done:
-                self.etags[n] = etag
-        for n, etag, state in done:
-            size = min(self.entry.size, n * self.part_size) - (n - 1) * self.part_size
-            record = PartRecord(self.upload_id, n, size, etag, str(self.entry.sha256), self.part_size, state)
-            try:
-                self.t.store.put(record_key(self.t.prefix, self.entry.path, n), record.to_json(),
-                                 content_type="application/json")
-            finally:
-                self._release(n)
+            self.record_writes.append(future)
+
+    def _mark(self, number: int, what: str) -> None:
+        """``number`` was hashed or uploaded; once both, its memory slot is free."""
+        with self.lock:
+            marks = self.marks.setdefault(number, set())
+            marks.add(what)
+            free = len(marks) == 2 and number not in self.released
+            if free:
+                self.released.add(number)
+                del self.marks[number]
+        if free:
+            self.t.release_slot()
 
     def _release(self, number: int) -> None:
-        """Part ``number`` left memory: free its slot (once)."""
+        """Part ``number`` failed, or waited for a failed earlier part: free its slot (once)."""
         with self.lock:
             if number in self.released:
                 return
@@ -260,8 +281,9 @@ class _Multipart:
     # -- the file ---------------------------------------------------------------------------
     def run(self) -> ManifestFile:
         futures: list[Future] = []
+        todo = [n for n in range(1, self.count + 1) if n not in self.etags]
         try:
-            for number in range(self.first, self.count + 1):
+            for number in todo:
                 failed = next((f for f in futures if f.done() and f.exception() is not None), None)
                 if failed is not None:
                     raise failed.exception()  # type: ignore[misc]
@@ -269,8 +291,9 @@ class _Multipart:
                 futures.append(self.t.run_part(self._part, number))
         finally:
             errors = [exc for f in futures if (exc := _wait(f)) is not None]
-            for number in range(self.first, self.first + len(futures)):
-                self._release(number)  # parts that waited for a failed earlier part
+            for number in todo[:len(futures)]:
+                self._release(number)
+            errors += [exc for f in self.record_writes if (exc := _wait(f)) is not None]
         if errors:
             first = next((e for e in errors if not isinstance(e, (TransferCancelled, DeadlineReached))), errors[0])
             if isinstance(first, VerificationError):
