@@ -198,3 +198,68 @@ def test_bad_properties_fail_naming_the_property(framework: Harness, hub: FakeHu
     assert resp["Status"] == "FAILED" and "resource property Prefix" in resp["Reason"]
     resp = framework.run("Create", _props(hub, bucket, PurgeOnDelete="maybe"))
     assert resp["Status"] == "FAILED" and "resource property PurgeOnDelete" in resp["Reason"]
+
+
+def _closed_port_url() -> str:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return f"http://127.0.0.1:{sock.getsockname()[1]}"
+
+
+def _one_line(reason: str) -> str:
+    """Our line: the Provider framework prints ``Error: <message>`` and appends its own
+    ``Logs: <log group>`` and JavaScript stack after a blank line (framework.js)."""
+    first, _, rest = reason.partition("\n")
+    assert first.startswith("Error: ") and "Traceback" not in reason, reason
+    assert rest == "" or rest.lstrip("\n").startswith("Logs: /aws/lambda/"), reason
+    return first
+
+
+def test_no_such_bucket_fails_create_with_one_line_and_the_deploys_advice(
+    framework: Harness, hub: FakeHub, tiny_files: dict[str, bytes], moto_url: str
+) -> None:
+    hub.add_repo("org/tiny", tiny_files)
+    resp = framework.run("Create", _props(hub, "bucket-that-is-gone"))
+    assert resp["Status"] == "FAILED"
+    reason = _one_line(resp["Reason"])
+    assert f"bucket 'bucket-that-is-gone' does not exist at {moto_url}" in reason
+    assert "deploy the ModelStore stack again" in reason and "--bucket" not in reason
+    assert framework.invocations == ["on-event"]  # found before the waiter started
+
+
+def test_unreachable_s3_endpoint_fails_with_one_line_naming_it(
+    framework: Harness, hub: FakeHub, bucket: str, tiny_files: dict[str, bytes], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    hub.add_repo("org/tiny", tiny_files)
+    closed = _closed_port_url()
+    monkeypatch.setenv("AWS_ENDPOINT_URL", closed)
+    resp = framework.run("Create", _props(hub, bucket))
+    assert resp["Status"] == "FAILED"
+    reason = _one_line(resp["Reason"])
+    assert f"cannot reach the S3 endpoint {closed}" in reason and f"s3://{bucket}/{PREFIX}" in reason
+    assert "retry the deploy" in reason and "--endpoint-url" not in reason
+
+
+def test_index_naming_a_missing_shard_fails_create_and_marks_nothing_complete(
+    framework: Harness, hub: FakeHub, s3: Any, bucket: str
+) -> None:
+    index = b'{"weight_map": {"a": "model-00001-of-00002.safetensors", "b": "model-00002-of-00002.safetensors"}}'
+    hub.add_repo("org/tiny", {"config.json": b"{}", "model.safetensors.index.json": index,
+                              "model-00001-of-00002.safetensors": b"\0" * 64})
+    resp = framework.run("Create", _props(hub, bucket))
+    assert resp["Status"] == "FAILED"
+    reason = _one_line(resp["Reason"])
+    assert "'model-00002-of-00002.safetensors' missing from org/tiny" in reason
+    assert "pin model.revision" in reason
+    assert keys_under(s3, bucket, PREFIX) == []
+
+
+def test_gated_repo_reason_gives_the_deploys_token_advice(
+    framework: Harness, hub: FakeHub, bucket: str, tiny_files: dict[str, bytes]
+) -> None:
+    hub.add_repo("meta/gated", tiny_files, gated=True)
+    reason = _one_line(framework.run("Create", _props(hub, bucket, RepoId="meta/gated"))["Reason"])
+    assert "a Secrets Manager secret named by model.hf_token_secret_name" in reason
+    assert "HF_TOKEN" not in reason and "--token-env" not in reason

@@ -206,9 +206,10 @@ class FakeHub:
         """From now on for ``seconds``, close every new connection's request unanswered."""
         self._outage_until = time.monotonic() + seconds
 
-    def drop(self, path: str, after_bytes: int, times: int = 1) -> None:
-        """Close the connection after ``after_bytes`` body bytes, ``times`` times."""
-        self._faults_drop[path] = [after_bytes, times]
+    def drop(self, path: str, after_bytes: int, times: int = 1, outage_s: float = 0.0) -> None:
+        """Close the connection after ``after_bytes`` body bytes, ``times`` times; then, with
+        ``outage_s``, refuse every request for that long (see :meth:`outage`)."""
+        self._faults_drop[path] = [after_bytes, times, outage_s]
 
     def corrupt(self, path: str, offset: int) -> None:
         """Flip the byte at ``offset`` of ``path`` in every response from now on."""
@@ -382,10 +383,10 @@ class _HubHandler(BaseHTTPRequestHandler):
                     fail[1] -= 1
                     raise _HubError(fail[0], "", f"injected HTTP {fail[0]}", fail[2])
                 drop = fake._faults_drop.get(entry.path)
-                drop_after = None
+                drop_after, outage_s = None, 0.0
                 if drop and drop[1] > 0:
                     drop[1] -= 1
-                    drop_after = drop[0]
+                    drop_after, outage_s = drop[0], drop[2]
             corrupt_at = fake._faults_corrupt.get(entry.path)
         start, end, status = 0, entry.size, 200
         range_header = self.headers.get("Range")
@@ -420,6 +421,8 @@ class _HubHandler(BaseHTTPRequestHandler):
                 self.wfile.flush()
                 with fake._lock:
                     fake.bytes_served[entry.path] += len(piece)
+                if outage_s:
+                    fake.outage(outage_s)
                 self.close_connection = True
                 self.connection.shutdown(socket.SHUT_RDWR)
                 return
