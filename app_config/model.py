@@ -240,24 +240,49 @@ class ClusterConfig(_Model):
 # ---------------------------------------------------------------------------------
 # Model and model store
 # ---------------------------------------------------------------------------------
+# Every file vLLM (0.32) and transformers (5.19) may read from a model folder, by who reads it:
 DEFAULT_ALLOW_PATTERNS = [
+    # weights and the sharded checkpoint's index (every shard it names is required by the copy)
     "*.safetensors",
     "*.safetensors.index.json",
+    # model and generation config (transformers CONFIG_NAME, GENERATION_CONFIG_NAME)
     "config.json",
     "generation_config.json",
+    # tokenizers: fast (tokenizer.json), sentencepiece and BPE vocabularies (VOCAB_FILES_NAMES of
+    # transformers' tokenizers), tiktoken vocabularies, Mistral's tekken/v* tokenizers (vLLM
+    # tokenizers/registry.py) and Kimi's tiktoken.model (vLLM tokenizers/kimi_audio.py)
     "tokenizer.json",
     "tokenizer_config.json",
     "tokenizer.model",
+    "tokenizer.model.v*",
+    "tekken.json",
+    "*.tiktoken",
+    "tiktoken.model",
     "special_tokens_map.json",
     "added_tokens.json",
     "vocab.json",
+    "vocab.txt",
     "merges.txt",
+    "spiece.model",
+    "sentencepiece.bpe.model",
+    # chat templates: the default one and named ones (transformers CHAT_TEMPLATE_DIR)
     "chat_template.jinja",
     "chat_template.json",
+    "additional_chat_templates/*",
+    # processors of multimodal models (transformers PROCESSOR_NAME, IMAGE/VIDEO_PROCESSOR_NAME)
+    "processor_config.json",
     "preprocessor_config.json",
+    "video_preprocessor_config.json",
+    # quantization configs vLLM looks for (get_config_filenames of its quantization methods)
     "quant_config.json",
     "quantize_config.json",
+    "quantization_config.json",
+    "hf_quant_config.json",
 ]
+# The model's own Python code (configuration_*.py, modeling_*.py, tokenization_*.py): copied
+# only when vLLM is told to run it (``--trust-remote-code`` in ``vllm.extra_args``).
+REMOTE_CODE_PATTERNS = ["*.py"]
+TRUST_REMOTE_CODE_FLAGS = ("--trust-remote-code", "--trust_remote_code")
 
 
 class ModelConfig(_Model):
@@ -278,7 +303,8 @@ class ModelConfig(_Model):
     served_model_name: str = Field(default="mistral-7b-awq", min_length=1)  # vLLM --served-model-name
     allow_patterns: list[str] = Field(
         default_factory=lambda: list(DEFAULT_ALLOW_PATTERNS), min_length=1,
-        description="glob patterns of the repo files copied (weights, configs, tokenizer)",
+        description="glob patterns of the repo files copied (weights, configs, tokenizers, chat templates, "
+        "processors); *.py is added when vllm.extra_args has --trust-remote-code",
     )
     hf_token_secret_name: str | None = None  # Secrets Manager secret holding a Hugging Face token (gated repos)
     upload_on_deploy: bool = True  # copy the repo into the bucket at deploy (model-upload custom resource)
@@ -943,3 +969,11 @@ class AppConfig(_Model):
     def cluster_name(self) -> str:
         """EKS cluster name: ``cluster.name`` or ``<project_name>``."""
         return self.cluster.name or self.project_name
+
+    @property
+    def upload_allow_patterns(self) -> list[str]:
+        """``model.allow_patterns``, plus the model's Python code when ``vllm.extra_args`` trusts it."""
+        patterns = list(self.model.allow_patterns)
+        if any(arg in TRUST_REMOTE_CODE_FLAGS for arg in self.vllm.extra_args):
+            patterns += [p for p in REMOTE_CODE_PATTERNS if p not in patterns]
+        return patterns

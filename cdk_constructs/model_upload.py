@@ -54,12 +54,14 @@ class ModelUploadProps:
     """Props of :class:`ModelUpload`.
 
     Attributes:
-        model: the ``model`` config section (repo id, revision, patterns, token secret, purge).
+        model: the ``model`` config section (repo id, revision, token secret, purge).
         model_store: the bucket construct; the upload writes under its ``model_prefix``.
+        allow_patterns: the repo files copied (``AppConfig.upload_allow_patterns``).
     """
 
     model: ModelConfig
     model_store: ModelStore
+    allow_patterns: tuple[str, ...]
 
 
 class ModelUpload(Construct):
@@ -107,7 +109,7 @@ class ModelUpload(Construct):
             "Prefix": store.model_prefix,
             "RepoId": model.hf_repo_id,
             "Revision": model.revision,
-            "AllowPatterns": list(model.allow_patterns),
+            "AllowPatterns": list(props.allow_patterns),
             "HubEndpoint": model.hf_endpoint,
             "PurgeOnDelete": "true" if model.purge_on_delete else "false",
         }

@@ -29,7 +29,8 @@ class ModelStoreStack(cdk.Stack):
         self.model_upload: ModelUpload | None = None
         if config.model.upload_on_deploy:
             self.model_upload = ModelUpload(
-                self, "ModelUpload", ModelUploadProps(model=config.model, model_store=self.model_store)
+                self, "ModelUpload", ModelUploadProps(model=config.model, model_store=self.model_store,
+                                                   allow_patterns=tuple(config.upload_allow_patterns))
             )
             cdk.CfnOutput(self, "ModelRevision", value=self.model_upload.revision,
                           description="Commit sha of the uploaded model revision")
