@@ -54,14 +54,23 @@ def test_retry_after_is_a_minimum_and_max_attempts_counts_every_request() -> Non
 def test_a_dropped_stream_and_a_short_outage_are_bridged(
     hub: FakeHub, s3: Any, bucket: str, big_file: SyntheticFile
 ) -> None:
-    """The stream breaks and the hub refuses connections for 2 s: the copy waits it out (it used to
-    spend its five resumes within 0.4 s and fail)."""
+    """The stream breaks, and for 2 s every resumed stream breaks at once: the copy waits it out
+    (it used to spend its five resumes within 0.4 s and fail)."""
     hub.add_repo("org/big", {"model.safetensors": big_file})
-    hub.drop("model.safetensors", after_bytes=10 * 1024 * 1024, outage_s=2.0)
+    hub.drop("model.safetensors", after_bytes=10 * 1024 * 1024, outage_s=2.0, empty_body=True)
     source = HubSource("org/big", endpoint=hub.base_url, backoff=Backoff(base_s=0.25, cap_s=2, budget_s=30))
     manifest = copy_model(source, s3_client=s3, bucket=bucket, prefix="models/outage/", workers=1)
     assert manifest.files[0].sha256 == big_file.sha256()
     assert hub.bytes_served["model.safetensors"] == big_file.size  # resumed where it broke, no byte twice
+    assert hub.downloads["model.safetensors"] > 4  # the stream did break again during the outage
+
+
+def test_refused_connections_for_2_s_are_bridged(hub: FakeHub, s3: Any, bucket: str, tiny_files: dict[str, bytes]) -> None:
+    hub.add_repo("org/tiny", tiny_files)
+    hub.outage(2.0)
+    source = HubSource("org/tiny", endpoint=hub.base_url, backoff=Backoff(base_s=0.25, cap_s=2, budget_s=30))
+    manifest = copy_model(source, s3_client=s3, bucket=bucket, prefix="models/refused/", workers=1)
+    assert len(manifest.files) == len(tiny_files)
 
 
 def test_persistent_429_with_retry_after_waits_grow_and_the_error_says_how_long(

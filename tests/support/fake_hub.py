@@ -161,6 +161,7 @@ class FakeHub:
         self.body_times: dict[str, list[float]] = {}
         self.log: list[tuple[str, str, bool]] = []
         self._outage_until = 0.0
+        self._outage_empty_body = False
         self._faults_fail: dict[str, list[int]] = {}
         self._faults_drop: dict[str, list[int]] = {}
         self._faults_corrupt: dict[str, int] = {}
@@ -202,14 +203,17 @@ class FakeHub:
         """Answer the next ``times`` body requests for ``path`` with ``status`` (and ``Retry-After``)."""
         self._faults_fail[path] = [status, times, retry_after]
 
-    def outage(self, seconds: float) -> None:
-        """From now on for ``seconds``, close every new connection's request unanswered."""
+    def outage(self, seconds: float, empty_body: bool = False) -> None:
+        """From now on for ``seconds``, close every request's connection unanswered, or with
+        ``empty_body`` after sending a file's response headers (a stream that breaks at once)."""
         self._outage_until = time.monotonic() + seconds
+        self._outage_empty_body = empty_body
 
-    def drop(self, path: str, after_bytes: int, times: int = 1, outage_s: float = 0.0) -> None:
+    def drop(self, path: str, after_bytes: int, times: int = 1, outage_s: float = 0.0,
+             empty_body: bool = False) -> None:
         """Close the connection after ``after_bytes`` body bytes, ``times`` times; then, with
-        ``outage_s``, refuse every request for that long (see :meth:`outage`)."""
-        self._faults_drop[path] = [after_bytes, times, outage_s]
+        ``outage_s``, start an :meth:`outage` of that length."""
+        self._faults_drop[path] = [after_bytes, times, outage_s, empty_body]
 
     def corrupt(self, path: str, offset: int) -> None:
         """Flip the byte at ``offset`` of ``path`` in every response from now on."""
@@ -313,7 +317,7 @@ class _HubHandler(BaseHTTPRequestHandler):
     def _dispatch(self, body: bool) -> None:
         url = urlsplit(self.path)
         self.fake.log.append((self.command, url.path, "Authorization" in self.headers))
-        if time.monotonic() < self.fake._outage_until:
+        if time.monotonic() < self.fake._outage_until and not self.fake._outage_empty_body:
             self.close_connection = True
             self.connection.shutdown(socket.SHUT_RDWR)
             return
@@ -383,10 +387,12 @@ class _HubHandler(BaseHTTPRequestHandler):
                     fail[1] -= 1
                     raise _HubError(fail[0], "", f"injected HTTP {fail[0]}", fail[2])
                 drop = fake._faults_drop.get(entry.path)
-                drop_after, outage_s = None, 0.0
+                drop_after, outage_s, empty_body = None, 0.0, False
                 if drop and drop[1] > 0:
                     drop[1] -= 1
-                    drop_after, outage_s = drop[0], drop[2]
+                    drop_after, outage_s, empty_body = drop[0], drop[2], drop[3]
+                if time.monotonic() < fake._outage_until and fake._outage_empty_body:
+                    drop_after = 0
             corrupt_at = fake._faults_corrupt.get(entry.path)
         start, end, status = 0, entry.size, 200
         range_header = self.headers.get("Range")
@@ -422,7 +428,7 @@ class _HubHandler(BaseHTTPRequestHandler):
                 with fake._lock:
                     fake.bytes_served[entry.path] += len(piece)
                 if outage_s:
-                    fake.outage(outage_s)
+                    fake.outage(outage_s, empty_body)
                 self.close_connection = True
                 self.connection.shutdown(socket.SHUT_RDWR)
                 return
