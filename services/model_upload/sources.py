@@ -20,10 +20,11 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO, Protocol
-from urllib.parse import quote
+from urllib.parse import quote, urljoin, urlsplit
 
 import urllib3
 from urllib3.exceptions import HTTPError as Urllib3HTTPError
@@ -154,9 +155,9 @@ class HubSource:
             object.__setattr__(self, "_pool", pool)
         return pool
 
-    def _headers(self, extra: dict[str, str] | None = None) -> dict[str, str]:
+    def _headers(self, url: str, extra: dict[str, str] | None = None) -> dict[str, str]:
         headers = {"User-Agent": "qvllm-model-upload/1", "Accept-Encoding": "identity"}
-        if self.token:
+        if self.token and urlsplit(url).netloc == urlsplit(self.endpoint).netloc:  # never to the CDN
             headers["Authorization"] = f"Bearer {self.token}"
         if extra:
             headers.update(extra)
@@ -166,12 +167,12 @@ class HubSource:
         return f"repo {self.repo_id!r} at revision {revision or self.revision!r}"
 
     def _request(self, method: str, url: str, *, what: str, headers: dict[str, str] | None = None,
-                 stream: bool = False) -> urllib3.BaseHTTPResponse:
+                 stream: bool = False, redirect: bool = True) -> urllib3.BaseHTTPResponse:
         attempts = self.backoff.start()
         while True:
             try:
                 resp = self._http.request(
-                    method, url, headers=self._headers(headers), preload_content=not stream, redirect=True,
+                    method, url, headers=self._headers(url, headers), preload_content=not stream, redirect=redirect,
                     decode_content=False,
                 )
             except Urllib3HTTPError as exc:
@@ -291,18 +292,35 @@ class HubSource:
         resp.drain_conn()
         resp.release_conn()
 
+    def download_url(self, entry: FileEntry, commit: str | None, *, fresh: bool = False) -> str:
+        """Where the file's bytes are: the CDN location its resolve URL redirects to, asked once per
+        file as huggingface_hub does (parallel ranged parts then do not each call the hub's
+        resolver, which is rate-limited), or the resolve URL itself for a file served directly."""
+        cache: dict[tuple[str, str | None], str] = self.__dict__.setdefault("_locations", {})
+        with self.__dict__.setdefault("_locations_lock", threading.Lock()):  # one lookup, not one per part
+            if not fresh and (entry.path, commit) in cache:
+                return cache[(entry.path, commit)]
+            resolve = self._resolve_url(entry, commit)
+            resp = self._request("HEAD", resolve, what=f"file {entry.path!r}", redirect=False)
+            resp.drain_conn()
+            resp.release_conn()
+            location = resp.headers.get("Location") if 300 <= resp.status < 400 else None
+            url = urljoin(resolve, location) if location else resolve
+            cache[(entry.path, commit)] = url
+            return url
+
     def open(self, entry: FileEntry, commit: str | None, start: int = 0, end: int | None = None) -> Reader:
-        """Stream bytes ``[start, end)`` (a ``Range`` request unless the whole file), following
-        redirects; a broken stream is reopened at the current offset with ``Range``."""
-        return _HubReader(self, self._resolve_url(entry, commit), entry, start, entry.size if end is None else end)
+        """Stream bytes ``[start, end)`` (a ``Range`` request unless the whole file) from
+        :meth:`download_url`; a broken stream is reopened at the current offset with ``Range``."""
+        return _HubReader(self, entry, commit, start, entry.size if end is None else end)
 
 
 class _HubReader:
     """Reads a byte range of a resolve URL; on a broken stream reopens at the current offset."""
 
-    def __init__(self, source: HubSource, url: str, entry: FileEntry, start: int, end: int) -> None:
+    def __init__(self, source: HubSource, entry: FileEntry, commit: str | None, start: int, end: int) -> None:
         self._source = source
-        self._url = url
+        self._commit = commit
         self._entry = entry
         self._offset = start
         self._end = end
@@ -312,7 +330,16 @@ class _HubReader:
     def _open(self) -> urllib3.BaseHTTPResponse:
         ranged = self._offset > 0 or self._end < self._entry.size
         extra = {"Range": f"bytes={self._offset}-{self._end - 1}"} if ranged else None
-        resp = self._source._request("GET", self._url, what=f"file {self._entry.path!r}", headers=extra, stream=True)
+        what = f"file {self._entry.path!r}"
+        url = self._source.download_url(self._entry, self._commit)
+        try:
+            resp = self._source._request("GET", url, what=what, headers=extra, stream=True)
+        except (SourceAuthError, SourceNotFoundError):
+            if url == self._source._resolve_url(self._entry, self._commit):
+                raise
+            # the CDN's signed location expired: ask the hub again, once
+            url = self._source.download_url(self._entry, self._commit, fresh=True)
+            resp = self._source._request("GET", url, what=what, headers=extra, stream=True)
         if ranged and resp.status != 206:
             resp.release_conn()
             raise SourceNetworkError(

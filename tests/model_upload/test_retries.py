@@ -89,3 +89,22 @@ def test_persistent_429_with_retry_after_waits_grow_and_the_error_says_how_long(
     assert waits[-1] > 1.5 * waits[0], waits  # and the backoff grows past it
     assert times[-1] - times[0] <= 7.5  # bounded total
     assert read_manifest(s3, bucket, "models/busy/") is None
+
+
+def test_parts_ask_the_resolver_once_and_the_token_never_reaches_the_cdn(
+    s3: Any, bucket: str, big_file: SyntheticFile
+) -> None:
+    """Parallel ranged parts go to the CDN location the resolve URL redirects to (asked once per
+    file, as huggingface_hub does; the hub rate-limits its resolver), on another origin, without
+    the Authorization header."""
+    with FakeHub(second_origin=True) as hub:
+        hub.add_repo("meta/gated", {"model.safetensors": big_file, "config.json": b"{}"}, gated=True)
+        hub.accept_terms("meta/gated", "hf_SECRETcdn")
+        source = HubSource("meta/gated", endpoint=hub.base_url, token="hf_SECRETcdn")
+        manifest = copy_model(source, s3_client=s3, bucket=bucket, prefix="models/cdn/", part_size=16 * 1024 * 1024)
+        assert manifest.files[-1].sha256 == big_file.sha256()
+        resolves = [(m, p) for m, p, _ in hub.log if p.endswith("/resolve/" + manifest.commit + "/model.safetensors")]
+        cdn = [(m, auth) for m, p, auth in hub.log if p.startswith("/cdn/")]
+        assert len(cdn) >= big_file.size // (16 * 1024 * 1024)  # one ranged GET per part
+        assert resolves == [("HEAD", resolves[0][1])] * len(resolves) and len(resolves) <= 2  # access check + location
+        assert not any(auth for _, auth in cdn)

@@ -14,7 +14,8 @@ Endpoints (the subset huggingface_hub and our copy use; behaviour follows the re
 * ``GET /api/models/{repo}/revision/{rev}[?blobs=true]`` -> ``{"id", "sha", "gated", "siblings":
   [{"rfilename", "blobId", "size"?, "lfs"?: {"sha256", "size", "pointerSize"}}]}``; ``size`` and
   ``lfs`` only with ``blobs=true``. ``rev`` is a branch, tag or commit sha (URL-quoted).
-* ``GET|HEAD /{repo}/resolve/{rev}/{path}`` -> LFS files: 302 to ``/cdn/...`` with
+* ``GET|HEAD /{repo}/resolve/{rev}/{path}`` -> LFS files: 302 to ``/cdn/...`` (on a second
+  origin with ``FakeHub(second_origin=True)``, as the real hub's CDN hosts) with
   ``X-Linked-Size``/``X-Linked-Etag``/``X-Repo-Commit``; git files: 200 with the bytes.
 * ``GET|HEAD /cdn/{repo}/{commit}/{path}`` -> the bytes, ``Range: bytes=a-[b]`` -> 206.
 * Errors carry ``X-Error-Code``: 401 ``GatedRepo`` for a gated repo without a token, 401 for an
@@ -153,7 +154,9 @@ class FakeHub:
         log: list of ``(method, path, has_authorization)``.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, second_origin: bool = False) -> None:
+        self.second_origin = second_origin
+        self.cdn_base_url = ""  # empty: the CDN paths are served by the hub's own origin
         self.repos: dict[str, _Repo] = {}
         self.valid_tokens: set[str] = set()
         self.downloads: Counter[str] = Counter()
@@ -233,18 +236,24 @@ class FakeHub:
         class Handler(_HubHandler):
             fake = hub
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._server.daemon_threads = True
+        self._servers: list[tuple[ThreadingHTTPServer, threading.Thread]] = []
+        for _ in range(2 if self.second_origin else 1):
+            server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+            server.daemon_threads = True
+            thread = threading.Thread(target=server.serve_forever, name="fake-hub", daemon=True)
+            thread.start()
+            self._servers.append((server, thread))
+        self._server, self._thread = self._servers[0]
         self.base_url = f"http://127.0.0.1:{self._server.server_address[1]}"
-        self._thread = threading.Thread(target=self._server.serve_forever, name="fake-hub", daemon=True)
-        self._thread.start()
+        if self.second_origin:  # the CDN on another origin (port), like cdn-lfs / cas-bridge hosts
+            self.cdn_base_url = f"http://127.0.0.1:{self._servers[1][0].server_address[1]}"
         return self
 
     def __exit__(self, *exc: object) -> None:
-        assert self._server is not None and self._thread is not None
-        self._server.shutdown()
-        self._server.server_close()
-        self._thread.join(timeout=5)
+        for server, thread in self._servers:
+            server.shutdown()
+            server.server_close()
+            thread.join(timeout=5)
 
 
 _INFO_RE = re.compile(r"^/api/models/([^/]+(?:/[^/]+)?)/revision/([^/]+)$")
@@ -367,7 +376,7 @@ class _HubHandler(BaseHTTPRequestHandler):
             raise _HubError(404, "EntryNotFound", f"{path} does not exist on \"{unquote(rev)}\"")
         if entry.lfs:
             self.send_response(302)
-            self.send_header("Location", f"/cdn/{repo_id}/{sha}/{quote(path)}?X-Amz-Signature=fake")
+            self.send_header("Location", f"{self.fake.cdn_base_url}/cdn/{repo_id}/{sha}/{quote(path)}?X-Amz-Signature=fake")
             self.send_header("X-Repo-Commit", sha)
             self.send_header("X-Linked-Size", str(entry.size))
             self.send_header("X-Linked-Etag", f'"{entry.sha256}"')
