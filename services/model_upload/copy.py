@@ -184,10 +184,11 @@ def _transfer(plan: Plan, source: Source, store: Store, prefix: str, *, workers:
 
 
 def _finish(plan: Plan, source: Source, store: Store, prefix: str, files: dict[str, ManifestFile]) -> Manifest:
-    """Delete what is not in the selection, then write the completion manifest, last."""
+    """Delete what is not in the selection (left by an earlier revision, or records of uploads
+    given up), then write the completion manifest, last."""
     manifest_key = prefix + COMPLETION_MANIFEST
     wanted = {prefix + e.path for e in plan.entries} | {manifest_key}
-    store.delete(sorted(k for k in store.list_keys(prefix) if k not in wanted))
+    store.delete(sorted(k for k in plan.keys if k not in wanted))
     manifest = Manifest(
         source=source.describe(),
         commit=plan.commit,

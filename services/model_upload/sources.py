@@ -287,10 +287,8 @@ class HubSource:
         return f"{self.endpoint}/{self.repo_id}/resolve/{commit or quote(self.revision, safe='')}/{quote(entry.path)}"
 
     def check_access(self, entry: FileEntry, commit: str | None) -> None:
-        """HEAD the file's resolve URL: 401/403/404 surface before anything is copied."""
-        resp = self._request("HEAD", self._resolve_url(entry, commit), what=f"file {entry.path!r}")
-        resp.drain_conn()
-        resp.release_conn()
+        """HEAD the file's resolve URL (:meth:`download_url`): 401/403/404 surface before anything is copied."""
+        self.download_url(entry, commit)
 
     def download_url(self, entry: FileEntry, commit: str | None, *, fresh: bool = False) -> str:
         """Where the file's bytes are: the CDN location its resolve URL redirects to, asked once per

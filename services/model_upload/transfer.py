@@ -26,7 +26,7 @@ from typing import Sequence
 from .errors import ConfigurationError, VerificationError
 from .manifest import ManifestFile
 from .plan import META_COMMIT, META_GIT_OID, META_SHA256, part_size_for, read_verified
-from .resume import PartRecord, ResumePoint, record_key, records_prefix
+from .resume import PartRecord, ResumePoint, record_key
 from .sha256state import ResumableSha256, Sha256State
 from .sources import READ_CHUNK, FileEntry, Source
 from .store import Store
@@ -170,6 +170,7 @@ class _Multipart:
         self.hashing = False
         self.marks: dict[int, set[str]] = {}  # "hashed" / "uploaded" per part in flight
         self.record_writes: list[Future] = []
+        self.recorded: set[int] = set()
         self.released: set[int] = set()  # parts whose memory slot is free again
 
     # -- one part (runs in the part pool) ----------------------------------------------------
@@ -256,6 +257,7 @@ class _Multipart:
                                        record.to_json(), content_type="application/json")
         with self.lock:
             self.record_writes.append(future)
+            self.recorded.add(number)
 
     def _mark(self, number: int, what: str) -> None:
         """``number`` was hashed or uploaded; once both, its memory slot is free."""
@@ -315,7 +317,9 @@ class _Multipart:
         self._drop_records()
 
     def _drop_records(self) -> None:
-        self.t.store.delete(sorted(self.t.store.list_keys(records_prefix(self.t.prefix, self.entry.path))))
+        """Delete the records of this upload: the ones found at planning and the ones written."""
+        numbers = set(range(1, len(self.known) + 1)) | self.recorded
+        self.t.store.delete([record_key(self.t.prefix, self.entry.path, n) for n in sorted(numbers)])
 
 
 def _wait(future: Future) -> BaseException | None:
