@@ -131,6 +131,17 @@ def _names(paths: Sequence[str], limit: int = 5) -> str:
     return shown + (f" and {len(paths) - limit} more" if len(paths) > limit else "")
 
 
+def _shards_named(source: Source, snapshot: Snapshot, index: FileEntry, where: str) -> set[str]:
+    """Paths (relative to the repo root) of the shards ``index``'s weight_map names."""
+    try:
+        weight_map = json.loads(read_verified(source, index, snapshot.commit, MAX_INDEX_BYTES)[0])["weight_map"]
+        return {posixpath.normpath(posixpath.join(posixpath.dirname(index.path), str(name)))
+                for name in weight_map.values()}
+    except (ValueError, KeyError, TypeError, AttributeError):
+        raise ConfigurationError(f"{index.path} of {where} is not a safetensors index (JSON with a 'weight_map')",
+                                 "fix or remove the index file in the source") from None
+
+
 def check_index(source: Source, snapshot: Snapshot, selected: Sequence[FileEntry]) -> None:
     """Every shard a selected safetensors index names must be selected too.
 
@@ -142,24 +153,15 @@ def check_index(source: Source, snapshot: Snapshot, selected: Sequence[FileEntry
     chosen = {e.path for e in selected}
     present = {e.path for e in snapshot.files}
     where = source.describe().get("repo_id") or source.describe().get("path", "the source")
+    at = f" at {snapshot.commit}" if snapshot.commit else ""
     for index in (e for e in selected if e.path.endswith(INDEX_SUFFIX)):
-        try:
-            weight_map = json.loads(read_verified(source, index, snapshot.commit, MAX_INDEX_BYTES)[0])["weight_map"]
-            shards = {posixpath.normpath(posixpath.join(posixpath.dirname(index.path), str(name)))
-                      for name in weight_map.values()}
-        except (ValueError, KeyError, TypeError, AttributeError):
-            raise ConfigurationError(f"{index.path} of {where} is not a safetensors index (JSON with a 'weight_map')",
-                                     "fix or remove the index file in the source") from None
-        missing = sorted(shards - chosen)
+        missing = sorted(_shards_named(source, snapshot, index, where) - chosen)
         if not missing:
             continue
         absent = [p for p in missing if p not in present]
         excluded = [p for p in missing if p in present]
-        said = []
-        if absent:
-            said.append(f"{_names(absent)} missing from {where}" + (f" at {snapshot.commit}" if snapshot.commit else ""))
-        if excluded:
-            said.append(f"{_names(excluded)} left out by the file patterns")
+        said = ([f"{_names(absent)} missing from {where}{at}"] if absent else []) + (
+            [f"{_names(excluded)} left out by the file patterns"] if excluded else [])
         raise IncompleteModelError(
             f"{index.path} names {len(missing)} weight file(s) the copy would not contain: {'; '.join(said)}; "
             f"nothing was copied or marked complete",
@@ -203,6 +205,26 @@ def _read_manifest(store: Store, prefix: str) -> Manifest | None:
         return None
 
 
+def _unfinished_uploads(store: Store, prefix: str, todo: Sequence[FileEntry], keys: dict[str, int],
+                        part_size: int) -> tuple[dict[str, ResumePoint], list[tuple[str, str]]]:
+    """Uploads under ``prefix`` to continue (path -> resume point) and to abort ``(key, upload_id)``."""
+    uploads: dict[str, list[str]] = {}
+    for key, upload_id in store.uploads(prefix):
+        uploads.setdefault(key, []).append(upload_id)
+    resume: dict[str, ResumePoint] = {}
+    abort: list[tuple[str, str]] = []
+    for entry in todo:
+        ids = uploads.pop(prefix + entry.path, [])
+        if ids and entry.sha256:  # small git files are never uploaded in parts
+            records = [k for k in keys if k.startswith(records_prefix(prefix, entry.path))]
+            point, ids = find_resume_point(store, prefix, entry, part_size_for(entry, part_size), ids, records)
+            if point is not None:
+                resume[entry.path] = point
+        abort += [(prefix + entry.path, u) for u in ids]
+    abort += [(key, u) for key, ids in uploads.items() for u in ids]  # files no longer selected
+    return resume, abort
+
+
 def plan_copy(source: Source, store: Store, prefix: str, *, snapshot: Snapshot, allow_patterns: Sequence[str] | None,
               ignore_patterns: Sequence[str], part_size: int) -> Plan:
     """Select the files, then compare with S3: verified objects, resumable uploads, leftovers.
@@ -220,23 +242,6 @@ def plan_copy(source: Source, store: Store, prefix: str, *, snapshot: Snapshot, 
             verified[entry.path] = done
         else:
             todo.append(entry)
-    uploads: dict[str, list[str]] = {}
-    for key, upload_id in store.uploads(prefix):
-        uploads.setdefault(key, []).append(upload_id)
-    resume: dict[str, ResumePoint] = {}
-    abort: list[tuple[str, str]] = []
-    for entry in todo:
-        ids = uploads.pop(prefix + entry.path, [])
-        if not ids:
-            continue
-        if not entry.sha256:  # small git files are never uploaded in parts
-            abort += [(prefix + entry.path, u) for u in ids]
-            continue
-        records = [k for k in keys if k.startswith(records_prefix(prefix, entry.path))]
-        point, stale = find_resume_point(store, prefix, entry, part_size_for(entry, part_size), ids, records)
-        if point is not None:
-            resume[entry.path] = point
-        abort += [(prefix + entry.path, u) for u in stale]
-    abort += [(key, u) for key, ids in uploads.items() for u in ids]  # files no longer selected
+    resume, abort = _unfinished_uploads(store, prefix, todo, keys, part_size)
     return Plan(snapshot.commit, tuple(entries), verified, tuple(todo), resume, tuple(abort),
                 _read_manifest(store, prefix), keys)

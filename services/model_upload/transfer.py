@@ -282,25 +282,42 @@ class _Multipart:
 
     # -- the file ---------------------------------------------------------------------------
     def run(self) -> ManifestFile:
-        futures: list[Future] = []
+        """Transfer the parts S3 lacks, then verify and complete. Raises the first real failure."""
         todo = [n for n in range(1, self.count + 1) if n not in self.etags]
+        futures: list[Future] = []
         try:
-            for number in todo:
-                failed = next((f for f in futures if f.done() and f.exception() is not None), None)
-                if failed is not None:
-                    raise failed.exception()  # type: ignore[misc]
-                self.t.check_go()
-                futures.append(self.t.run_part(self._part, number))
-        finally:
-            errors = [exc for f in futures if (exc := _wait(f)) is not None]
-            for number in todo[:len(futures)]:
-                self._release(number)
-            errors += [exc for f in self.record_writes if (exc := _wait(f)) is not None]
+            self._submit(todo, futures)
+            stopped: BaseException | None = None
+        except BaseException as exc:  # noqa: BLE001 - settled below with the parts' own errors
+            stopped = exc
+        errors = ([stopped] if stopped is not None else []) + self._settle(todo, futures)
         if errors:
-            first = next((e for e in errors if not isinstance(e, (TransferCancelled, DeadlineReached))), errors[0])
-            if isinstance(first, VerificationError):
-                self._discard()
-            raise first
+            raise self._first(errors)
+        return self._complete()
+
+    def _submit(self, todo: list[int], futures: list[Future]) -> None:
+        for number in todo:
+            failed = next((f for f in futures if f.done() and f.exception() is not None), None)
+            if failed is not None:
+                raise failed.exception()  # type: ignore[misc]
+            self.t.check_go()
+            futures.append(self.t.run_part(self._part, number))
+
+    def _settle(self, todo: list[int], futures: list[Future]) -> list[BaseException]:
+        """Wait for the parts and record writes in flight; free what waited for a failed part."""
+        errors = [exc for f in futures if (exc := _wait(f)) is not None]
+        for number in todo[:len(futures)]:
+            self._release(number)
+        return errors + [exc for f in self.record_writes if (exc := _wait(f)) is not None]
+
+    def _first(self, errors: list[BaseException]) -> BaseException:
+        """The error to raise: a real failure before a stop; bad bytes discard the upload."""
+        first = next((e for e in errors if not isinstance(e, (TransferCancelled, DeadlineReached))), errors[0])
+        if isinstance(first, VerificationError):
+            self._discard()
+        return first
+
+    def _complete(self) -> ManifestFile:
         try:
             sha256 = self.digests.verify()  # before completing: a mismatch never becomes an object
         except VerificationError:
