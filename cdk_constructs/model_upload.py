@@ -10,9 +10,10 @@ cannot finish fails the stack instead of leaving it waiting for CloudFormation's
 
 Sizing: ``is_complete`` gets 3008 MB (Lambda allocates CPU, about 2 vCPU here, and network in
 proportion to memory; sha256 of every byte is CPU-bound) and the 15-minute maximum timeout;
-8 files in parallel with 64 MiB parts bound memory to 16 parts in flight (1 GiB). It stops
-starting files well before its timeout (see the handler), so a 5 GB shard in flight still
-completes. A 7B model (about 4 GiB) fits in one or two invocations.
+the contract's workers and part size (``services/model_upload/contract.py``) bound memory to
+``2 * workers`` parts in flight. It stops starting parts well before its timeout (see the
+handler); a file cut there continues in the next invocation from its last recorded part. A 7B
+model (about 4 GiB) fits in one or two invocations.
 
 IAM: the functions' role may write/read/list only ``models/<name>/`` of the bucket
 (:meth:`ModelStore.grant_write_model`), read only the named token secret, and write only its own

@@ -16,9 +16,11 @@ COMPLETION_MANIFEST = ".qvllm-complete.json"  # written last by the copy, only w
 ENV_WORKERS = "UPLOAD_WORKERS"  # files copied in parallel by one invocation
 ENV_PART_SIZE = "UPLOAD_PART_SIZE"  # S3 multipart part size, bytes
 
-DEFAULT_WORKERS = 8
-# 64 MiB parts: S3 allows 10,000 parts per upload, so one file may reach 625 GiB; a resumed
-# copy re-downloads at most the parts in flight when it stopped (a few per file).
-DEFAULT_PART_SIZE = 64 * 1024 * 1024
+DEFAULT_WORKERS = 8  # files in parallel; 2 * DEFAULT_WORKERS parts in memory at most
+# 16 MiB parts: each is one ranged download and one upload, so the two overlap within a file
+# (64 MiB parts left a 300 MiB file five parts that all downloaded before any uploaded: half the
+# speed in bench/upload.py), 16 parts in flight hold 256 MiB, and a resumed copy re-downloads
+# little. S3 allows 10,000 parts, so files over 156 GiB get larger parts (plan.part_size_for).
+DEFAULT_PART_SIZE = 16 * 1024 * 1024
 MIN_PART_SIZE = 5 * 1024 * 1024  # S3's minimum for every part but the last
 MAX_PARTS = 10_000  # S3's limit of parts per multipart upload

@@ -1,12 +1,13 @@
 """Resume inside a file: the sha256 state recorded beside each part of an unfinished upload.
 
 A large file goes to S3 as a multipart upload, one part per ``part_size`` bytes, parts in
-parallel; the file's sha256 is fed the parts in order. Each time it has covered part ``n``, the
-copy writes a small JSON record ``<prefix>.qvllm-resume/<path>/<n>.json``: the upload id, the
-file's published sha256, the part size, the part's size, and the sha256 state after part ``n``
-(:class:`~.sha256state.Sha256State`: 32 bytes of chaining value plus a length). Records live
-under the model's own prefix (the same IAM grant covers them) and are deleted when the file
-completes. Two sources of truth, each for what it knows:
+parallel; the file's sha256 is fed the parts in order. Every :data:`RECORD_BYTES` it has covered
+(at least every part; and when a step stops), the copy writes a small JSON record
+``<prefix>.qvllm-resume/<path>/<n>.json``: the upload id, the file's published sha256, the part
+size, and the sha256 state after each part ``first..n`` (:class:`~.sha256state.Sha256State`: 32
+bytes of chaining value plus a length). Records live under the model's own prefix (the same IAM
+grant covers them) and are deleted when the file completes. Two sources of truth, each for what
+it knows:
 
 * the records say which bytes were hashed (a chain ``1..h`` with no gap, all for this upload,
   digest and part size);
@@ -33,18 +34,25 @@ from .sources import FileEntry
 from .store import Part, Store
 
 RESUME_FOLDER = ".qvllm-resume/"  # under the model prefix; never a source file name
+# Bytes per record: fewer small PUTs beside the upload (S3 bills and rate-limits per request); a
+# killed run re-downloads at most this much more than S3 lacks (a stopped step records all first).
+RECORD_BYTES = 32 * 1024 * 1024
 
 
 @dataclass(frozen=True)
 class PartRecord:
-    """The sha256 state after part ``number`` of upload ``upload_id`` (see the module docs)."""
+    """The sha256 states after parts ``first..first + len(states) - 1`` of upload ``upload_id``."""
 
     upload_id: str
-    number: int
-    size: int
     file_sha256: str
     part_size: int
-    state: Sha256State
+    first: int
+    states: tuple[Sha256State, ...]
+
+    @property
+    def last(self) -> int:
+        """The last part covered."""
+        return self.first + len(self.states) - 1
 
     def to_json(self) -> bytes:
         """Serialise."""
@@ -55,7 +63,7 @@ class PartRecord:
         """Parse, or ``None`` for anything that is not a record."""
         try:
             data = json.loads(body)
-            return cls(**{**data, "state": Sha256State(**data["state"])})
+            return cls(**{**data, "states": tuple(Sha256State(**state) for state in data["states"])})
         except (ValueError, TypeError, KeyError, AttributeError):
             return None
 
@@ -79,12 +87,14 @@ class ResumePoint:
         part_size: bytes per part (the records' and the upload's).
         states: sha256 state after each part ``1..h`` (index ``n - 1`` for part ``n``).
         stored: parts ``n <= h`` S3 holds: part number -> ETag (kept as they are).
+        record_keys: the records found (deleted when the file completes).
     """
 
     upload_id: str
     part_size: int
     states: tuple[Sha256State, ...]
     stored: dict[int, str]
+    record_keys: tuple[str, ...] = ()
 
     @property
     def stored_bytes(self) -> int:
@@ -92,20 +102,21 @@ class ResumePoint:
         return len(self.stored) * self.part_size
 
 
-def hashed_chain(records: dict[int, PartRecord], parts: dict[int, Part], upload_id: str, entry: FileEntry,
-                 part_size: int) -> list[PartRecord]:
-    """The records of parts ``1..h``: no gap, all for this upload, digest and part size, lengths
-    consistent, and sizes S3 agrees with where it holds the part."""
-    chain: list[PartRecord] = []
+def hashed_chain(records: list[PartRecord], parts: dict[int, Part], upload_id: str, entry: FileEntry,
+                 part_size: int) -> list[Sha256State]:
+    """The states after parts ``1..h``: no gap, all from records of this upload, digest and part size,
+    lengths consistent, and every part S3 holds among them of the full part size."""
+    states: dict[int, Sha256State] = {}
+    for record in records:
+        if record.upload_id == upload_id and record.file_sha256 == entry.sha256 and record.part_size == part_size:
+            states.update({record.first + i: state for i, state in enumerate(record.states)})
+    chain: list[Sha256State] = []
     number = 1
-    while True:
-        record, part = records.get(number), parts.get(number)
-        if (record is None or record.upload_id != upload_id or record.file_sha256 != entry.sha256
-                or record.part_size != part_size or record.size != part_size
-                or record.state.length != number * part_size or (part is not None and part.size != record.size)):
-            return chain
-        chain.append(record)
+    while (state := states.get(number)) is not None and state.length == number * part_size and (
+            number not in parts or parts[number].size == part_size):
+        chain.append(state)
         number += 1
+    return chain
 
 
 def find_resume_point(store: Store, prefix: str, entry: FileEntry, part_size: int, upload_ids: list[str],
@@ -114,22 +125,18 @@ def find_resume_point(store: Store, prefix: str, entry: FileEntry, part_size: in
 
     Returns the resume point (``None``: start a new upload) and the upload ids to abort.
     """
-    records: dict[str, dict[int, PartRecord]] = {}
-    for key in record_keys:
-        body = store.get(key)
-        record = PartRecord.from_json(body) if body is not None else None
-        if record is not None:
-            records.setdefault(record.upload_id, {})[record.number] = record
+    records = [r for key in record_keys if (body := store.get(key)) is not None
+               and (r := PartRecord.from_json(body)) is not None]
     best: ResumePoint | None = None
     for upload_id in upload_ids:
         parts = store.parts(prefix + entry.path, upload_id)
         if parts is None:
             continue
-        chain = hashed_chain(records.get(upload_id, {}), parts, upload_id, entry, part_size)
+        chain = hashed_chain(records, parts, upload_id, entry, part_size)
         if not chain:
             continue
-        stored = {r.number: parts[r.number].etag for r in chain if r.number in parts}
-        point = ResumePoint(upload_id, part_size, tuple(r.state for r in chain), stored)
+        stored = {n: parts[n].etag for n in range(1, len(chain) + 1) if n in parts}
+        point = ResumePoint(upload_id, part_size, tuple(chain), stored, tuple(record_keys))
         if best is None or (len(point.states), len(stored)) > (len(best.states), len(best.stored)):
             best = point
     return best, [u for u in upload_ids if best is None or u != best.upload_id]

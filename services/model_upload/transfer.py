@@ -26,7 +26,7 @@ from typing import Sequence
 from .errors import ConfigurationError, VerificationError
 from .manifest import ManifestFile
 from .plan import META_COMMIT, META_GIT_OID, META_SHA256, part_size_for, read_verified
-from .resume import PartRecord, ResumePoint, record_key
+from .resume import RECORD_BYTES, PartRecord, ResumePoint, record_key
 from .sha256state import ResumableSha256, Sha256State
 from .sources import READ_CHUNK, FileEntry, Source
 from .store import Store
@@ -170,7 +170,9 @@ class _Multipart:
         self.hashing = False
         self.marks: dict[int, set[str]] = {}  # "hashed" / "uploaded" per part in flight
         self.record_writes: list[Future] = []
-        self.recorded: set[int] = set()
+        self.record_keys: list[str] = list(resume.record_keys) if resume is not None else []
+        self.unrecorded: list[Sha256State] = []  # states after the parts since the last record
+        self.recorded_through = len(self.known)
         self.released: set[int] = set()  # parts whose memory slot is free again
 
     # -- one part (runs in the part pool) ----------------------------------------------------
@@ -241,23 +243,38 @@ class _Multipart:
                 self.digests.update(ready)
                 del ready
                 if current < self.count:  # the last part ends the file: nothing to resume after it
-                    self._record(current, self.digests.sha256.state())
+                    self._remember(current, self.digests.sha256.state())
                 self._mark(current, "hashed")
         except BaseException:
             with self.lock:
                 self.hashing = False
             raise
 
-    def _record(self, number: int, state: Sha256State | None) -> None:
-        """Write the state after part ``number`` beside the upload (in the background)."""
+    def _remember(self, number: int, state: Sha256State | None) -> None:
+        """Keep the state after part ``number``; write a record every :data:`RECORD_BYTES`."""
         if state is None:  # no OpenSSL SHA256 functions: this file restarts if interrupted
             return
-        record = PartRecord(self.upload_id, number, self.part_size, str(self.entry.sha256), self.part_size, state)
-        future = self.t.records.submit(self.t.store.put, record_key(self.t.prefix, self.entry.path, number),
+        with self.lock:
+            self.unrecorded.append(state)
+            full = len(self.unrecorded) * self.part_size >= RECORD_BYTES
+        if full:
+            self._write_record()
+
+    def _write_record(self) -> None:
+        """Write the states not yet recorded beside the upload (in the background)."""
+        with self.lock:
+            states, self.unrecorded = tuple(self.unrecorded), []
+            if not states:
+                return
+            first = self.recorded_through + 1
+            self.recorded_through += len(states)
+            last = self.recorded_through
+        record = PartRecord(self.upload_id, str(self.entry.sha256), self.part_size, first, states)
+        future = self.t.records.submit(self.t.store.put, record_key(self.t.prefix, self.entry.path, last),
                                        record.to_json(), content_type="application/json")
         with self.lock:
             self.record_writes.append(future)
-            self.recorded.add(number)
+            self.record_keys.append(record_key(self.t.prefix, self.entry.path, last))
 
     def _mark(self, number: int, what: str) -> None:
         """``number`` was hashed or uploaded; once both, its memory slot is free."""
@@ -304,10 +321,16 @@ class _Multipart:
             futures.append(self.t.run_part(self._part, number))
 
     def _settle(self, todo: list[int], futures: list[Future]) -> list[BaseException]:
-        """Wait for the parts and record writes in flight; free what waited for a failed part."""
+        """Wait for the parts in flight, record what was hashed, wait for the record writes; free
+        what waited for a failed part."""
         errors = [exc for f in futures if (exc := _wait(f)) is not None]
         for number in todo[:len(futures)]:
             self._release(number)
+        if len(self.etags) < self.count:  # stopped: the next run resumes from here
+            try:
+                self._write_record()
+            except Exception as exc:  # noqa: BLE001 - reported with the others
+                errors.append(exc)
         return errors + [exc for f in self.record_writes if (exc := _wait(f)) is not None]
 
     def _first(self, errors: list[BaseException]) -> BaseException:
@@ -335,8 +358,7 @@ class _Multipart:
 
     def _drop_records(self) -> None:
         """Delete the records of this upload: the ones found at planning and the ones written."""
-        numbers = set(range(1, len(self.known) + 1)) | self.recorded
-        self.t.store.delete([record_key(self.t.prefix, self.entry.path, n) for n in sorted(numbers)])
+        self.t.store.delete(sorted(set(self.record_keys)))
 
 
 def _wait(future: Future) -> BaseException | None:

@@ -296,7 +296,7 @@ def test_transient_errors_are_retried_and_dropped_streams_resume_with_range(
 ) -> None:
     hub.add_repo("org/tiny", {**tiny_files, "model-big.safetensors": big_file})
     hub.fail("config.json", 503, times=2)
-    hub.drop("model-big.safetensors", after_bytes=50 * 1024 * 1024, times=1)
+    hub.drop("model-big.safetensors", after_bytes=10 * 1024 * 1024, times=1)
     manifest = copy_model(_source(hub), s3_client=s3, bucket=bucket, prefix=PREFIX)
     assert hub.downloads["config.json"] == 3  # two 503s, then the bytes
     parts = -(-big_file.size // DEFAULT_PART_SIZE)

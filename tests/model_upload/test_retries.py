@@ -87,7 +87,7 @@ def test_persistent_429_with_retry_after_waits_grow_and_the_error_says_how_long(
     waits = [b - a for a, b in zip(times, times[1:])]
     assert all(w >= 0.95 for w in waits), waits  # Retry-After: 1 is a minimum
     assert waits[-1] > 1.5 * waits[0], waits  # and the backoff grows past it
-    assert times[-1] - times[0] <= 7.5  # bounded total
+    assert times[-1] - times[0] <= 7 + 2  # bounded: the budget, plus slack for slow requests on a loaded machine
     assert read_manifest(s3, bucket, "models/busy/") is None
 
 
