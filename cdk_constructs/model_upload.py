@@ -6,7 +6,7 @@ offline). ``on_event`` resolves the revision and fails fast on auth/404; ``is_co
 what fits in one invocation and is called every :data:`QUERY_INTERVAL` until done, resuming from
 the state kept in S3. The Provider's total timeout (:data:`TOTAL_TIMEOUT`) and the custom
 resource's ``ServiceTimeout`` (:data:`SERVICE_TIMEOUT`) are both below one hour, so a copy that
-cannot finish fails the stack instead of leaving it waiting for CloudFormation's hour (case B21).
+cannot finish fails the stack instead of leaving it waiting for CloudFormation's hour.
 
 Sizing: ``is_complete`` gets 3008 MB (Lambda allocates CPU, about 2 vCPU here, and network in
 proportion to memory; sha256 of every byte is CPU-bound) and the 15-minute maximum timeout;

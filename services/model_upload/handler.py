@@ -1,8 +1,10 @@
 """CloudFormation custom resource ``Custom::ModelUpload`` (CDK Provider framework handlers).
 
 ``on_event`` (Create/Update/Delete) validates the properties, resolves the revision (a branch
-or tag becomes a commit sha, returned as the ``Revision`` attribute) and checks access to the
-first file, so a gated repo, a bad token or a missing revision fails in seconds (case B18).
+or tag becomes a commit sha, returned as the ``Revision`` attribute), requires every shard the
+safetensors index names, lists the destination prefix and checks access to the first file
+(:func:`~.copy.preflight`), so a gated repo, a bad token, a missing revision or shard, or a
+missing bucket fails in seconds instead of after the waiter's first interval.
 ``is_complete`` then copies as much as fits in the invocation's time budget and returns
 ``IsComplete: false`` until every file is verified and the completion manifest is written.
 Progress lives in S3 (object metadata, see :mod:`.copy`), so each invocation resumes where the
@@ -28,8 +30,9 @@ changes the physical id, so CloudFormation deletes the old resource after the up
 
 Delete keeps the objects unless ``PurgeOnDelete`` is true. A Delete whose physical id is not
 the one this handler issues for the given bucket and prefix (the Provider's failed-create
-marker, a log-stream name, anything else) is a no-op with zero S3 calls (case B23): an id is
-never turned into a prefix.
+marker, a log-stream name, anything else) is a no-op with zero S3 calls (a rollback after a
+failed Create sends such ids, and purging a prefix derived from one would delete the wrong
+objects): an id is never turned into a prefix.
 
 Resource properties (strings, as CloudFormation passes them): ``Bucket``, ``Prefix``
 (``models/<name>/``), ``RepoId``, ``Revision``, ``AllowPatterns`` (list), ``HubEndpoint``,
