@@ -243,5 +243,5 @@ def plan_copy(source: Source, store: Store, prefix: str, *, snapshot: Snapshot, 
         else:
             todo.append(entry)
     resume, abort = _unfinished_uploads(store, prefix, todo, keys, part_size)
-    return Plan(snapshot.commit, tuple(entries), verified, tuple(todo), resume, tuple(abort),
-                _read_manifest(store, prefix), keys)
+    manifest = _read_manifest(store, prefix) if prefix + COMPLETION_MANIFEST in keys else None
+    return Plan(snapshot.commit, tuple(entries), verified, tuple(todo), resume, tuple(abort), manifest, keys)
