@@ -21,13 +21,13 @@ VLLM_STAMP := .venv-vllm/.installed
 CONFIG ?=
 CDK_CONTEXT := $(if $(CONFIG),-c config_file=$(CONFIG))
 
-.PHONY: help synth test local manifests bench-synth bench-gateway bench-routing bench-upload deps deps-dev deps-engine deps-browser deps-promtool deps-registry clean
+.PHONY: help synth test local manifests bench-synth bench-gateway bench-routing bench-upload deps deps-dev deps-engine deps-browser deps-promtool deps-registry clean chart-imports
 
 help:
 	@echo "make synth   install and synthesize the app (CONFIG=my.yaml to override the default config)"
 	@echo "make test    install test dependencies and run the whole suite"
 	@echo "make local   install the tools and the CPU engine, start the local stack (stop: .venv/bin/qvllm local down)"
-	@echo "make manifests | bench-synth | bench-gateway | bench-routing | bench-upload"
+	@echo "make manifests | bench-synth | bench-gateway | bench-routing | bench-upload | chart-imports"
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
@@ -82,6 +82,10 @@ test: deps-dev deps-engine deps-browser deps-promtool deps-registry
 
 local: deps-dev deps-engine
 	$(VENV)/bin/qvllm local up
+
+# Regenerate the typed classes of the custom resources our charts render (k8s_charts/imports/).
+chart-imports: deps
+	$(PY) scripts/gen_chart_imports.py
 
 manifests: deps-dev
 	$(PY) scripts/render_manifests.py manifests $(CDK_CONTEXT)

@@ -1,0 +1,57 @@
+"""The charts build every object from typed classes, and the generated CRD classes are fresh."""
+
+from __future__ import annotations
+
+import shutil
+import sys
+from pathlib import Path
+
+import cdk8s
+import pytest
+
+from app_config import config_from_dict
+from k8s_charts import DeployValues, chart_props
+
+REPO = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO / "scripts"))
+
+import gen_chart_imports as gen  # noqa: E402
+
+
+def _api_objects(chart: cdk8s.Chart) -> list[cdk8s.ApiObject]:
+    return [c for c in chart.node.find_all() if isinstance(c, cdk8s.ApiObject)]
+
+
+@pytest.mark.parametrize("key", list(chart_props(config_from_dict({}), DeployValues.placeholders())))
+def test_charts_build_only_typed_objects(key):
+    """No bare ``cdk8s.ApiObject`` (an untyped object filled by JSON patches): each object is an
+    instance of a generated class, built-in kinds from ``cdk8s_plus_35.k8s``, custom resources
+    from ``k8s_charts.imports``."""
+    spec = chart_props(config_from_dict({}), DeployValues.placeholders())[key]
+    chart = spec.chart_class(cdk8s.App(), key, spec.props)
+    objects = _api_objects(chart)
+    assert objects, f"chart {key} built no objects"
+    untyped = [o.node.path for o in objects if type(o) is cdk8s.ApiObject]
+    assert not untyped, f"untyped ApiObjects in {key}: {untyped}"
+    for obj in objects:
+        assert type(obj).__module__.startswith(("cdk8s_plus_35.k8s", "k8s_charts.imports.")), type(obj)
+
+
+@pytest.fixture(scope="module")
+def fresh_imports(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A fresh ``cdk8s import`` of the CRD files (the pinned CLI, offline)."""
+    out = tmp_path_factory.mktemp("imports") / "imports"
+    gen.generate(out)
+    return out
+
+
+def test_generated_imports_are_up_to_date(fresh_imports):
+    assert gen.stale_files(fresh_imports, gen.IMPORTS) == []
+
+
+def test_stale_check_can_fail(fresh_imports, tmp_path):
+    committed = tmp_path / "imports"
+    shutil.copytree(gen.IMPORTS, committed, ignore=shutil.ignore_patterns("crds"))
+    edited = committed / "sh" / "keda" / "__init__.py"
+    edited.write_text(edited.read_text().replace("minReplicaCount", "minReplicas"))
+    assert gen.stale_files(fresh_imports, committed) == [Path("sh/keda/__init__.py")]
