@@ -7,12 +7,15 @@ be CDK tokens at synth time; charts copy them verbatim and never parse them.
 
 from __future__ import annotations
 
+import enum
 import json
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import cdk8s
+from cdk8s_plus_35 import k8s
 from constructs import Construct
 
 from app_config.constants import (  # noqa: F401 - the addresses are re-exported for the charts
@@ -142,6 +145,146 @@ class QvllmChart(cdk8s.Chart):
         check_no_removed_metrics(self.manifests())
 
 
+def object_meta(name: str, labels: Mapping[str, str], namespace: str | None = None) -> k8s.ObjectMeta:
+    """``metadata`` of a built-in object: its name, labels and (for namespaced kinds) namespace."""
+    return k8s.ObjectMeta(name=name, namespace=namespace, labels=dict(labels))
+
+
+def custom_meta(name: str, labels: Mapping[str, str], namespace: str | None = None) -> cdk8s.ApiObjectMetadata:
+    """``metadata`` of a custom resource (the classes ``cdk8s import`` generates take this type)."""
+    return cdk8s.ApiObjectMetadata(name=name, namespace=namespace, labels=dict(labels))
+
+
+def quantities(values: Mapping[str, str]) -> dict[str, k8s.Quantity]:
+    """Resource quantities (``{"cpu": "500m"}``) as typed ``Quantity`` values, rendered unchanged."""
+    return {resource: k8s.Quantity.from_string(value) for resource, value in values.items()}
+
+
+def http_get_probe(
+    path: str,
+    port_name: str,
+    *,
+    period_seconds: int,
+    failure_threshold: int | None = None,
+    timeout_seconds: int | None = None,
+) -> k8s.Probe:
+    """An HTTP GET probe of ``path`` on the container port named ``port_name``."""
+    return k8s.Probe(
+        http_get=k8s.HttpGetAction(path=path, port=k8s.IntOrString.from_string(port_name)),
+        period_seconds=period_seconds,
+        failure_threshold=failure_threshold,
+        timeout_seconds=timeout_seconds,
+    )
+
+
+def tcp_container_port(name: str, port: int) -> k8s.ContainerPort:
+    """A named TCP container port."""
+    return k8s.ContainerPort(name=name, container_port=port, protocol="TCP")
+
+
+EnumT = TypeVar("EnumT", bound=enum.Enum)
+
+
+def wire_enum(enum_type: type[EnumT], value: str) -> EnumT:
+    """The member of a generated enum whose wire value is ``value`` (``"WhenEmpty"`` -> ``WHEN_EMPTY``).
+
+    ``cdk8s import`` names enum members by upper-casing the CRD's values at word boundaries; the
+    config holds the wire values.
+
+    Raises:
+        ValueError: ``value`` is not one of the enum's values (names the enum and the value).
+    """
+    name = re.sub(r"([a-z0-9])([A-Z])", r"\1_\2", value).replace("-", "_").upper()
+    try:
+        return enum_type[name]
+    except KeyError:
+        raise ValueError(f"{value!r} is not a value of {enum_type.__name__}") from None
+
+
+def cluster_ip_service(
+    scope: Construct,
+    *,
+    name: str,
+    namespace: str,
+    labels: Mapping[str, str],
+    selector: Mapping[str, str],
+    port: int,
+    port_name: str,
+) -> k8s.KubeService:
+    """A ClusterIP Service exposing one TCP ``port`` (targetPort = the same container port)."""
+    return k8s.KubeService(
+        scope,
+        "service",
+        metadata=object_meta(name, labels, namespace),
+        spec=k8s.ServiceSpec(
+            type="ClusterIP",
+            selector=dict(selector),
+            ports=[
+                k8s.ServicePort(name=port_name, port=port, target_port=k8s.IntOrString.from_number(port), protocol="TCP")
+            ],
+        ),
+    )
+
+
+def surge_one_strategy() -> k8s.DeploymentStrategy:
+    """A rolling update that never drops below the current replicas: one extra pod comes up first."""
+    return k8s.DeploymentStrategy(
+        type="RollingUpdate",
+        rolling_update=k8s.RollingUpdateDeployment(
+            max_surge=k8s.IntOrString.from_number(1), max_unavailable=k8s.IntOrString.from_number(0)
+        ),
+    )
+
+
+def deployment(
+    scope: Construct,
+    *,
+    name: str,
+    namespace: str,
+    labels: Mapping[str, str],
+    selector: Mapping[str, str],
+    pod_spec: k8s.PodSpec,
+    replicas: int | None,
+    strategy: k8s.DeploymentStrategy | None = None,
+) -> k8s.KubeDeployment:
+    """An apps/v1 Deployment of ``pod_spec`` (pods labelled ``labels``, selected by ``selector``).
+
+    ``replicas=None`` leaves the field out, for a Deployment whose replicas an autoscaler owns
+    (KEDA's HPA): a value here would be reset on every apply. ``strategy`` defaults to
+    :func:`surge_one_strategy`.
+    """
+    return k8s.KubeDeployment(
+        scope,
+        "deployment",
+        metadata=object_meta(name, labels, namespace),
+        spec=k8s.DeploymentSpec(
+            replicas=replicas,
+            selector=k8s.LabelSelector(match_labels=dict(selector)),
+            strategy=strategy or surge_one_strategy(),
+            template=k8s.PodTemplateSpec(metadata=k8s.ObjectMeta(labels=dict(labels)), spec=pod_spec),
+        ),
+    )
+
+
+def pod_disruption_budget(
+    scope: Construct, *, name: str, namespace: str, labels: Mapping[str, str], selector: Mapping[str, str]
+) -> k8s.KubePodDisruptionBudget:
+    """A PodDisruptionBudget with ``maxUnavailable: 1``.
+
+    ``maxUnavailable: 1`` never blocks draining a single-replica workload (``minAvailable: 1``
+    would block it forever), yet stops a drain from taking several replicas at once.
+    """
+    return k8s.KubePodDisruptionBudget(
+        scope,
+        "pdb",
+        metadata=object_meta(name, labels, namespace),
+        spec=k8s.PodDisruptionBudgetSpec(
+            max_unavailable=k8s.IntOrString.from_number(1),
+            selector=k8s.LabelSelector(match_labels=dict(selector)),
+        ),
+    )
+
+
 def _camel(name: str) -> str:
     head, *rest = name.split("_")
     return head + "".join(part.capitalize() for part in rest)
@@ -156,91 +299,8 @@ def k8s_object(
     metadata: cdk8s.ApiObjectMetadata,
     **fields: Any,
 ) -> cdk8s.ApiObject:
-    """A ``cdk8s.ApiObject`` with top-level fields (``spec``, ``data``, ``rules``, ``role_ref``...).
-
-    The Python binding of ``ApiObject`` takes only apiVersion, kind and metadata; other fields
-    are added as JSON patches. Snake-case field names become camelCase (``role_ref`` -> ``roleRef``).
-    """
+    """An untyped ``cdk8s.ApiObject`` (being replaced chart by chart by the typed classes)."""
     obj = cdk8s.ApiObject(scope, id, api_version=api_version, kind=kind, metadata=metadata)
     for key, value in fields.items():
         obj.add_json_patch(cdk8s.JsonPatch.add(f"/{_camel(key)}", value))
     return obj
-
-
-def cluster_ip_service(
-    scope: Construct,
-    *,
-    name: str,
-    namespace: str,
-    labels: Mapping[str, str],
-    selector: Mapping[str, str],
-    port: int,
-    port_name: str,
-) -> cdk8s.ApiObject:
-    """A ClusterIP Service exposing one TCP ``port`` (targetPort = the same container port)."""
-    return k8s_object(
-        scope,
-        "service",
-        api_version="v1",
-        kind="Service",
-        metadata=cdk8s.ApiObjectMetadata(name=name, namespace=namespace, labels=dict(labels)),
-        spec={
-            "type": "ClusterIP",
-            "selector": dict(selector),
-            "ports": [{"name": port_name, "port": port, "targetPort": port, "protocol": "TCP"}],
-        },
-    )
-
-
-# A rolling update that never drops below the current replicas: one extra pod comes up first.
-SURGE_ONE_STRATEGY: dict[str, Any] = {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0}}
-
-
-def deployment(
-    scope: Construct,
-    *,
-    name: str,
-    namespace: str,
-    labels: Mapping[str, str],
-    selector: Mapping[str, str],
-    pod_spec: Mapping[str, Any],
-    replicas: int | None,
-    strategy: Mapping[str, Any] = SURGE_ONE_STRATEGY,
-) -> cdk8s.ApiObject:
-    """An apps/v1 Deployment of ``pod_spec`` (pods labelled ``labels``, selected by ``selector``).
-
-    ``replicas=None`` leaves the field out, for a Deployment whose replicas an autoscaler owns
-    (KEDA's HPA): a value here would be reset on every apply.
-    """
-    spec: dict[str, Any] = {} if replicas is None else {"replicas": replicas}
-    spec.update({
-        "selector": {"matchLabels": dict(selector)},
-        "strategy": dict(strategy),
-        "template": {"metadata": {"labels": dict(labels)}, "spec": dict(pod_spec)},
-    })
-    return k8s_object(
-        scope,
-        "deployment",
-        api_version="apps/v1",
-        kind="Deployment",
-        metadata=cdk8s.ApiObjectMetadata(name=name, namespace=namespace, labels=dict(labels)),
-        spec=spec,
-    )
-
-
-def pod_disruption_budget(
-    scope: Construct, *, name: str, namespace: str, labels: Mapping[str, str], selector: Mapping[str, str]
-) -> cdk8s.ApiObject:
-    """A PodDisruptionBudget with ``maxUnavailable: 1``.
-
-    ``maxUnavailable: 1`` never blocks draining a single-replica workload (``minAvailable: 1``
-    would block it forever), yet stops a drain from taking several replicas at once.
-    """
-    return k8s_object(
-        scope,
-        "pdb",
-        api_version="policy/v1",
-        kind="PodDisruptionBudget",
-        metadata=cdk8s.ApiObjectMetadata(name=name, namespace=namespace, labels=dict(labels)),
-        spec={"maxUnavailable": 1, "selector": {"matchLabels": dict(selector)}},
-    )

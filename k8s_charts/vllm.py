@@ -10,9 +10,8 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any
 
-import cdk8s
+from cdk8s_plus_35 import k8s
 from constructs import Construct
 
 from app_config.constants import (
@@ -27,7 +26,19 @@ from app_config.constants import (
 )
 from app_config.model import ModelConfig, VllmConfig
 from app_config.quantity import parse_quantity
-from k8s_charts.common import cluster_ip_service, deployment, k8s_object, pod_disruption_budget, NODEPOOL_LABEL_KEY, QvllmChart, common_labels, selector_labels
+from k8s_charts.common import (
+    NODEPOOL_LABEL_KEY,
+    QvllmChart,
+    cluster_ip_service,
+    common_labels,
+    deployment,
+    http_get_probe,
+    object_meta,
+    pod_disruption_budget,
+    quantities,
+    selector_labels,
+    tcp_container_port,
+)
 
 CONTAINER_NAME = "vllm"
 PORT_NAME = "http"
@@ -96,63 +107,67 @@ class VllmChart(QvllmChart):
         selector = selector_labels(VLLM_APP_LABEL)
         vllm = props.vllm
 
-        k8s_object(
-            self,
-            "service-account",
-            api_version="v1",
-            kind="ServiceAccount",
-            metadata=cdk8s.ApiObjectMetadata(name=props.service_account_name, namespace=ns, labels=labels),
+        k8s.KubeServiceAccount(
+            self, "service-account", metadata=object_meta(props.service_account_name, labels, ns)
         )
 
         gpus = str(vllm.gpus_per_pod)
-        container: dict[str, Any] = {
-            "name": CONTAINER_NAME,
-            "image": vllm.image,
-            "args": vllm_args(vllm, props.model, props.model_uri),
-            "env": [
-                {"name": "AWS_REGION", "value": props.region},
-                {"name": "AWS_DEFAULT_REGION", "value": props.region},
-                {"name": "RUNAI_STREAMER_CONCURRENCY", "value": str(vllm.streamer_concurrency)},
+        container = k8s.Container(
+            name=CONTAINER_NAME,
+            image=vllm.image,
+            args=vllm_args(vllm, props.model, props.model_uri),
+            env=[
+                k8s.EnvVar(name="AWS_REGION", value=props.region),
+                k8s.EnvVar(name="AWS_DEFAULT_REGION", value=props.region),
+                k8s.EnvVar(name="RUNAI_STREAMER_CONCURRENCY", value=str(vllm.streamer_concurrency)),
                 # Bytes; kept below the pod's memory limit by config validation (the streamer's own
                 # default buffer, 40 GB, would get the pod OOM-killed while weights load).
-                {"name": "RUNAI_STREAMER_MEMORY_LIMIT", "value": str(int(parse_quantity(vllm.streamer_memory_limit)))},
+                k8s.EnvVar(
+                    name="RUNAI_STREAMER_MEMORY_LIMIT", value=str(int(parse_quantity(vllm.streamer_memory_limit)))
+                ),
             ],
-            "ports": [{"name": PORT_NAME, "containerPort": VLLM_PORT, "protocol": "TCP"}],
-            "resources": {
-                "requests": {"cpu": vllm.cpu_request, "memory": vllm.memory_request, GPU_RESOURCE: gpus},
-                "limits": {"memory": vllm.memory_request, GPU_RESOURCE: gpus},
-            },
-            "startupProbe": {
-                "httpGet": {"path": VLLM_HEALTH_PATH, "port": PORT_NAME},
-                "periodSeconds": STARTUP_PERIOD_SECONDS,
-                "failureThreshold": math.ceil(vllm.startup_timeout_seconds / STARTUP_PERIOD_SECONDS),
-                "timeoutSeconds": 5,
-            },
-            "readinessProbe": {
-                "httpGet": {"path": VLLM_HEALTH_PATH, "port": PORT_NAME},
-                "periodSeconds": READINESS_PERIOD_SECONDS,
-                "failureThreshold": 3,
-                "timeoutSeconds": 3,
-            },
-            "livenessProbe": {
-                "httpGet": {"path": VLLM_HEALTH_PATH, "port": PORT_NAME},
-                "periodSeconds": LIVENESS_PERIOD_SECONDS,
-                "failureThreshold": LIVENESS_FAILURE_THRESHOLD,
-                "timeoutSeconds": 5,
-            },
+            ports=[tcp_container_port(PORT_NAME, VLLM_PORT)],
+            resources=k8s.ResourceRequirements(
+                requests=quantities({"cpu": vllm.cpu_request, "memory": vllm.memory_request, GPU_RESOURCE: gpus}),
+                limits=quantities({"memory": vllm.memory_request, GPU_RESOURCE: gpus}),
+            ),
+            startup_probe=http_get_probe(
+                VLLM_HEALTH_PATH,
+                PORT_NAME,
+                period_seconds=STARTUP_PERIOD_SECONDS,
+                failure_threshold=math.ceil(vllm.startup_timeout_seconds / STARTUP_PERIOD_SECONDS),
+                timeout_seconds=5,
+            ),
+            readiness_probe=http_get_probe(
+                VLLM_HEALTH_PATH, PORT_NAME, period_seconds=READINESS_PERIOD_SECONDS, failure_threshold=3, timeout_seconds=3
+            ),
+            liveness_probe=http_get_probe(
+                VLLM_HEALTH_PATH,
+                PORT_NAME,
+                period_seconds=LIVENESS_PERIOD_SECONDS,
+                failure_threshold=LIVENESS_FAILURE_THRESHOLD,
+                timeout_seconds=5,
+            ),
             # Endpoints drop the pod first; the sleep lets the gateway stop sending before
             # SIGTERM, then vLLM drains in-flight requests within the grace period.
-            "lifecycle": {"preStop": {"sleep": {"seconds": vllm.pre_stop_delay_seconds}}},
-            "volumeMounts": [{"name": SHM_VOLUME, "mountPath": SHM_PATH}],
-        }
-        pod_spec: dict[str, Any] = {
-            "serviceAccountName": props.service_account_name,
-            "terminationGracePeriodSeconds": vllm.termination_grace_period_seconds,
-            "nodeSelector": {NODEPOOL_LABEL_KEY: GPU_NODEPOOL_NAME},
-            "tolerations": [{"key": GPU_TAINT_KEY, "operator": "Exists", "effect": "NoSchedule"}],
-            "containers": [container],
-            "volumes": [{"name": SHM_VOLUME, "emptyDir": {"medium": "Memory", "sizeLimit": vllm.shm_size}}],
-        }
+            lifecycle=k8s.Lifecycle(
+                pre_stop=k8s.LifecycleHandler(sleep=k8s.SleepAction(seconds=vllm.pre_stop_delay_seconds))
+            ),
+            volume_mounts=[k8s.VolumeMount(name=SHM_VOLUME, mount_path=SHM_PATH)],
+        )
+        pod_spec = k8s.PodSpec(
+            service_account_name=props.service_account_name,
+            termination_grace_period_seconds=vllm.termination_grace_period_seconds,
+            node_selector={NODEPOOL_LABEL_KEY: GPU_NODEPOOL_NAME},
+            tolerations=[k8s.Toleration(key=GPU_TAINT_KEY, operator="Exists", effect="NoSchedule")],
+            containers=[container],
+            volumes=[
+                k8s.Volume(
+                    name=SHM_VOLUME,
+                    empty_dir=k8s.EmptyDirVolumeSource(medium="Memory", size_limit=k8s.Quantity.from_string(vllm.shm_size)),
+                )
+            ],
+        )
         # No "replicas": KEDA owns it.
         deployment(self, name=VLLM_NAME, namespace=ns, labels=labels, selector=selector, pod_spec=pod_spec,
                    replicas=None)
