@@ -11,9 +11,8 @@ variable names cannot drift.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
-import cdk8s
+from cdk8s_plus_35 import k8s
 from constructs import Construct
 
 from app_config.constants import (
@@ -30,21 +29,25 @@ from app_config.constants import (
 from app_config.model import GatewayConfig
 from k8s_charts.vllm import PORT_NAME as VLLM_PORT_NAME
 from k8s_charts.common import (
-    cluster_ip_service,
-    deployment,
-    k8s_object,
-    pod_disruption_budget,
     ARCH_LABEL_KEY,
     NODEPOOL_LABEL_KEY,
     ZONE_LABEL_KEY,
     QvllmChart,
+    cluster_ip_service,
     common_labels,
+    custom_meta,
+    deployment,
+    http_get_probe,
+    object_meta,
+    pod_disruption_budget,
+    quantities,
     selector_labels,
     service_host,
+    tcp_container_port,
 )
+from k8s_charts.imports.aws.k8s import elbv2
 from services.gateway.settings import settings_env
 
-TARGET_GROUP_BINDING_API_VERSION = "elbv2.k8s.aws/v1beta1"
 CONTAINER_NAME = "gateway"
 PORT_NAME = "http"
 PRE_STOP_SECONDS = 10  # ALB deregistration is asynchronous: keep serving while it happens
@@ -93,7 +96,7 @@ API_KEYS_VOLUME = "api-keys"
 API_KEYS_MOUNT_DIR = "/etc/gateway/api-keys"  # read-only Secret volume; the file is <dir>/<key>
 
 
-def gateway_env(props: GatewayProps) -> list[dict[str, str]]:
+def gateway_env(props: GatewayProps) -> list[k8s.EnvVar]:
     """The container env (``GATEWAY_*``) from the config, via the gateway's settings module."""
     gw = props.gateway
     auth = {"api_keys_file": f"{API_KEYS_MOUNT_DIR}/{API_KEYS_SECRET_KEY}"} if gw.api_keys_secret else {}
@@ -120,7 +123,7 @@ def gateway_env(props: GatewayProps) -> list[dict[str, str]]:
         **auth,
         **edge,
     )
-    return [{"name": k, "value": v} for k, v in env.items()]
+    return [k8s.EnvVar(name=k, value=v) for k, v in env.items()]
 
 
 class GatewayChart(QvllmChart):
@@ -134,72 +137,76 @@ class GatewayChart(QvllmChart):
         labels = common_labels(GATEWAY_APP_LABEL)
         selector = selector_labels(GATEWAY_APP_LABEL)
 
-        container: dict[str, Any] = {
-            "name": CONTAINER_NAME,
-            "image": props.image_uri,
-            "env": gateway_env(props),
-            "ports": [{"name": PORT_NAME, "containerPort": GATEWAY_PORT, "protocol": "TCP"}],
-            "resources": {
-                "requests": {"cpu": gw.cpu_request, "memory": gw.memory_request},
-                "limits": {"memory": gw.memory_request},
-            },
-            "readinessProbe": {
-                "httpGet": {"path": GATEWAY_READY_PATH, "port": PORT_NAME},
-                "periodSeconds": 5,
-                "failureThreshold": 2,
-            },
-            "livenessProbe": {
-                "httpGet": {"path": GATEWAY_HEALTH_PATH, "port": PORT_NAME},
-                "periodSeconds": 10,
-                "failureThreshold": 3,
-            },
-            "lifecycle": {"preStop": {"sleep": {"seconds": PRE_STOP_SECONDS}}},
-            "securityContext": {
-                "allowPrivilegeEscalation": False,
-                "capabilities": {"drop": ["ALL"]},
-                "seccompProfile": {"type": "RuntimeDefault"},
-            },
-        }
-        if gw.api_keys_secret:
+        api_keys = gw.api_keys_secret
+        container = k8s.Container(
+            name=CONTAINER_NAME,
+            image=props.image_uri,
+            env=gateway_env(props),
+            ports=[tcp_container_port(PORT_NAME, GATEWAY_PORT)],
+            resources=k8s.ResourceRequirements(
+                requests=quantities({"cpu": gw.cpu_request, "memory": gw.memory_request}),
+                limits=quantities({"memory": gw.memory_request}),
+            ),
+            readiness_probe=http_get_probe(GATEWAY_READY_PATH, PORT_NAME, period_seconds=5, failure_threshold=2),
+            liveness_probe=http_get_probe(GATEWAY_HEALTH_PATH, PORT_NAME, period_seconds=10, failure_threshold=3),
+            lifecycle=k8s.Lifecycle(pre_stop=k8s.LifecycleHandler(sleep=k8s.SleepAction(seconds=PRE_STOP_SECONDS))),
+            security_context=k8s.SecurityContext(
+                allow_privilege_escalation=False,
+                capabilities=k8s.Capabilities(drop=["ALL"]),
+                seccomp_profile=k8s.SeccompProfile(type="RuntimeDefault"),
+            ),
             # Bearer keys from a Secret the operator creates (kubectl create secret generic ...);
             # mounted read-only, read by the gateway at start (GATEWAY_API_KEYS_FILE).
-            container["volumeMounts"] = [{"name": API_KEYS_VOLUME, "mountPath": API_KEYS_MOUNT_DIR, "readOnly": True}]
+            volume_mounts=(
+                [k8s.VolumeMount(name=API_KEYS_VOLUME, mount_path=API_KEYS_MOUNT_DIR, read_only=True)]
+                if api_keys
+                else None
+            ),
+        )
         self._endpoint_slice_reader(ns, props.upstream_namespace, labels)
-        pod_spec: dict[str, Any] = {
-            "serviceAccountName": GATEWAY_NAME,
-            "automountServiceAccountToken": True,  # the Kubernetes API token for the EndpointSlice watch
-            "terminationGracePeriodSeconds": TERMINATION_GRACE_SECONDS,
-            "nodeSelector": {NODEPOOL_LABEL_KEY: CPU_NODEPOOL_NAME},
-            "affinity": {
-                "nodeAffinity": {
-                    "requiredDuringSchedulingIgnoredDuringExecution": {
-                        "nodeSelectorTerms": [
-                            {
-                                "matchExpressions": [
-                                    {"key": ARCH_LABEL_KEY, "operator": "In", "values": list(props.image_architectures)}
+        pod_spec = k8s.PodSpec(
+            service_account_name=GATEWAY_NAME,
+            automount_service_account_token=True,  # the Kubernetes API token for the EndpointSlice watch
+            termination_grace_period_seconds=TERMINATION_GRACE_SECONDS,
+            node_selector={NODEPOOL_LABEL_KEY: CPU_NODEPOOL_NAME},
+            affinity=k8s.Affinity(
+                node_affinity=k8s.NodeAffinity(
+                    required_during_scheduling_ignored_during_execution=k8s.NodeSelector(
+                        node_selector_terms=[
+                            k8s.NodeSelectorTerm(
+                                match_expressions=[
+                                    k8s.NodeSelectorRequirement(
+                                        key=ARCH_LABEL_KEY, operator="In", values=list(props.image_architectures)
+                                    )
                                 ]
-                            }
+                            )
                         ]
-                    }
-                }
-            },
-            "topologySpreadConstraints": [
-                {
-                    "maxSkew": 1,
-                    "topologyKey": ZONE_LABEL_KEY,
-                    "whenUnsatisfiable": "ScheduleAnyway",
-                    "labelSelector": {"matchLabels": selector},
-                }
+                    )
+                )
+            ),
+            topology_spread_constraints=[
+                k8s.TopologySpreadConstraint(
+                    max_skew=1,
+                    topology_key=ZONE_LABEL_KEY,
+                    when_unsatisfiable="ScheduleAnyway",
+                    label_selector=k8s.LabelSelector(match_labels=selector),
+                )
             ],
-            "containers": [container],
-        }
-        if gw.api_keys_secret:
-            pod_spec["volumes"] = [
-                {
-                    "name": API_KEYS_VOLUME,
-                    "secret": {"secretName": gw.api_keys_secret, "items": [{"key": API_KEYS_SECRET_KEY, "path": API_KEYS_SECRET_KEY}]},
-                }
-            ]
+            containers=[container],
+            volumes=(
+                [
+                    k8s.Volume(
+                        name=API_KEYS_VOLUME,
+                        secret=k8s.SecretVolumeSource(
+                            secret_name=api_keys,
+                            items=[k8s.KeyToPath(key=API_KEYS_SECRET_KEY, path=API_KEYS_SECRET_KEY)],
+                        ),
+                    )
+                ]
+                if api_keys
+                else None
+            ),
+        )
         deployment(self, name=GATEWAY_NAME, namespace=ns, labels=labels, selector=selector, pod_spec=pod_spec,
                    replicas=gw.replicas)
         cluster_ip_service(
@@ -207,45 +214,56 @@ class GatewayChart(QvllmChart):
             port=GATEWAY_PORT, port_name=PORT_NAME,
         )
         pod_disruption_budget(self, name=GATEWAY_NAME, namespace=ns, labels=labels, selector=selector)
-        tgb_spec: dict[str, Any] = {
-            "serviceRef": {"name": GATEWAY_NAME, "port": GATEWAY_PORT},
-            "targetGroupARN": props.target_group_arn,
-            "targetType": "ip",
-            "networking": {
-                "ingress": [
-                    {
-                        "from": [{"securityGroup": {"groupID": props.alb_security_group_id}}],
-                        "ports": [{"port": GATEWAY_PORT, "protocol": "TCP"}],
-                    }
-                ]
-            },
-        }
-        if props.vpc_id is not None:
-            tgb_spec["vpcID"] = props.vpc_id
-        k8s_object(
+        elbv2.TargetGroupBindingV1Beta1(
             self,
             "target-group-binding",
-            api_version=TARGET_GROUP_BINDING_API_VERSION,
-            kind="TargetGroupBinding",
-            metadata=cdk8s.ApiObjectMetadata(name=GATEWAY_NAME, namespace=ns, labels=labels),
-            spec=tgb_spec,
+            metadata=custom_meta(GATEWAY_NAME, labels, ns),
+            spec=elbv2.TargetGroupBindingV1Beta1Spec(
+                service_ref=elbv2.TargetGroupBindingV1Beta1SpecServiceRef(
+                    name=GATEWAY_NAME, port=elbv2.TargetGroupBindingV1Beta1SpecServiceRefPort.from_number(GATEWAY_PORT)
+                ),
+                target_group_arn=props.target_group_arn,
+                target_type=elbv2.TargetGroupBindingV1Beta1SpecTargetType.IP,
+                networking=elbv2.TargetGroupBindingV1Beta1SpecNetworking(
+                    ingress=[
+                        elbv2.TargetGroupBindingV1Beta1SpecNetworkingIngress(
+                            from_=[
+                                elbv2.TargetGroupBindingV1Beta1SpecNetworkingIngressFrom(
+                                    security_group=elbv2.TargetGroupBindingV1Beta1SpecNetworkingIngressFromSecurityGroup(
+                                        group_id=props.alb_security_group_id
+                                    )
+                                )
+                            ],
+                            ports=[
+                                elbv2.TargetGroupBindingV1Beta1SpecNetworkingIngressPorts(
+                                    port=elbv2.TargetGroupBindingV1Beta1SpecNetworkingIngressPortsPort.from_number(
+                                        GATEWAY_PORT
+                                    ),
+                                    protocol=elbv2.TargetGroupBindingV1Beta1SpecNetworkingIngressPortsProtocol.TCP,
+                                )
+                            ],
+                        )
+                    ]
+                ),
+                vpc_id=props.vpc_id,
+            ),
         )
         self._check()
 
     def _endpoint_slice_reader(self, namespace: str, upstream_namespace: str, labels: dict[str, str]) -> None:
         """The gateway's ServiceAccount, allowed only to list and watch EndpointSlices in the
         vLLM namespace (the gateway routes to the pods they list)."""
-        metadata = {"name": GATEWAY_NAME, "labels": labels}
-        k8s_object(self, "service-account", api_version="v1", kind="ServiceAccount",
-                   metadata=cdk8s.ApiObjectMetadata(namespace=namespace, **metadata))
-        k8s_object(
-            self, "endpointslice-reader", api_version="rbac.authorization.k8s.io/v1", kind="Role",
-            metadata=cdk8s.ApiObjectMetadata(namespace=upstream_namespace, **metadata),
-            rules=[{"apiGroups": ["discovery.k8s.io"], "resources": ["endpointslices"], "verbs": ["list", "watch"]}],
-        )  # fmt: skip
-        k8s_object(
-            self, "endpointslice-reader-binding", api_version="rbac.authorization.k8s.io/v1", kind="RoleBinding",
-            metadata=cdk8s.ApiObjectMetadata(namespace=upstream_namespace, **metadata),
-            role_ref={"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": GATEWAY_NAME},
-            subjects=[{"kind": "ServiceAccount", "name": GATEWAY_NAME, "namespace": namespace}],
-        )  # fmt: skip
+        k8s.KubeServiceAccount(self, "service-account", metadata=object_meta(GATEWAY_NAME, labels, namespace))
+        k8s.KubeRole(
+            self,
+            "endpointslice-reader",
+            metadata=object_meta(GATEWAY_NAME, labels, upstream_namespace),
+            rules=[k8s.PolicyRule(api_groups=["discovery.k8s.io"], resources=["endpointslices"], verbs=["list", "watch"])],
+        )
+        k8s.KubeRoleBinding(
+            self,
+            "endpointslice-reader-binding",
+            metadata=object_meta(GATEWAY_NAME, labels, upstream_namespace),
+            role_ref=k8s.RoleRef(api_group="rbac.authorization.k8s.io", kind="Role", name=GATEWAY_NAME),
+            subjects=[k8s.Subject(kind="ServiceAccount", name=GATEWAY_NAME, namespace=namespace)],
+        )
