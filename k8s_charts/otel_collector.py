@@ -40,8 +40,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-import cdk8s
 import yaml
+from cdk8s_plus_35 import k8s
 from constructs import Construct
 
 from app_config.constants import (
@@ -72,7 +72,19 @@ from app_config.constants import (
     VLLM_PORT,
 )
 from app_config.versions import OTEL_COLLECTOR_IMAGE
-from k8s_charts.common import cluster_ip_service, deployment, k8s_object, APP_LABEL_KEY, QvllmChart, addon_otlp_address, common_labels, selector_labels
+from k8s_charts.common import (
+    APP_LABEL_KEY,
+    QvllmChart,
+    addon_otlp_address,
+    cluster_ip_service,
+    common_labels,
+    deployment,
+    http_get_probe,
+    object_meta,
+    quantities,
+    selector_labels,
+    tcp_container_port,
+)
 
 CONFIG_DIR = "/conf"
 CONFIG_VOLUME = "config"
@@ -228,68 +240,58 @@ class OtelCollectorChart(QvllmChart):
         labels = common_labels(name)
         selector = selector_labels(name)
 
-        k8s_object(
-            self,
-            "service-account",
-            api_version="v1",
-            kind="ServiceAccount",
-            metadata=cdk8s.ApiObjectMetadata(name=name, namespace=ns, labels=labels),
-        )
-        k8s_object(
+        k8s.KubeServiceAccount(self, "service-account", metadata=object_meta(name, labels, ns))
+        k8s.KubeRole(
             self,
             "role",
-            api_version="rbac.authorization.k8s.io/v1",
-            kind="Role",
-            metadata=cdk8s.ApiObjectMetadata(name=name, namespace=props.scrape_namespace, labels=labels),
-            rules=[{"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "list", "watch"]}],
+            metadata=object_meta(name, labels, props.scrape_namespace),
+            rules=[k8s.PolicyRule(api_groups=[""], resources=["pods"], verbs=["get", "list", "watch"])],
         )
-        k8s_object(
+        k8s.KubeRoleBinding(
             self,
             "role-binding",
-            api_version="rbac.authorization.k8s.io/v1",
-            kind="RoleBinding",
-            metadata=cdk8s.ApiObjectMetadata(name=name, namespace=props.scrape_namespace, labels=labels),
-            role_ref={"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": name},
-            subjects=[{"kind": "ServiceAccount", "name": name, "namespace": ns}],
+            metadata=object_meta(name, labels, props.scrape_namespace),
+            role_ref=k8s.RoleRef(api_group="rbac.authorization.k8s.io", kind="Role", name=name),
+            subjects=[k8s.Subject(kind="ServiceAccount", name=name, namespace=ns)],
         )
-        k8s_object(
+        k8s.KubeConfigMap(
             self,
             "config",
-            api_version="v1",
-            kind="ConfigMap",
-            metadata=cdk8s.ApiObjectMetadata(name=name, namespace=ns, labels=labels),
+            metadata=object_meta(name, labels, ns),
             data={OTEL_COLLECTOR_CONFIG_KEY: collector_config_text(props)},
         )
-        container = {
-            "name": "otel-collector",
-            "image": props.image,
-            "args": [f"--config={CONFIG_DIR}/{OTEL_COLLECTOR_CONFIG_KEY}"],
-            "ports": [
-                {"name": PROMETHEUS_PORT_NAME, "containerPort": OTEL_COLLECTOR_PROMETHEUS_PORT, "protocol": "TCP"},
-                {"name": HEALTH_PORT_NAME, "containerPort": OTEL_COLLECTOR_HEALTH_PORT, "protocol": "TCP"},
+        container = k8s.Container(
+            name="otel-collector",
+            image=props.image,
+            args=[f"--config={CONFIG_DIR}/{OTEL_COLLECTOR_CONFIG_KEY}"],
+            ports=[
+                tcp_container_port(PROMETHEUS_PORT_NAME, OTEL_COLLECTOR_PROMETHEUS_PORT),
+                tcp_container_port(HEALTH_PORT_NAME, OTEL_COLLECTOR_HEALTH_PORT),
             ],
-            "resources": {"requests": {"cpu": "100m", "memory": "256Mi"}, "limits": {"memory": "512Mi"}},
-            "readinessProbe": {"httpGet": {"path": "/", "port": HEALTH_PORT_NAME}, "periodSeconds": 5},
-            "livenessProbe": {"httpGet": {"path": "/", "port": HEALTH_PORT_NAME}, "periodSeconds": 15},
-            "volumeMounts": [{"name": CONFIG_VOLUME, "mountPath": CONFIG_DIR, "readOnly": True}],
-            "securityContext": {
-                "allowPrivilegeEscalation": False,
-                "readOnlyRootFilesystem": True,
-                "runAsNonRoot": True,
-                "capabilities": {"drop": ["ALL"]},
-                "seccompProfile": {"type": "RuntimeDefault"},
-            },
-        }
-        pod_spec = {
-            "serviceAccountName": name,
-            "tolerations": [
-                {"key": SYSTEM_TAINT_KEY, "operator": "Equal", "value": SYSTEM_TAINT_VALUE, "effect": "NoSchedule"}
+            resources=k8s.ResourceRequirements(
+                requests=quantities({"cpu": "100m", "memory": "256Mi"}), limits=quantities({"memory": "512Mi"})
+            ),
+            readiness_probe=http_get_probe("/", HEALTH_PORT_NAME, period_seconds=5),
+            liveness_probe=http_get_probe("/", HEALTH_PORT_NAME, period_seconds=15),
+            volume_mounts=[k8s.VolumeMount(name=CONFIG_VOLUME, mount_path=CONFIG_DIR, read_only=True)],
+            security_context=k8s.SecurityContext(
+                allow_privilege_escalation=False,
+                read_only_root_filesystem=True,
+                run_as_non_root=True,
+                capabilities=k8s.Capabilities(drop=["ALL"]),
+                seccomp_profile=k8s.SeccompProfile(type="RuntimeDefault"),
+            ),
+        )
+        pod_spec = k8s.PodSpec(
+            service_account_name=name,
+            tolerations=[
+                k8s.Toleration(key=SYSTEM_TAINT_KEY, operator="Equal", value=SYSTEM_TAINT_VALUE, effect="NoSchedule")
             ],
-            "containers": [container],
-            "volumes": [{"name": CONFIG_VOLUME, "configMap": {"name": name}}],
-        }
+            containers=[container],
+            volumes=[k8s.Volume(name=CONFIG_VOLUME, config_map=k8s.ConfigMapVolumeSource(name=name))],
+        )
         deployment(self, name=name, namespace=ns, labels=labels, selector=selector, pod_spec=pod_spec,
-                   replicas=1, strategy={"type": "Recreate"})
+                   replicas=1, strategy=k8s.DeploymentStrategy(type="Recreate"))
         cluster_ip_service(
             self, name=name, namespace=ns, labels=labels, selector=selector,
             port=OTEL_COLLECTOR_PROMETHEUS_PORT, port_name=PROMETHEUS_PORT_NAME,
