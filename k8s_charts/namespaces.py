@@ -4,11 +4,18 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import cdk8s
+from cdk8s_plus_35 import k8s
 from constructs import Construct
 
 from app_config.constants import INFERENCE_NAMESPACE
-from k8s_charts.common import k8s_object, MANAGED_BY_LABEL_KEY, MANAGED_BY_VALUE, PART_OF_LABEL_KEY, PART_OF_VALUE, QvllmChart
+from k8s_charts.common import (
+    MANAGED_BY_LABEL_KEY,
+    MANAGED_BY_VALUE,
+    PART_OF_LABEL_KEY,
+    PART_OF_VALUE,
+    QvllmChart,
+    object_meta,
+)
 
 # AWS Load Balancer Controller: pods in a namespace with this label get a readiness gate that
 # turns true only once the pod is healthy in its target group (safe rolling updates).
@@ -37,11 +44,5 @@ class NamespacesChart(QvllmChart):
             labels = {PART_OF_LABEL_KEY: PART_OF_VALUE, MANAGED_BY_LABEL_KEY: MANAGED_BY_VALUE}
             if props.readiness_gate_injection:
                 labels[POD_READINESS_GATE_LABEL] = "enabled"
-            k8s_object(
-                self,
-                f"namespace-{name}",
-                api_version="v1",
-                kind="Namespace",
-                metadata=cdk8s.ApiObjectMetadata(name=name, labels=labels),
-            )
+            k8s.KubeNamespace(self, f"namespace-{name}", metadata=object_meta(name, labels))
         self._check()
