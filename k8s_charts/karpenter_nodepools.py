@@ -13,10 +13,9 @@ Apply after the Karpenter chart (CRDs and controller).
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any
 
-import cdk8s
 from constructs import Construct
 
 from app_config.constants import (
@@ -30,10 +29,18 @@ from app_config.constants import (
     PROJECT_TAG_KEY,
 )
 from app_config.model import CpuNodePoolConfig, GpuNodePoolConfig, KarpenterConfig
-from k8s_charts.common import k8s_object, ARCH_LABEL_KEY, OS_LABEL_KEY, PART_OF_VALUE, QvllmChart, common_labels
+from k8s_charts.common import (
+    ARCH_LABEL_KEY,
+    OS_LABEL_KEY,
+    PART_OF_VALUE,
+    QvllmChart,
+    common_labels,
+    custom_meta,
+    wire_enum,
+)
+from k8s_charts.imports.aws.k8s import karpenter as ec2
+from k8s_charts.imports.sh import karpenter
 
-NODEPOOL_API_VERSION = "karpenter.sh/v1"
-NODECLASS_API_VERSION = "karpenter.k8s.aws/v1"
 NODECLASS_GROUP = "karpenter.k8s.aws"
 CAPACITY_TYPE_KEY = "karpenter.sh/capacity-type"
 INSTANCE_CATEGORY_KEY = "karpenter.k8s.aws/instance-category"
@@ -79,54 +86,69 @@ def soci_user_data() -> str:
     )
 
 
+Requirement = karpenter.NodePoolSpecTemplateSpecRequirements
+Operator = karpenter.NodePoolSpecTemplateSpecRequirementsOperator
+
+
+def _in(key: str, values: Iterable[str]) -> Requirement:
+    return Requirement(key=key, operator=Operator.IN, values=list(values))
+
+
+def _not_in(key: str, values: Iterable[str]) -> Requirement:
+    return Requirement(key=key, operator=Operator.NOT_IN, values=list(values))
+
+
 def gpu_requirements(
     gpu: GpuNodePoolConfig,
     excluded_families: tuple[str, ...] = DEFAULT_EXCLUDED_GPU_FAMILIES,
     gpus_per_node: int = 1,
-) -> list[dict[str, Any]]:
+) -> list[Requirement]:
     """NodePool ``requirements`` of the GPU pool (config values first, then extra ones).
 
     ``gpus_per_node`` (the vLLM pod's GPU count) pins the instance GPU count exactly, so one pod
     never holds a larger node whose other GPUs sit idle (a 1-GPU pod on an 8-GPU p5).
     """
     reqs = [
-        {"key": CAPACITY_TYPE_KEY, "operator": "In", "values": list(gpu.capacity_types)},
-        {"key": INSTANCE_FAMILY_KEY, "operator": "In", "values": list(gpu.instance_families)},
-        {"key": GPU_COUNT_KEY, "operator": "In", "values": [str(gpus_per_node)]},
-        {"key": GPU_MANUFACTURER_KEY, "operator": "In", "values": [gpu.gpu_manufacturer]},
-        {"key": INSTANCE_SIZE_KEY, "operator": "NotIn", "values": ["metal"]},
-        {"key": ARCH_LABEL_KEY, "operator": "In", "values": list(gpu.architectures)},
-        {"key": OS_LABEL_KEY, "operator": "In", "values": ["linux"]},
+        _in(CAPACITY_TYPE_KEY, gpu.capacity_types),
+        _in(INSTANCE_FAMILY_KEY, gpu.instance_families),
+        _in(GPU_COUNT_KEY, [str(gpus_per_node)]),
+        _in(GPU_MANUFACTURER_KEY, [gpu.gpu_manufacturer]),
+        _not_in(INSTANCE_SIZE_KEY, ["metal"]),
+        _in(ARCH_LABEL_KEY, gpu.architectures),
+        _in(OS_LABEL_KEY, ["linux"]),
     ]
     if excluded_families:
-        reqs.append({"key": INSTANCE_FAMILY_KEY, "operator": "NotIn", "values": list(excluded_families)})
+        reqs.append(_not_in(INSTANCE_FAMILY_KEY, excluded_families))
     for extra in gpu.extra_requirements:
-        item: dict[str, Any] = {"key": extra.key, "operator": extra.operator}
-        if extra.values:
-            item["values"] = list(extra.values)
-        reqs.append(item)
+        reqs.append(
+            Requirement(
+                key=extra.key, operator=wire_enum(Operator, extra.operator), values=list(extra.values) or None
+            )
+        )
     return reqs
 
 
-def cpu_requirements(cpu: CpuNodePoolConfig) -> list[dict[str, Any]]:
+def cpu_requirements(cpu: CpuNodePoolConfig) -> list[Requirement]:
     """NodePool ``requirements`` of the CPU pool."""
     return [
-        {"key": CAPACITY_TYPE_KEY, "operator": "In", "values": list(cpu.capacity_types)},
-        {"key": INSTANCE_CATEGORY_KEY, "operator": "In", "values": list(cpu.instance_categories)},
-        {"key": INSTANCE_SIZE_KEY, "operator": "NotIn", "values": ["metal"]},
-        {"key": ARCH_LABEL_KEY, "operator": "In", "values": list(cpu.architectures)},
-        {"key": OS_LABEL_KEY, "operator": "In", "values": ["linux"]},
+        _in(CAPACITY_TYPE_KEY, cpu.capacity_types),
+        _in(INSTANCE_CATEGORY_KEY, cpu.instance_categories),
+        _not_in(INSTANCE_SIZE_KEY, ["metal"]),
+        _in(ARCH_LABEL_KEY, cpu.architectures),
+        _in(OS_LABEL_KEY, ["linux"]),
     ]
 
 
-def _ebs(size_gib: int, **extra: Any) -> dict[str, Any]:
-    return {
-        "volumeSize": f"{size_gib}Gi",
-        "volumeType": "gp3",
-        "encrypted": True,
-        "deleteOnTermination": True,
-        **extra,
-    }
+def _ebs(size_gib: int, *, iops: int | None = None, throughput: int | None = None) -> ec2.Ec2NodeClassSpecBlockDeviceMappingsEbs:
+    """An encrypted gp3 volume, deleted with the instance."""
+    return ec2.Ec2NodeClassSpecBlockDeviceMappingsEbs(
+        volume_size=f"{size_gib}Gi",
+        volume_type=ec2.Ec2NodeClassSpecBlockDeviceMappingsEbsVolumeType.GP3,
+        encrypted=True,
+        delete_on_termination=True,
+        iops=iops,
+        throughput=throughput,
+    )
 
 
 @dataclass(frozen=True)
@@ -159,79 +181,74 @@ class KarpenterNodePoolsChart(QvllmChart):
     def __init__(self, scope: Construct, id: str, props: KarpenterNodePoolsProps) -> None:
         super().__init__(scope, id)
         gpu, cpu = props.karpenter.gpu, props.karpenter.cpu
-        discovery = [{"tags": {KARPENTER_DISCOVERY_TAG: props.cluster_name}}]
-        metadata_options = {
-            "httpEndpoint": "enabled",
-            "httpProtocolIPv6": "disabled",
-            "httpPutResponseHopLimit": 1,  # pods cannot reach IMDS (and the node role) through the node
-            "httpTokens": "required",
-        }
-        tags = {PROJECT_TAG_KEY: props.project_name}
-
+        gpu_volumes = [
+            ("/dev/xvda", _ebs(gpu.root_volume_gib)),
+            ("/dev/xvdb", _ebs(gpu.data_volume_gib, iops=gpu.data_volume_iops, throughput=gpu.data_volume_throughput_mibps)),
+        ]
         self._node_class(
             GPU_NODECLASS_NAME,
-            {
-                "role": props.node_role_name,
-                "amiSelectorTerms": [{"alias": gpu.ami_alias}],
-                "subnetSelectorTerms": discovery,
-                "securityGroupSelectorTerms": discovery,
-                "metadataOptions": metadata_options,
-                "blockDeviceMappings": [
-                    {"deviceName": "/dev/xvda", "ebs": _ebs(gpu.root_volume_gib)},
-                    {
-                        "deviceName": "/dev/xvdb",
-                        "ebs": _ebs(
-                            gpu.data_volume_gib,
-                            iops=gpu.data_volume_iops,
-                            throughput=gpu.data_volume_throughput_mibps,
-                        ),
-                    },
-                ],
-                **({"userData": soci_user_data()} if gpu.soci_parallel_pull else {}),
-                "tags": tags,
-            },
+            props,
+            ami_alias=gpu.ami_alias,
+            volumes=gpu_volumes,
+            user_data=soci_user_data() if gpu.soci_parallel_pull else None,
         )
         self._node_pool(
             GPU_NODEPOOL_NAME,
             GPU_NODECLASS_NAME,
             requirements=gpu_requirements(gpu, props.excluded_gpu_families, props.gpus_per_node),
-            taints=[{"key": GPU_TAINT_KEY, "effect": "NoSchedule"}],
+            taints=[
+                karpenter.NodePoolSpecTemplateSpecTaints(
+                    key=GPU_TAINT_KEY, effect=karpenter.NodePoolSpecTemplateSpecTaintsEffect.NO_SCHEDULE
+                )
+            ],
             limits={"cpu": gpu.limit_cpu, "memory": gpu.limit_memory, GPU_RESOURCE: str(gpu.limit_gpus)},
-            disruption={"consolidationPolicy": gpu.consolidation_policy, "consolidateAfter": gpu.consolidate_after},
+            consolidation_policy=gpu.consolidation_policy,
+            consolidate_after=gpu.consolidate_after,
         )
-        self._node_class(
-            CPU_NODECLASS_NAME,
-            {
-                "role": props.node_role_name,
-                "amiSelectorTerms": [{"alias": CPU_AMI_ALIAS}],
-                "subnetSelectorTerms": discovery,
-                "securityGroupSelectorTerms": discovery,
-                "metadataOptions": metadata_options,
-                "blockDeviceMappings": [
-                    {"deviceName": "/dev/xvda", "ebs": _ebs(CPU_ROOT_VOLUME_GIB)},
-                    {"deviceName": "/dev/xvdb", "ebs": _ebs(CPU_DATA_VOLUME_GIB)},
-                ],
-                "tags": tags,
-            },
-        )
+        cpu_volumes = [("/dev/xvda", _ebs(CPU_ROOT_VOLUME_GIB)), ("/dev/xvdb", _ebs(CPU_DATA_VOLUME_GIB))]
+        self._node_class(CPU_NODECLASS_NAME, props, ami_alias=CPU_AMI_ALIAS, volumes=cpu_volumes)
         self._node_pool(
             CPU_NODEPOOL_NAME,
             CPU_NODECLASS_NAME,
             requirements=cpu_requirements(cpu),
-            taints=[],
+            taints=None,
             limits={"cpu": cpu.limit_cpu, "memory": cpu.limit_memory},
-            disruption={"consolidationPolicy": "WhenEmptyOrUnderutilized", "consolidateAfter": cpu.consolidate_after},
+            consolidation_policy="WhenEmptyOrUnderutilized",
+            consolidate_after=cpu.consolidate_after,
         )
         self._check()
 
-    def _node_class(self, name: str, spec: dict[str, Any]) -> None:
-        k8s_object(
+    def _node_class(
+        self,
+        name: str,
+        props: KarpenterNodePoolsProps,
+        *,
+        ami_alias: str,
+        volumes: list[tuple[str, ec2.Ec2NodeClassSpecBlockDeviceMappingsEbs]],
+        user_data: str | None = None,
+    ) -> None:
+        discovery = {KARPENTER_DISCOVERY_TAG: props.cluster_name}
+        ec2.Ec2NodeClass(
             self,
             f"ec2nodeclass-{name}",
-            api_version=NODECLASS_API_VERSION,
-            kind="EC2NodeClass",
-            metadata=cdk8s.ApiObjectMetadata(name=name, labels=common_labels(f"nodeclass-{name}")),
-            spec=spec,
+            metadata=custom_meta(name, common_labels(f"nodeclass-{name}")),
+            spec=ec2.Ec2NodeClassSpec(
+                role=props.node_role_name,
+                ami_selector_terms=[ec2.Ec2NodeClassSpecAmiSelectorTerms(alias=ami_alias)],
+                subnet_selector_terms=[ec2.Ec2NodeClassSpecSubnetSelectorTerms(tags=discovery)],
+                security_group_selector_terms=[ec2.Ec2NodeClassSpecSecurityGroupSelectorTerms(tags=discovery)],
+                metadata_options=ec2.Ec2NodeClassSpecMetadataOptions(
+                    http_endpoint=ec2.Ec2NodeClassSpecMetadataOptionsHttpEndpoint.ENABLED,
+                    http_protocol_i_pv6=ec2.Ec2NodeClassSpecMetadataOptionsHttpProtocolIPv6.DISABLED,
+                    http_put_response_hop_limit=1,  # pods cannot reach IMDS (and the node role) through the node
+                    http_tokens=ec2.Ec2NodeClassSpecMetadataOptionsHttpTokens.REQUIRED,
+                ),
+                block_device_mappings=[
+                    ec2.Ec2NodeClassSpecBlockDeviceMappings(device_name=device, ebs=ebs) for device, ebs in volumes
+                ],
+                user_data=user_data,
+                tags={PROJECT_TAG_KEY: props.project_name},
+            ),
         )
 
     def _node_pool(
@@ -239,27 +256,31 @@ class KarpenterNodePoolsChart(QvllmChart):
         name: str,
         node_class: str,
         *,
-        requirements: list[dict[str, Any]],
-        taints: list[dict[str, Any]],
+        requirements: list[Requirement],
+        taints: list[karpenter.NodePoolSpecTemplateSpecTaints] | None,
         limits: dict[str, str],
-        disruption: dict[str, Any],
+        consolidation_policy: str,
+        consolidate_after: str,
     ) -> None:
-        template_spec: dict[str, Any] = {
-            "nodeClassRef": {"group": NODECLASS_GROUP, "kind": "EC2NodeClass", "name": node_class},
-            "requirements": requirements,
-            "expireAfter": EXPIRE_AFTER,
-        }
-        if taints:
-            template_spec["taints"] = taints
-        k8s_object(
+        karpenter.NodePool(
             self,
             f"nodepool-{name}",
-            api_version=NODEPOOL_API_VERSION,
-            kind="NodePool",
-            metadata=cdk8s.ApiObjectMetadata(name=name, labels=common_labels(f"nodepool-{name}")),
-            spec={
-                "template": {"spec": template_spec},
-                "limits": limits,
-                "disruption": disruption,
-            },
+            metadata=custom_meta(name, common_labels(f"nodepool-{name}")),
+            spec=karpenter.NodePoolSpec(
+                template=karpenter.NodePoolSpecTemplate(
+                    spec=karpenter.NodePoolSpecTemplateSpec(
+                        node_class_ref=karpenter.NodePoolSpecTemplateSpecNodeClassRef(
+                            group=NODECLASS_GROUP, kind="EC2NodeClass", name=node_class
+                        ),
+                        requirements=requirements,
+                        expire_after=EXPIRE_AFTER,
+                        taints=taints,
+                    )
+                ),
+                limits={resource: karpenter.NodePoolSpecLimits.from_string(value) for resource, value in limits.items()},
+                disruption=karpenter.NodePoolSpecDisruption(
+                    consolidation_policy=wire_enum(karpenter.NodePoolSpecDisruptionConsolidationPolicy, consolidation_policy),
+                    consolidate_after=consolidate_after,
+                ),
+            ),
         )
