@@ -77,6 +77,3 @@ OTEL_COLLECTOR_IMAGE = "otel/opentelemetry-collector-contrib:0.159.0"
 VLLM_VERSION = "0.32.0"
 # Release tags are v<version> (vllm-project/vllm .buildkite/scripts/annotate-release.sh).
 VLLM_IMAGE = f"vllm/vllm-openai:v{VLLM_VERSION}"
-
-# Load-test Job image (qvllm loadtest in the cluster; k8s_charts/loadtest_job.py). Same Locust as requirements-dev.
-LOCUST_IMAGE = "locustio/locust:2.47.0"
