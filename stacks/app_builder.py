@@ -64,9 +64,12 @@ def build_app(scope: Construct, config: AppConfig, *, nag: bool = True) -> AppSt
     """
     env = resolve_env(config)
     prefix = "".join(part.capitalize() for part in config.project_name.split("-"))
+    # Stack-level tags are explicit (@aws-cdk/core:explicitStackTags ignores Tags.of for the
+    # stack itself); Tags.of below still tags every resource in the templates.
+    tags = {PROJECT_TAG_KEY: config.project_name}
 
-    network = NetworkStack(scope, f"{prefix}-Network", config=config, env=env)
-    model_store = ModelStoreStack(scope, f"{prefix}-ModelStore", config=config, env=env)
+    network = NetworkStack(scope, f"{prefix}-Network", config=config, env=env, tags=tags)
+    model_store = ModelStoreStack(scope, f"{prefix}-ModelStore", config=config, env=env, tags=tags)
 
     waf: WafStack | None = None
     if config.edge.waf_enabled:
@@ -75,6 +78,7 @@ def build_app(scope: Construct, config: AppConfig, *, nag: bool = True) -> AppSt
             f"{prefix}-Waf",
             config=config,
             env=cdk.Environment(account=env.account, region=WAF_REGION),
+            tags=tags,
             cross_region_references=True,
         )
     edge = EdgeStack(
@@ -84,6 +88,7 @@ def build_app(scope: Construct, config: AppConfig, *, nag: bool = True) -> AppSt
         vpc=network.vpc,
         web_acl_arn=waf.web_acl_arn if waf else None,
         env=env,
+        tags=tags,
         cross_region_references=waf is not None,
     )
     cluster = ClusterStack(
@@ -94,6 +99,7 @@ def build_app(scope: Construct, config: AppConfig, *, nag: bool = True) -> AppSt
         model_store=model_store.model_store,
         edge=edge,
         env=env,
+        tags=tags,
     )
     for stack in (network, model_store, edge, cluster, *([waf] if waf else [])):
         cdk.Tags.of(stack).add(PROJECT_TAG_KEY, config.project_name)
