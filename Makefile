@@ -21,13 +21,14 @@ VLLM_STAMP := .venv-vllm/.installed
 CONFIG ?=
 CDK_CONTEXT := $(if $(CONFIG),-c config_file=$(CONFIG))
 
-.PHONY: help synth test local manifests bench-synth bench-gateway bench-routing bench-upload deps deps-dev deps-engine deps-browser deps-promtool deps-registry clean chart-imports
+.PHONY: help synth test local manifests bench-synth bench-gateway bench-routing bench-upload deps deps-dev deps-engine deps-browser deps-promtool deps-registry clean chart-imports test-fast gateway-lambda
 
 help:
 	@echo "make synth   install and synthesize the app (CONFIG=my.yaml to override the default config)"
 	@echo "make test    install test dependencies and run the whole suite"
+	@echo "make test-fast  the suite without the engine, browser and registry tests (prints its wall time)"
 	@echo "make local   install the tools and the CPU engine, start the local stack (stop: .venv/bin/qvllm local down)"
-	@echo "make manifests | bench-synth | bench-gateway | bench-routing | bench-upload | chart-imports"
+	@echo "make manifests | bench-synth | bench-gateway | bench-routing | bench-upload | chart-imports | gateway-lambda"
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
@@ -80,12 +81,33 @@ deps-promtool:
 test: deps-dev deps-engine deps-browser deps-promtool deps-registry
 	$(PY) -m pytest
 
+# The inner loop: everything but the tests that start the vLLM engine, drive a browser or run a
+# registry (pytest markers engine, browser, registry); installs neither the engine nor Chromium.
+# Four pytest-xdist workers, one test file each at a time: many tests wait on sockets and timers.
+FAST_MARKERS := not engine and not browser and not registry
+test-fast: deps-dev
+	@TIMEFORMAT='test-fast wall time: %R s'; time $(PY) -m pytest -q -m "$(FAST_MARKERS)" -n 4 --dist loadfile
+
 local: deps-dev deps-engine
 	$(VENV)/bin/qvllm local up
 
 # Regenerate the typed classes of the custom resources our charts render (k8s_charts/imports/).
 chart-imports: deps
 	$(PY) scripts/gen_chart_imports.py
+
+# The gateway's non-streaming API as an AWS Lambda deployment package (see README "The gateway"):
+# handler services.gateway.lambda_handler.handler, runtime python$(LAMBDA_PYTHON), x86_64.
+LAMBDA_PYTHON ?= 3.12
+LAMBDA_BUILD := build/gateway-lambda
+gateway-lambda: | $(VENV)/bin/python
+	rm -rf $(LAMBDA_BUILD) $(LAMBDA_BUILD).zip && mkdir -p $(LAMBDA_BUILD)/services
+	$(PIP) install -q --target $(LAMBDA_BUILD) --platform manylinux2014_x86_64 --implementation cp \
+		--python-version $(LAMBDA_PYTHON) --only-binary=:all: -r services/gateway/requirements.txt
+	cp services/__init__.py $(LAMBDA_BUILD)/services/
+	cp -r services/gateway $(LAMBDA_BUILD)/services/gateway
+	find $(LAMBDA_BUILD) -name __pycache__ -prune -exec rm -rf {} +
+	cd $(LAMBDA_BUILD) && $(CURDIR)/$(PY) -m zipfile -c ../gateway-lambda.zip *
+	@echo "wrote $(LAMBDA_BUILD).zip (handler services.gateway.lambda_handler.handler, runtime python$(LAMBDA_PYTHON))"
 
 manifests: deps-dev
 	$(PY) scripts/render_manifests.py manifests $(CDK_CONTEXT)

@@ -49,6 +49,7 @@ def test_b24_failing_input_names_what_is_missing():
     assert "AWS_ENDPOINT_URL" not in text
 
 
+@pytest.mark.engine  # needs the engine venv (.venv-vllm), which make test-fast does not install
 def test_b24_up_stops_in_preflight_without_endpoint(tmp_path):
     # make test installs the engine venv; without it this preflight would stop on the interpreter instead.
     assert DEFAULT_VLLM_PYTHON.exists(), "the engine venv is missing (make deps-engine)"
