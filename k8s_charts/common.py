@@ -284,23 +284,3 @@ def pod_disruption_budget(
         ),
     )
 
-
-def _camel(name: str) -> str:
-    head, *rest = name.split("_")
-    return head + "".join(part.capitalize() for part in rest)
-
-
-def k8s_object(
-    scope: Construct,
-    id: str,
-    *,
-    api_version: str,
-    kind: str,
-    metadata: cdk8s.ApiObjectMetadata,
-    **fields: Any,
-) -> cdk8s.ApiObject:
-    """An untyped ``cdk8s.ApiObject`` (being replaced chart by chart by the typed classes)."""
-    obj = cdk8s.ApiObject(scope, id, api_version=api_version, kind=kind, metadata=metadata)
-    for key, value in fields.items():
-        obj.add_json_patch(cdk8s.JsonPatch.add(f"/{_camel(key)}", value))
-    return obj
