@@ -55,3 +55,26 @@ def test_stale_check_can_fail(fresh_imports, tmp_path):
     edited = committed / "sh" / "keda" / "__init__.py"
     edited.write_text(edited.read_text().replace("minReplicaCount", "minReplicas"))
     assert gen.stale_files(fresh_imports, committed) == [Path("sh/keda/__init__.py")]
+
+
+def test_wire_enum_maps_crd_values_and_names_an_unknown_one():
+    from k8s_charts.common import wire_enum
+    from k8s_charts.imports.sh import karpenter
+
+    operator = karpenter.NodePoolSpecTemplateSpecRequirementsOperator
+    assert wire_enum(operator, "DoesNotExist") is operator.DOES_NOT_EXIST
+    assert wire_enum(operator, "NotIn") is operator.NOT_IN
+    with pytest.raises(ValueError, match="'Gte2' is not a value of NodePoolSpecTemplateSpecRequirementsOperator"):
+        wire_enum(operator, "Gte2")
+
+
+def test_typed_scaled_object_refuses_a_string_where_the_crd_wants_an_integer():
+    """The generated class types ``minReplicaCount`` as a number, as the CRD does: a string fails
+    when the chart is built (at synth), not when the API server rejects the object."""
+    from k8s_charts.scaled_object import ScaledObjectProps, scaled_object_manifest, typed_scaled_object_spec
+
+    manifest, _ = scaled_object_manifest(ScaledObjectProps(scaling=config_from_dict({}).scaling))
+    typed_scaled_object_spec(manifest["spec"])  # the real spec passes
+    manifest["spec"]["minReplicaCount"] = "1"
+    with pytest.raises(TypeError, match="min_replica_count"):
+        typed_scaled_object_spec(manifest["spec"])
