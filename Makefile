@@ -83,10 +83,11 @@ test: deps-dev deps-engine deps-browser deps-promtool deps-registry
 
 # The inner loop: everything but the tests that start the vLLM engine, drive a browser or run a
 # registry (pytest markers engine, browser, registry); installs neither the engine nor Chromium.
-# Four pytest-xdist workers, one test file each at a time: many tests wait on sockets and timers.
+# Four pytest-xdist workers (many tests wait on sockets and timers); the tests of the synthesized
+# app share one worker (tests/conftest.py), so the app is synthesized once.
 FAST_MARKERS := not engine and not browser and not registry
-test-fast: deps-dev
-	@TIMEFORMAT='test-fast wall time: %R s'; time $(PY) -m pytest -q -m "$(FAST_MARKERS)" -n 4 --dist loadfile
+test-fast: deps-dev deps-promtool
+	@TIMEFORMAT='test-fast wall time: %R s'; time $(PY) -m pytest -q -m "$(FAST_MARKERS)" -n 4 --dist loadgroup
 
 local: deps-dev deps-engine
 	$(VENV)/bin/qvllm local up

@@ -49,3 +49,13 @@ def default_app(tmp_path_factory: pytest.TempPathFactory) -> SynthesizedApp:
     assembly = app.synth()
     templates = {stack.stack_name: stack.template for stack in assembly.stacks}
     return SynthesizedApp(stacks=stacks, assembly=assembly, templates=templates)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Under pytest-xdist (``make test-fast``), run every test of the synthesized default app on
+    one worker (``--dist loadgroup``): each worker that needs the app synthesizes it once."""
+    if not config.pluginmanager.hasplugin("xdist"):
+        return
+    for item in items:
+        if "default_app" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.xdist_group("synth"))
