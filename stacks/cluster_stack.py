@@ -47,7 +47,7 @@ from k8s_charts import DeployValues, chart_props
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 GATEWAY_DOCKERFILE = "docker/gateway/Dockerfile"  # relative to the build context (the repo root)
-GATEWAY_IMAGE_PLATFORM = ecr_assets.Platform.LINUX_AMD64  # k8s_charts.gateway.IMAGE_ARCHITECTURES is amd64 to match
+GATEWAY_IMAGE_PLATFORM = ecr_assets.Platform.LINUX_AMD64  # GatewayProps.image_architectures defaults to amd64 to match
 
 
 def helm_chart_pins(config: AppConfig) -> tuple[versions.HelmChartPin, ...]:

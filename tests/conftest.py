@@ -51,11 +51,19 @@ def default_app(tmp_path_factory: pytest.TempPathFactory) -> SynthesizedApp:
     return SynthesizedApp(stacks=stacks, assembly=assembly, templates=templates)
 
 
+# Fixtures that start a local OCI registry (the deploy rehearsal's stand-ins for public.ecr.aws
+# and ghcr.io): their tests carry the ``registry`` marker, which ``make test-fast`` deselects.
+REGISTRY_FIXTURES = frozenset({"rehearsal"})
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Under pytest-xdist (``make test-fast``), run every test of the synthesized default app on
-    one worker (``--dist loadgroup``): each worker that needs the app synthesizes it once."""
-    if not config.pluginmanager.hasplugin("xdist"):
-        return
+    """Mark the tests that run a local registry ``registry``; under pytest-xdist (``make
+    test-fast``) run every test of the synthesized default app on one worker (``--dist
+    loadgroup``): each worker that needs the app synthesizes it once."""
+    xdist = config.pluginmanager.hasplugin("xdist")
     for item in items:
-        if "default_app" in getattr(item, "fixturenames", ()):
+        fixtures = set(getattr(item, "fixturenames", ()))
+        if fixtures & REGISTRY_FIXTURES:
+            item.add_marker(pytest.mark.registry)
+        if xdist and "default_app" in fixtures:
             item.add_marker(pytest.mark.xdist_group("synth"))
