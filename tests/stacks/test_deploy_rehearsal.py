@@ -18,7 +18,7 @@ from tests.stacks.upstream_charts import UPSTREAM_CHARTS
 from tests.support.deploy_rehearsal import helm_upgrade, merged_values, rehearse
 from tests.support.kubectl_handler import MANIFEST_TYPE
 
-pytestmark = pytest.mark.timeout(900)
+pytestmark = [pytest.mark.timeout(900), pytest.mark.registry]  # local OCI registries
 
 
 def test_b10_every_chart_and_manifest_creates_through_the_real_handler(rehearsal) -> None:
