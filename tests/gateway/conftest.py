@@ -54,3 +54,19 @@ def start_gateway() -> Iterator[Callable[..., RunningGateway]]:
             return RunningGateway(app, server.url)
 
         yield start
+
+
+@pytest.fixture(autouse=True)
+def _gateway_logs_reach_caplog(caplog: pytest.LogCaptureFixture) -> Iterator[None]:
+    """The gateway's JSON logger does not propagate to the root logger (its own stderr handler
+    writes each record once), so pytest's capture handler, which sits on the root, sees its
+    records only while it is attached to that logger too."""
+    from services.gateway.logs import LOGGER_NAME
+    import logging
+
+    logger = logging.getLogger(LOGGER_NAME)
+    logger.addHandler(caplog.handler)
+    try:
+        yield
+    finally:
+        logger.removeHandler(caplog.handler)
