@@ -46,7 +46,7 @@ $(NODE_STAMP): package.json package-lock.json
 	npm ci --no-audit --no-fund --loglevel=error
 	@touch $@
 
-$(VLLM_STAMP): requirements-vllm.txt scripts/install-vllm-venv.sh
+$(VLLM_STAMP): requirements-vllm.txt requirements-vllm-model.txt scripts/install-vllm-venv.sh
 	bash scripts/install-vllm-venv.sh .venv-vllm
 	@touch $@
 
