@@ -2,6 +2,9 @@
 
 The demo profile is the reference demo's ramp (DESIGN.md section 2): 5 -> 10 -> 15 -> 50 ->
 150 virtual users over 30 minutes. The short profile is a 2-minute check of the same shape.
+The queue profile holds more users than the local stack's engines run at once, with long
+answers, so requests wait (``vllm:num_requests_waiting`` > 0) and the scaling math asks for
+more replicas: the scaling signal made visible on a laptop.
 """
 
 from __future__ import annotations
@@ -21,12 +24,27 @@ class Stage:
     spawn_rate: float
 
 
+DEFAULT_MAX_TOKENS = 50  # the reference demo's max_tokens (DESIGN.md section 2)
+DEFAULT_P95_S = 20.0  # the reference demo's end-to-end p95 limit
+
+
 @dataclass(frozen=True)
 class Profile:
-    """A named, ordered list of stages; the run ends after the last stage."""
+    """A named, ordered list of stages; the run ends after the last stage.
+
+    Attributes:
+        name: the ``--profile`` value.
+        stages: the stages, ``until_s`` increasing.
+        max_tokens: ``max_tokens`` of each request unless the command line gives one.
+        ignore_eos: ask vLLM to generate all ``max_tokens`` (steady, long answers).
+        p95_s: end-to-end p95 limit (seconds) unless the command line gives one.
+    """
 
     name: str
     stages: tuple[Stage, ...]
+    max_tokens: int = DEFAULT_MAX_TOKENS
+    ignore_eos: bool = False
+    p95_s: float = DEFAULT_P95_S
 
     def __post_init__(self) -> None:
         if not self.stages:
@@ -80,7 +98,13 @@ SHORT = Profile(
     ),
 )
 
-PROFILES: dict[str, Profile] = {p.name: p for p in (DEMO, SHORT)}
+# 16 users at once, 256-token answers, against the local stack's 4 sequences per engine: 12 requests
+# wait with one engine, 8 with two, for most of the 90 s; the default ScaledObject's composite
+# (running + 10 x waiting = 124 or 88, target 25) asks for 5 or 4 replicas. Waiting is the point
+# here, so the end-to-end limit is loose: such a run fails on errors, not on queueing.
+QUEUE = Profile("queue", (Stage(90, 16, 8),), max_tokens=256, ignore_eos=True, p95_s=300.0)
+
+PROFILES: dict[str, Profile] = {p.name: p for p in (DEMO, SHORT, QUEUE)}
 
 
 def constant(users: int, run_time_s: float, spawn_rate: float | None = None) -> Profile:

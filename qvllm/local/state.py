@@ -1,22 +1,34 @@
-"""The local stack's run folder: logs, and ``state.json`` (pids, ports, URLs, timings).
+"""The local stack's run folder: logs, and ``state.json`` (pids, ports, URLs, engines, timings).
 
-Default folder: ``.run/local/`` under the current directory (``QVLLM_RUN_DIR`` overrides).
+One well-known folder per user, wherever a command is called from: ``$QVLLM_RUN_DIR``, else
+``$XDG_STATE_HOME/qvllm/local``, else ``~/.local/state/qvllm/local`` (the XDG base-directory
+default for state data). ``--run-dir`` picks another one.
 """
 
 from __future__ import annotations
 
 import json
 import os
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
+from typing import Any
 
-DEFAULT_RUN_DIR = Path(".run") / "local"
+ENV_RUN_DIR = "QVLLM_RUN_DIR"
 STATE_FILE = "state.json"
 
 
+def default_run_dir() -> Path:
+    """The well-known run folder (see the module docstring), absolute."""
+    explicit = os.environ.get(ENV_RUN_DIR)
+    if explicit:
+        return Path(explicit).expanduser().resolve()
+    base = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+    return Path(base).expanduser().resolve() / "qvllm" / "local"
+
+
 def run_dir(path: str | Path | None = None) -> Path:
-    """The run folder: ``path``, else ``$QVLLM_RUN_DIR``, else ``.run/local``."""
-    return Path(path or os.environ.get("QVLLM_RUN_DIR") or DEFAULT_RUN_DIR).resolve()
+    """The run folder: ``path`` when given, else :func:`default_run_dir`."""
+    return Path(path).expanduser().resolve() if path else default_run_dir()
 
 
 @dataclass
@@ -25,11 +37,18 @@ class RunState:
 
     Attributes:
         run_dir: the run folder (absolute).
-        pids: component -> process id (each is a process-group leader).
-        ports: component -> TCP port on 127.0.0.1.
-        urls: ``s3``, ``vllm``, ``gateway``, ``chat``, ``metrics``.
-        model: served model name and S3 URI.
-        timings: measured durations in seconds (``upload_s``, ``vllm_ready_s``, phases).
+        pids: component -> process id (each a process-group leader): ``s3``, ``vllm-0``, ...,
+            ``gateway``.
+        ports: component -> TCP port.
+        urls: ``s3``, one per engine (``vllm-0``, ...), ``gateway`` (for tools on this machine),
+            ``chat`` (the page, on the address the gateway listens on; the QR code's URL).
+        model: served model name, S3 URI, size.
+        timings: run-wide durations in seconds: ``prepare_s`` (model folder verified or built),
+            ``upload_s``, ``total_up_s``.
+        engines: engine name -> its record: ``url``, ``time_to_ready_s``, ``phases`` (durations
+            in seconds, in start order) and, when the Run:ai streamer reported it,
+            ``weights_stream`` (``seconds``, ``size``, ``rate_mib_s``).
+        host: the address the gateway listens on.
     """
 
     run_dir: str
@@ -38,9 +57,15 @@ class RunState:
     urls: dict[str, str] = field(default_factory=dict)
     model: dict[str, str] = field(default_factory=dict)
     timings: dict[str, float] = field(default_factory=dict)
+    engines: dict[str, dict[str, Any]] = field(default_factory=dict)
+    host: str = "127.0.0.1"
+
+    def engine_urls(self) -> dict[str, str]:
+        """``{engine name: base URL}`` in start order."""
+        return {name: self.urls[name] for name in self.engines if name in self.urls}
 
     def save(self) -> Path:
-        """Write ``state.json`` in the run folder; returns its path."""
+        """Write ``state.json`` in the run folder (atomically); returns its path."""
         path = Path(self.run_dir) / STATE_FILE
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(".tmp")
@@ -50,8 +75,11 @@ class RunState:
 
 
 def read_state(path: str | Path | None = None) -> RunState | None:
-    """The saved state of the run folder, or None when there is none."""
+    """The saved state of the run folder, or None when there is none (or it is unreadable)."""
     file = run_dir(path) / STATE_FILE
-    if not file.exists():
+    try:
+        data = json.loads(file.read_text())
+    except (OSError, ValueError):
         return None
-    return RunState(**json.loads(file.read_text()))
+    known = {f.name for f in fields(RunState)}
+    return RunState(**{k: v for k, v in data.items() if k in known})

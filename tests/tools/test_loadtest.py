@@ -11,7 +11,6 @@ import os
 import subprocess
 import sys
 import textwrap
-import threading
 import time
 from pathlib import Path
 
@@ -86,64 +85,10 @@ def test_locust_shape_follows_the_profile():
 
 # ----------------------------------------------------------------------------- a real headless run
 def _fake_openai_server(fail_status: int = 0):
-    """A tiny OpenAI-compatible streaming server (stdlib), standing in for the gateway.
+    """The fake gateway of :mod:`tests.support.fake_openai` with this module's first-token delay."""
+    from tests.support.fake_openai import fake_openai_server
 
-    ``fail_status``: when set, every chat request is answered with that status (no stream).
-    ``server.chat_requests`` counts the chat requests received.
-    """
-    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-
-    lock = threading.Lock()
-
-    class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
-
-        def log_message(self, *args):  # silence
-            pass
-
-        def do_GET(self):
-            body = json.dumps({"object": "list", "data": [{"id": "tiny", "object": "model"}]}).encode()
-            self.send_response(200 if self.path == "/v1/models" else 404)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def do_POST(self):
-            request = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-            with lock:
-                server.chat_requests += 1
-            if fail_status:
-                body = b'{"error": "overloaded"}'
-                self.send_response(fail_status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-                return
-            if request.get("model") != "tiny" or not request.get("stream"):
-                self.send_response(400)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-                return
-            self.send_response(200)
-            self.send_header("Content-Type", "text/event-stream")
-            self.send_header("Connection", "close")
-            self.end_headers()
-            self.wfile.write(b": keep-alive\n\n")
-            self.wfile.flush()
-            time.sleep(FIRST_TOKEN_DELAY_S)  # a measurable time to first token
-            for i in range(request["max_tokens"]):
-                chunk = {"choices": [{"index": 0, "delta": {"content": f"t{i} "}}]}
-                self.wfile.write(f"data: {json.dumps(chunk)}\n\n".encode())
-            self.wfile.write(b"data: [DONE]\n\n")
-            self.wfile.flush()
-            self.close_connection = True
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    server.chat_requests = 0
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    return server
+    return fake_openai_server(fail_status, first_token_delay_s=FIRST_TOKEN_DELAY_S)
 
 
 @pytest.mark.timeout(180)
