@@ -65,10 +65,16 @@ def terminal_text(url: str, *, invert: bool = False) -> str:
 
 
 def save_png(url: str, path: str | Path, *, box_size: int = 10) -> Path:
-    """Write the QR code for ``url`` as a PNG (``box_size`` pixels per module); returns the path."""
+    """Write the QR code for ``url`` as a PNG (``box_size`` pixels per module); returns the path.
+
+    Raises:
+        FileNotFoundError: the folder of ``path`` does not exist (it is not created: a typo in a
+            path would otherwise leave a PNG in a new folder nobody looks in).
+    """
     code = make_qr(url)
     code.box_size = box_size
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    if not path.parent.is_dir():
+        raise FileNotFoundError(f"folder {path.parent} does not exist")
     code.make_image().save(str(path))
     return path

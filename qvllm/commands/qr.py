@@ -18,8 +18,11 @@ def command(url: str, png_path: str, invert: bool) -> None:
         text = terminal_text(url, invert=invert)
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="URL") from None
+    try:
+        path = save_png(url, png_path).resolve()
+    except FileNotFoundError as exc:
+        raise click.BadParameter(f"{exc} (create it first)", param_hint="--png") from None
     click.echo(text, nl=False)
-    path = save_png(url, png_path).resolve()
     click.echo(f"{url}\nPNG: {path}")
     note = loopback_note(url)
     if note:

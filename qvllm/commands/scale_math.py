@@ -13,12 +13,19 @@ def load_scaled_object(path: str | Path) -> dict[str, Any]:
     """Read the first ``kind: ScaledObject`` document of a YAML or JSON file (multi-doc allowed).
 
     Raises:
-        click.BadParameter: no ScaledObject in the file.
+        click.BadParameter: the file is not valid YAML/JSON, or holds no ScaledObject.
     """
     import yaml
 
     text = Path(path).read_text()
-    docs = [json.loads(text)] if text.lstrip().startswith("{") else list(yaml.safe_load_all(text))
+    try:
+        docs = [json.loads(text)] if text.lstrip().startswith("{") else list(yaml.safe_load_all(text))
+    except (ValueError, yaml.YAMLError) as exc:  # JSONDecodeError is a ValueError
+        where = getattr(exc, "problem_mark", None)
+        line = f"line {where.line + 1}: " if where is not None else ""
+        reason = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise click.BadParameter(f"{path} is not valid YAML or JSON ({line}{reason})",
+                                 param_hint="--scaled-object") from None
     for doc in docs:
         if isinstance(doc, dict) and doc.get("kind") == "List":
             docs.extend(doc.get("items", []))
@@ -50,16 +57,30 @@ def load_spec(config_file: str | None, scaled_object: str | None) -> tuple[Any, 
         raise click.ClickException(str(exc)) from None
 
 
-def _parse_values(pairs: tuple[str, ...]) -> dict[str, float]:
+def _parse_values(pairs: tuple[str, ...], triggers: tuple[str, ...]) -> dict[str, float]:
+    """``{trigger: value}`` from ``NAME=NUMBER`` pairs: finite, not negative (the triggers are
+    counts and gauges of requests), naming one of ``triggers``.
+
+    Raises:
+        click.BadParameter: naming the pair and what is wrong with it.
+    """
     values: dict[str, float] = {}
     for pair in pairs:
         name, sep, number = pair.partition("=")
+        name = name.strip()
         try:
             if not sep or not name:
                 raise ValueError
-            values[name.strip()] = float(number)
+            value = float(number)
         except ValueError:
             raise click.BadParameter(f"{pair!r} is not NAME=NUMBER", param_hint="--value") from None
+        if value < 0 or value != value or value in (float("inf"), float("-inf")):
+            raise click.BadParameter(f"{pair!r}: a trigger value is a count of requests, 0 or more",
+                                     param_hint="--value")
+        if triggers and name not in triggers:
+            raise click.BadParameter(f"{pair!r}: no trigger named {name!r} (triggers: {', '.join(triggers)})",
+                                     param_hint="--value")
+        values[name] = value
     return values
 
 
@@ -86,7 +107,7 @@ def command(scaled_object: str | None, config_file: str | None, pairs: tuple[str
     from qvllm.scaling import ControlLoop, changes, desired_replicas, reaction_times, simulate
 
     config, spec = load_spec(config_file, scaled_object)
-    values = _parse_values(pairs)
+    values = _parse_values(pairs, tuple(t.name for t in spec.triggers))
     try:
         decision = desired_replicas(spec, values, current)
     except ValueError as exc:  # FormulaError: e.g. a value that makes the formula divide by zero

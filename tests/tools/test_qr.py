@@ -50,6 +50,7 @@ def test_terminal_text_decodes_to_url(invert):
 
 def test_cli_prints_and_writes_png(tmp_path):
     png = tmp_path / "out" / "audience.png"
+    png.parent.mkdir()
     result = CliRunner().invoke(main, ["qr", URL, "--png", str(png)])
     assert result.exit_code == 0, result.output
     assert "▀" in result.output and str(png) in result.output
