@@ -7,7 +7,7 @@ import click
 
 @click.command(name="dashboard")
 @click.option("--metrics-url", help="Prometheus text URL: vLLM /metrics or the collector's :8889/metrics "
-              "(default: the local stack's vLLM).")
+              "(default: the local stack's engines, each scraped, added up).")
 @click.option("--kubeconfig", type=click.Path(dir_okay=False), help="Read pods, nodes, NodeClaims, HPA and events.")
 @click.option("--context", help="kubeconfig context.")
 @click.option("--namespace", default=None, help="Namespace of vLLM (default: the app's).")
@@ -23,15 +23,17 @@ def command(metrics_url, kubeconfig, context, namespace, scaled_object, config_f
     from qvllm.commands.scale_math import load_spec
     from qvllm.dashboard.app import DashboardApp
     from qvllm.dashboard.data.kube import KubeSource
+    from qvllm.dashboard.data.local import LocalEngines
     from qvllm.dashboard.data.sources import Poller
     from qvllm.local.state import read_state
 
+    local = None
     if not metrics_url:
         state = read_state()
-        metrics_url = state.urls.get("metrics") if state else None
-    if not metrics_url:
-        raise click.UsageError("give --metrics-url (vLLM /metrics or the collector's :8889) or run `qvllm local up`")
+        if state is None or not state.pids or not state.engines:
+            raise click.UsageError("give --metrics-url (vLLM /metrics or the collector's :8889) or run `qvllm local up`")
+        local = LocalEngines()
     config, spec = load_spec(config_file, scaled_object)
     kube = KubeSource(kubeconfig, context, namespace or INFERENCE_NAMESPACE) if kubeconfig else None
-    poller = Poller(metrics_url, spec, config.cluster.hpa_sync_period_seconds, kube)
+    poller = Poller(metrics_url, spec, config.cluster.hpa_sync_period_seconds, kube, local=local)
     DashboardApp(poller.poll, interval).run()

@@ -82,7 +82,7 @@ class DashboardApp(App[None]):
                     yield Sparkline([], id="waiting-spark")
         yield ReplicasPanel(id="replicas")
         with Vertical(id="tables"):
-            yield Label("[b]vLLM pods: time to ready[/b]")
+            yield Label("[b]vLLM pods: time to ready[/b]", id="pods-title")
             yield PodsTable(id="pods")
             yield Label("[b]GPU nodes[/b]")
             yield NodesTable(id="nodes")
@@ -102,6 +102,8 @@ class DashboardApp(App[None]):
 
     def on_snapshot_ready(self, message: SnapshotReady) -> None:
         self.last = message.snapshot
+        if message.snapshot.kube is None and message.snapshot.engines:
+            self.query_one("#pods-title", Label).update("[b]vLLM engines (local): requests in flight, time to ready[/b]")
         for widget_type in SNAPSHOT_WIDGETS:
             for widget in self.query(widget_type):
                 widget.snapshot = message.snapshot

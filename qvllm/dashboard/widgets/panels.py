@@ -98,25 +98,47 @@ class LatencyPanel(SnapshotStatic):
                 f"e2e   p50 {fmt(m.e2e_p50_s, ' s', 2)}  p95 {fmt(m.e2e_p95_s, ' s', 2)}")
 
 
+POD_COLUMNS = ("pod", "node", "phase", "scheduled", "image pulled", "started", "ready")
+ENGINE_COLUMNS = ("engine", "status", "in flight", "running", "waiting", "time to ready", "process start",
+                  "weight loading", "engine init", "api start", "stream MiB/s")
+ENGINE_PHASES = ("process_start_s", "weight_loading_s", "engine_init_s", "api_start_s")
+CLUSTER_ONLY = "cluster only: no Kubernetes API here (qvllm dashboard --kubeconfig ...)"
+
+
 class PodsTable(DataTable):
-    """vLLM pods and their measured time-to-ready phases (seconds since pod creation)."""
+    """vLLM pods and their measured time-to-ready phases (seconds since pod creation); on the
+    local stack, its engines: requests in flight and the time-to-ready phases of `local up`."""
 
     snapshot: reactive[DashboardSnapshot | None] = reactive(None, always_update=True)
 
     def on_mount(self) -> None:
-        self.add_columns("pod", "node", "phase", "scheduled", "image pulled", "started", "ready")
+        self.add_columns(*POD_COLUMNS)
+
+    def _columns(self, names: tuple[str, ...]) -> None:
+        if tuple(str(c.label) for c in self.columns.values()) != names:
+            self.clear(columns=True)
+            self.add_columns(*names)
 
     def watch_snapshot(self, snap: DashboardSnapshot | None) -> None:
         self.clear()
-        if snap is None or snap.kube is None:
+        if snap is None:
             return
-        for p in snap.kube.pods:
-            self.add_row(p.name, p.node or "-", p.phase, *(fmt(v, " s") for v in
-                         (p.scheduled_s, p.image_pulled_s, p.started_s, p.ready_s)))
+        if snap.kube is not None:
+            self._columns(POD_COLUMNS)
+            for p in snap.kube.pods:
+                self.add_row(p.name, p.node or "-", p.phase, *(fmt(v, " s") for v in
+                             (p.scheduled_s, p.image_pulled_s, p.started_s, p.ready_s)))
+        elif snap.engines:
+            self._columns(ENGINE_COLUMNS)
+            for e in snap.engines:
+                self.add_row(e.name, "up" if e.up else "no answer", fmt(e.in_flight, digits=0),
+                             fmt(e.running, digits=0), fmt(e.waiting, digits=0), fmt(e.time_to_ready_s, " s"),
+                             *(fmt(e.phases.get(k), " s") for k in ENGINE_PHASES), fmt(e.stream_rate_mib_s))
 
 
 class NodesTable(DataTable):
-    """GPU nodes: instance type, spot or on-demand, age; plus NodeClaims still launching."""
+    """GPU nodes: instance type, spot or on-demand, age; plus NodeClaims still launching.
+    Without a cluster it says so instead of staying empty."""
 
     snapshot: reactive[DashboardSnapshot | None] = reactive(None, always_update=True)
 
@@ -125,7 +147,10 @@ class NodesTable(DataTable):
 
     def watch_snapshot(self, snap: DashboardSnapshot | None) -> None:
         self.clear()
-        if snap is None or snap.kube is None:
+        if snap is None:
+            return
+        if snap.kube is None:
+            self.add_row(CLUSTER_ONLY, "", "", "", "")
             return
         for n in snap.kube.nodes:
             self.add_row(n.name, n.instance_type, n.capacity_type, f"{n.age_s / 60:.0f} min", "yes" if n.ready else "no")
