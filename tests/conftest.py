@@ -59,7 +59,8 @@ REGISTRY_FIXTURES = frozenset({"rehearsal"})
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Mark the tests that run a local registry ``registry``; under pytest-xdist (``make
     test-fast``) run every test of the synthesized default app on one worker (``--dist
-    loadgroup``): each worker that needs the app synthesizes it once."""
+    loadgroup``): each worker that needs the app synthesizes it once; likewise every test of the
+    real-model local stack on one worker (one stack, not one per worker)."""
     xdist = config.pluginmanager.hasplugin("xdist")
     for item in items:
         fixtures = set(getattr(item, "fixturenames", ()))
@@ -67,3 +68,18 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(pytest.mark.registry)
         if xdist and "default_app" in fixtures:
             item.add_marker(pytest.mark.xdist_group("synth"))
+        if xdist and "real_stack" in fixtures:
+            item.add_marker(pytest.mark.xdist_group("real-stack"))
+
+
+@pytest.fixture(scope="session")
+def real_stack(tmp_path_factory: pytest.TempPathFactory):
+    """The local stack with its default, real model (SmolLM2-135M-Instruct streamed from moto S3),
+    started once for the session with `qvllm local up` and stopped with `local down`.
+
+    Shared by the real-answer tests (tests/cli) and the chat-page browser tests (tests/gateway).
+    """
+    from tests.support.local_stack import running_local_stack
+
+    with running_local_stack(tmp_path_factory.mktemp("real-stack") / "run") as stack:
+        yield stack

@@ -302,7 +302,8 @@ def up(opts: LocalOptions, echo: Callable[[str], None] = print) -> RunState:
                    for o in page.get("Contents", []))
         model_uri = f"s3://{opts.bucket}/{prefix}"
         state.model = {"served_model_name": plan.served_model_name, "uri": model_uri, "bytes": str(size),
-                       "max_model_len": str(plan.max_model_len)}
+                       "max_model_len": str(plan.max_model_len), "dtype": plan.dtype,
+                       "source": str(plan.local_dir) if plan.local_dir is not None else str(plan.repo_id)}
         echo(f"model uploaded to {model_uri} ({size} bytes, {state.timings['upload_s']} s)")
 
         # 4. vLLM engines streaming from S3

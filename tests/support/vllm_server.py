@@ -105,6 +105,8 @@ def running_vllm(
     served_model_name: str = DEFAULT_SERVED_MODEL_NAME,
     max_num_seqs: int = 4,
     max_model_len: int = 512,
+    model_dir: Path | None = None,
+    dtype: str = "bfloat16",
     extra_args: tuple[str, ...] = (),
     start_timeout: float = DEFAULT_START_TIMEOUT_SECONDS,
     stop_timeout: float = 15.0,
@@ -118,6 +120,8 @@ def running_vllm(
         served_model_name: value of ``--served-model-name``.
         max_num_seqs: value of ``--max-num-seqs`` (concurrent sequences in the engine).
         max_model_len: value of ``--max-model-len`` (tokens).
+        model_dir: serve this model folder instead of generating the tiny model.
+        dtype: value of ``--dtype``.
         extra_args: more command-line arguments for the api_server.
         start_timeout: seconds to wait for ``/health`` = 200.
         stop_timeout: seconds between SIGTERM and SIGKILL at exit.
@@ -135,7 +139,7 @@ def running_vllm(
     if not VLLM_PYTHON.exists():
         raise VllmStartError(f"{VLLM_PYTHON} not found: run `make deps-engine` first")
     work = Path(work_dir)
-    model_dir = generate_tiny_model(work / "model")
+    model_dir = Path(model_dir) if model_dir is not None else generate_tiny_model(work / "model")
     log_path = work / "vllm.log"
     port = free_port()
     cmd = [
@@ -145,7 +149,7 @@ def running_vllm(
         "--served-model-name", served_model_name,
         "--max-num-seqs", str(max_num_seqs),
         "--max-model-len", str(max_model_len),
-        "--dtype", "bfloat16",
+        "--dtype", dtype,
         "--host", "127.0.0.1",
         "--port", str(port),
         *extra_args,
