@@ -21,14 +21,14 @@ VLLM_STAMP := .venv-vllm/.installed
 CONFIG ?=
 CDK_CONTEXT := $(if $(CONFIG),-c config_file=$(CONFIG))
 
-.PHONY: help synth test local manifests bench-synth bench-gateway bench-routing bench-upload deps deps-dev deps-engine deps-browser deps-promtool deps-registry clean chart-imports test-fast gateway-lambda
+.PHONY: help synth test local manifests bench-synth bench-gateway bench-routing bench-upload bench-local deps deps-dev deps-engine deps-browser deps-promtool deps-registry clean chart-imports test-fast gateway-lambda
 
 help:
 	@echo "make synth   install and synthesize the app (CONFIG=my.yaml to override the default config)"
 	@echo "make test    install test dependencies and run the whole suite"
 	@echo "make test-fast  the suite without the engine, browser and registry tests (prints its wall time)"
 	@echo "make local   install the tools and the CPU engine, start the local stack (stop: .venv/bin/qvllm local down)"
-	@echo "make manifests | bench-synth | bench-gateway | bench-routing | bench-upload | chart-imports | gateway-lambda"
+	@echo "make manifests | bench-synth | bench-gateway | bench-routing | bench-upload | bench-local | chart-imports | gateway-lambda"
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
@@ -125,6 +125,9 @@ bench-routing: deps-dev
 
 bench-upload: deps-dev
 	$(PY) bench/upload.py
+
+bench-local: deps-dev deps-engine
+	$(PY) bench/local.py
 
 clean:
 	rm -rf cdk.out manifests .pytest_cache
