@@ -32,7 +32,6 @@ from qvllm.local.network import AddressError, check_host, local_url, public_url
 from qvllm.local.phases import PhaseWatcher, phase_durations
 from qvllm.local.processes import alive, free_port, spawn, stop_group
 from qvllm.local.state import RunState, read_state, run_dir
-from services.gateway.contract import ENV_UPSTREAM_ENDPOINTS_FILE
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_VLLM_PYTHON = REPO_ROOT / ".venv-vllm" / "bin" / "python"
@@ -331,15 +330,14 @@ def up(opts: LocalOptions, echo: Callable[[str], None] = print) -> RunState:
                 record["weights_stream"] = dict(e.watcher.stream)
             state.engines[e.name] = record
 
-        # 5. the gateway in front of the engines (endpoints file: the gateway's static endpoint source)
+        # 5. the gateway in front of the engines: their URLs in the gateway's endpoints file
         from services.gateway.settings import settings_env
 
         endpoints_file = folder / ENDPOINTS_FILE
         endpoints_file.write_text(json.dumps([e.url for e in starting]))
         gw_port = free_port()
-        gw_env = {**base_env,
-                  **settings_env(upstream_url=starting[0].url, served_model_name=plan.served_model_name, port=gw_port),
-                  ENV_UPSTREAM_ENDPOINTS_FILE: str(endpoints_file)}
+        gw_env = {**base_env, **settings_env(upstream_endpoints_file=endpoints_file,
+                                             served_model_name=plan.served_model_name, port=gw_port)}
         gw_env["PYTHONPATH"] = str(REPO_ROOT) + (os.pathsep + gw_env["PYTHONPATH"] if gw_env.get("PYTHONPATH") else "")
         state.pids["gateway"] = spawn(
             [sys.executable, "-m", "uvicorn", "--factory", "services.gateway.app:create_app", "--host", opts.host,

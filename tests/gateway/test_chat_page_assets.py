@@ -9,7 +9,8 @@ from pathlib import Path
 
 from fastapi.testclient import TestClient
 
-from services.gateway.app import STATIC_DIR, create_app
+from services.gateway.app import create_app
+from services.gateway.routes.page import STATIC_DIR
 from services.gateway.settings import GatewaySettings
 
 VENDOR = STATIC_DIR / "vendor" / "markdown-it"
