@@ -281,4 +281,5 @@ $("prompt").addEventListener("keydown", (ev) => {
   if (ev.key === "Enter" && !ev.shiftKey) { ev.preventDefault(); $("form").requestSubmit(); }
 });
 $("newchat").addEventListener("click", newChat);
+$("settingsform").addEventListener("submit", (ev) => ev.preventDefault());
 loadModel();
