@@ -69,7 +69,7 @@ class RunState:
         path = Path(self.run_dir) / STATE_FILE
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(asdict(self), indent=2, sort_keys=True))
+        tmp.write_text(json.dumps(asdict(self), indent=2))  # key order kept: phases are in start order
         tmp.replace(path)
         return path
 

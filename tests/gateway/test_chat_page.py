@@ -66,6 +66,12 @@ def ask(page, text: str) -> None:  # type: ignore[no-untyped-def]
     page.locator(".assistant").nth(before).and_(page.locator("[data-done='true']")).wait_for(timeout=ANSWER_TIMEOUT_MS)
 
 
+def greedy(route) -> None:  # type: ignore[no-untyped-def]
+    """Let the page's request through with temperature 0: the assertions read the answer's words,
+    and the model's default sampling (temperature 0.2) now and then starts the answer differently."""
+    route.continue_(post_data=json.dumps({**json.loads(route.request.post_data), "temperature": 0}))
+
+
 def sse(chunks: list[str]) -> str:
     """An answer as vLLM streams it (one delta per chunk, usage, [DONE])."""
     events = [{"id": "chatcmpl-t", "object": "chat.completion.chunk", "choices": [
@@ -79,6 +85,7 @@ def sse(chunks: list[str]) -> str:
 def test_real_answer_with_ttft_speed_and_replica_and_a_screenshot(page, real_stack):
     headers: list[dict] = []
     page.on("response", lambda r: headers.append(r.headers) if r.url.endswith("/v1/chat/completions") else None)
+    page.route("**/v1/chat/completions", greedy)
     ask(page, "What is the capital of France?")
     answer = page.locator(".assistant").last
     assert "Paris" in answer.inner_text()
@@ -101,6 +108,7 @@ def test_real_answer_with_ttft_speed_and_replica_and_a_screenshot(page, real_sta
 
 @pytest.mark.timeout(1800)
 def test_real_models_markdown_renders(page):
+    page.route("**/v1/chat/completions", greedy)
     ask(page, "Write a Python function that adds two numbers, in a markdown code block.")
     answer = page.locator(".assistant").last
     assert answer.locator("pre code").count() >= 1, answer.inner_html()
@@ -177,7 +185,7 @@ def test_errors_show_in_the_conversation_and_the_next_message_works(page):
             route.fulfill(status=unavailable.status, headers={"content-type": "application/json", **unavailable.headers},
                           body=json.dumps(unavailable.body()))
         else:
-            route.continue_()
+            greedy(route)
 
     page.route("**/v1/chat/completions", flaky)
     ask(page, "What is the capital of France?")

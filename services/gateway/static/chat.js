@@ -208,10 +208,12 @@ function showFigures(view, r) {
   $("tps").textContent = tps;
 }
 
+// Scale later estimates up when the server counted more prompt tokens than estimated (a long
+// system prompt, a dense language); never down: the character estimate stays the floor.
 function learn(messages, promptTokens) {
   if (!promptTokens) return;
   const estimated = messages.reduce((sum, m) => sum + estimate(m), 0) + TOKENS_PER_REQUEST;
-  correction = Math.min(Math.max(promptTokens / estimated, 0.5), 4);
+  correction = Math.min(Math.max(promptTokens / estimated, 1), 4);
 }
 
 async function send(prompt) {
