@@ -42,7 +42,7 @@ def check_host(host: str) -> str:
     try:
         ipaddress.ip_address(host)
     except ValueError:
-        raise AddressError(f"--host {host!r} is not an IP address (use 127.0.0.1, 0.0.0.0 or a LAN address)") from None
+        raise AddressError(f"{host!r} is not an IP address (use 127.0.0.1, 0.0.0.0 or a LAN address)") from None
     return host
 
 
