@@ -99,12 +99,14 @@ def _closed_port() -> int:
         (["http://127.0.0.1:9/", "--max-failures", "2"], 2, "Invalid value for '--max-failures'"),
         (["http://127.0.0.1:9/", "--p95", "-1"], 2, "Invalid value for '--p95'"),
         (["http://127.0.0.1:9/", "--no-such-flag"], 2, "No such option '--no-such-flag'"),
-        (["http://127.0.0.1:9/", "--csv", "/nonexistent-dir/run"], 2, "folder /nonexistent-dir does not exist"),
+        (["http://127.0.0.1:9/", "--csv", "{tmp}/no-such-folder/run"], 2, "folder {tmp}/no-such-folder does not exist"),
     ],
     ids=["no-scheme", "ftp", "refused", "users-without-constant", "failure-ratio", "negative-p95", "unknown-flag",
          "csv-folder"],
 )
-def test_bad_input_is_one_error_line_before_any_load(args, code, message):
+def test_bad_input_is_one_error_line_before_any_load(args, code, message, tmp_path):
+    args = [a.replace("{tmp}", str(tmp_path)) for a in args]
+    message = message.replace("{tmp}", str(tmp_path))
     result = _loadtest(*args, timeout=50)
     output = result.stdout + result.stderr
     assert result.returncode == code, output
