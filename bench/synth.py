@@ -4,11 +4,11 @@ Each is run ``--runs`` times (default 3) as a subprocess, exactly as a user runs
 prints every run and the median, in seconds. Nothing is asserted: the figures are for
 reading and comparing.
 
-    .venv/bin/python bench/synth.py [--runs 3] [--tests tests/infra] [--skip-tests]
+    .venv/bin/python bench/synth.py [--runs 3] [--tests tests/stacks] [--skip-tests]
 
 - synth: ``node_modules/.bin/cdk synth --quiet -o <tmp>`` with the default config (cdk-nag on),
   a fresh output directory each run;
-- tests: ``python -m pytest <tests> -q -p no:cacheprovider`` (default: ``tests/infra``, the
+- tests: ``python -m pytest <tests> -q -p no:cacheprovider`` (default: ``tests/stacks``, the
   app's stack, snapshot, cfn-lint, cdk-nag and config tests; pass ``--tests tests`` for the
   whole suite).
 """
@@ -70,7 +70,7 @@ def measure(label: str, make_cmd, runs: int) -> tuple[float, bool]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=3)
-    parser.add_argument("--tests", default="tests/infra", help="pytest target (default: tests/infra)")
+    parser.add_argument("--tests", default="tests/stacks", help="pytest target (default: tests/stacks)")
     parser.add_argument("--skip-tests", action="store_true")
     args = parser.parse_args(argv)
 

@@ -1,4 +1,5 @@
-"""Suite-wide fixtures: the repo paths and ONE synthesized app with the default config.
+"""Suite-wide fixtures: the repo paths, ONE synthesized app with the default config and views of it
+(templates by stack, the Cluster stack's resources), and the real-model local stack.
 
 Synthesizing the whole app costs 10-20 s, so every test that only reads the default app's
 templates shares the session fixture ``default_app`` instead of building its own.
@@ -50,6 +51,63 @@ def default_app(tmp_path_factory: pytest.TempPathFactory) -> SynthesizedApp:
     templates = {stack.stack_name: stack.template for stack in assembly.stacks}
     return SynthesizedApp(stacks=stacks, assembly=assembly, templates=templates)
 
+
+
+# The five stacks of the default app, by the suffix stacks/app_builder.py gives their names.
+STACK_SUFFIXES = ("Network", "ModelStore", "Waf", "Edge", "Cluster")
+
+
+@pytest.fixture(scope="session")
+def stack_names(default_app) -> dict[str, str]:
+    """Stack suffix ("Edge") -> stack name ("Qvllm-Edge") of the default app."""
+    return {name.rsplit("-", 1)[-1]: name for name in default_app.templates}
+
+
+@pytest.fixture(scope="session")
+def templates(default_app, stack_names) -> dict[str, dict]:
+    """Stack suffix -> synthesized CloudFormation template (dict)."""
+    return {suffix: default_app.templates[name] for suffix, name in stack_names.items()}
+
+
+@pytest.fixture(scope="session")
+def assertions(templates) -> dict:
+    """Stack suffix -> ``aws_cdk.assertions.Template``."""
+    from aws_cdk.assertions import Template
+
+    return {suffix: Template.from_json(tpl) for suffix, tpl in templates.items()}
+
+
+@pytest.fixture(scope="session")
+def assembly_dir(default_app) -> Path:
+    """The cloud assembly directory the session synth wrote (templates, metadata, reports)."""
+    return Path(default_app.assembly.directory)
+
+
+@pytest.fixture(scope="session")
+def artifacts(default_app, stack_names) -> dict[str, object]:
+    """Stack suffix -> ``CloudFormationStackArtifact``."""
+    by_name = {art.stack_name: art for art in default_app.assembly.stacks}
+    return {suffix: by_name[name] for suffix, name in stack_names.items()}
+
+
+@pytest.fixture(scope="session")
+def cluster_app(default_app):
+    """(AppStacks, cluster template dict) of the default config, from the suite's one synth."""
+    return default_app.stacks, default_app.templates[default_app.stacks.cluster.stack_name]
+
+
+@pytest.fixture(scope="session")
+def template(cluster_app):
+    """``aws_cdk.assertions.Template`` of the default Cluster stack."""
+    from aws_cdk.assertions import Template
+
+    return Template.from_json(cluster_app[1])
+
+
+@pytest.fixture(scope="session")
+def resources(cluster_app) -> dict:
+    """The default Cluster stack's ``Resources`` (logical id -> resource dict)."""
+    return cluster_app[1]["Resources"]
 
 # Fixtures that start a local OCI registry (the deploy rehearsal's stand-ins for public.ecr.aws
 # and ghcr.io): their tests carry the ``registry`` marker, which ``make test-fast`` deselects.

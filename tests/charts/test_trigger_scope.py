@@ -33,7 +33,7 @@ from app_config.metric_query import parse_metric_query
 from qvllm.dashboard.data.prom import ParsedMetrics
 from tests.charts.conftest import REPO_ROOT, find
 
-VLLM_PAGE = REPO_ROOT / "tests" / "tools" / "data" / "vllm_metrics_queue.txt"  # recorded from the CPU engine
+VLLM_PAGE = REPO_ROOT / "tests" / "cli" / "data" / "vllm_metrics_queue.txt"  # recorded from the CPU engine
 NOT_ATTRIBUTES = {"job", "instance"}  # become resource attributes, not data-point attributes
 
 

@@ -21,7 +21,7 @@ from qvllm.dashboard.widgets.panels import CLUSTER_ONLY
 from qvllm.local.state import RunState
 from qvllm.scaling import ScalingSpec
 
-DATA = Path(__file__).resolve().parents[1] / "tools" / "data"
+DATA = Path(__file__).resolve().parent / "data"
 PHASES = {"process_start_s": 40.86, "weight_loading_s": 8.27, "engine_init_s": 131.22, "api_start_s": 2.53}
 
 

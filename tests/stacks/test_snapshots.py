@@ -1,7 +1,7 @@
 """syrupy snapshots of each stack's template, normalized so they change only with infrastructure.
 
-Update after an intended change: ``.venv/bin/python -m pytest tests/infra/test_snapshots.py --snapshot-update``
-and review the JSON diff under ``tests/infra/__snapshots__/``.
+Update after an intended change: ``.venv/bin/python -m pytest tests/stacks/test_snapshots.py --snapshot-update``
+and review the JSON diff under ``tests/stacks/__snapshots__/``.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import json
 import pytest
 from syrupy.extensions.json import JSONSnapshotExtension
 
-from tests.infra.conftest import STACK_SUFFIXES
+from tests.conftest import STACK_SUFFIXES
 from tests.support.cfn_template import HASH_PLACEHOLDER, normalize_template
 
 

@@ -12,7 +12,7 @@ from qvllm.dashboard.data.prom import ParsedMetrics, histogram_quantile, snapsho
 from app_config.quantity import parse_quantity
 from qvllm.dashboard.data.sources import build_snapshot
 from qvllm.scaling import ScalingSpec
-from tests.tools.conftest import load_json
+from tests.cli.conftest import load_json
 
 NOW = datetime(2026, 11, 29, 10, 3, 0, tzinfo=timezone.utc)
 

@@ -35,5 +35,5 @@ def hpa_sync_period_seconds() -> int:
 
 
 def load_json(name: str):
-    """Read a recorded JSON fixture from tests/tools/data/."""
+    """Read a recorded JSON fixture from tests/cli/data/."""
     return json.loads((DATA / name).read_text())

@@ -12,7 +12,7 @@ from qvllm.dashboard.data.kube import kube_snapshot
 from qvllm.dashboard.data.prom import ParsedMetrics, snapshot
 from qvllm.dashboard.data.sources import DashboardSnapshot, build_snapshot
 from qvllm.scaling import ScalingSpec
-from tests.tools.conftest import load_json
+from tests.cli.conftest import load_json
 
 NOW = datetime(2026, 11, 29, 10, 3, 0, tzinfo=timezone.utc)
 
