@@ -21,7 +21,7 @@ VLLM_HEALTH_PATH = "/health"
 VLLM_METRICS_PATH = "/metrics"
 
 # vLLM Prometheus metric names, as vLLM exposes them (colons included).
-# `vllm:gpu_cache_usage_perc` was removed upstream: never reference it (case B09).
+# `vllm:gpu_cache_usage_perc` is no longer emitted by vLLM: never reference it.
 METRIC_RUNNING = "vllm:num_requests_running"
 METRIC_WAITING = "vllm:num_requests_waiting"
 METRIC_KV_CACHE_USAGE = "vllm:kv_cache_usage_perc"
@@ -50,7 +50,7 @@ OTEL_ADDON_SCALER_PORT = 4318  # KEDA external scaler gRPC (from KEDA)
 # ScaledObject trigger types (the chart renders them; `qvllm scale-math` and the dashboard read them).
 EXTERNAL_TRIGGER_TYPE = "external"  # upstream KEDA external scaler (gRPC)
 KEDIFY_OTEL_TRIGGER_TYPE = "kedify-otel"  # Kedify's build of KEDA
-RESOURCE_TRIGGER_TYPES = frozenset({"cpu", "memory"})  # not usable as formula variables (B01)
+RESOURCE_TRIGGER_TYPES = frozenset({"cpu", "memory"})  # KEDA refuses them as formula variables
 OTEL_SCRAPE_INTERVAL_SECONDS = 5
 
 # Labels the collector's relabel rules put on every scraped series (they reach the add-on as
@@ -122,7 +122,7 @@ WAF_PROMPT_BODY_RULES = (
 EDGE_LOG_PREFIX_CLOUDFRONT = "cloudfront/"  # standard (legacy) access logs of the distribution
 EDGE_LOG_PREFIX_ALB = "alb"  # ALB access logs (ELB appends /AWSLogs/<account>/...)
 
-# --- Additions by the cdk8s-charts engineer (issue 3) --------------------------------
+# --- OpenTelemetry collector -------------------------------------------------------
 OTEL_COLLECTOR_HEALTH_PORT = 13133  # health_check extension (collector's documented default)
 OTEL_COLLECTOR_CONFIG_KEY = "config.yaml"  # key in the collector ConfigMap, mounted as a file
 

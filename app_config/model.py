@@ -1,6 +1,6 @@
 """The app's one typed configuration (pydantic v2).
 
-Defaults are the tuned values of the reference demo (DESIGN.md section 2). Every model
+Defaults are the tuned values of the reference demo (a public Terraform + bash demo of this job; docs/ARCHITECTURE.md). Every model
 forbids unknown keys, so a typo fails synth naming the field instead of being ignored.
 Validation errors surface as :class:`app_config.loader.ConfigError`, whose message names
 each failing field by its dotted path (for example ``scaling.max_replicas``).
@@ -350,7 +350,7 @@ class ModelStoreConfig(_Model):
 # vLLM
 # ---------------------------------------------------------------------------------
 class VllmConfig(_Model):
-    """The vLLM Deployment (args from DESIGN section 2)."""
+    """The vLLM Deployment (args from the reference demo)."""
 
     image: str = versions.VLLM_IMAGE  # vLLM container image (entrypoint vllm serve)
     quantization: str | None = "awq_marlin"  # vLLM --quantization; null omits the flag
@@ -538,7 +538,7 @@ class NodeRequirement(_Model):
     @model_validator(mode="before")
     @classmethod
     def _known_operator(cls, data: object) -> object:
-        # Name the key and the operator (case B11), not only the field path.
+        # Name the key and the operator, not only the field path.
         if isinstance(data, dict) and data.get("operator") not in (None, *REQUIREMENT_OPERATORS):
             raise ValueError(
                 f"requirement {data.get('key')!r}: operator {data.get('operator')!r} is not one of "
@@ -548,7 +548,8 @@ class NodeRequirement(_Model):
 
     @model_validator(mode="after")
     def _values(self) -> "NodeRequirement":
-        # Case B11: catch values no instance can ever have, and operators the CRD refuses.
+        # Catch values no instance can ever have, and operators the CRD refuses: Karpenter accepts
+        # them and then loops failing to launch.
         where = f"requirement {self.key!r}"
         if self.operator in ("Gt", "Lt"):
             if len(self.values) != 1 or not re.fullmatch(r"-?\d+", self.values[0]):

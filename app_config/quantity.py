@@ -1,5 +1,5 @@
 """Kubernetes resource quantities as numbers: one parser for the config's checks (NodePool limits,
-memory sizes) and the dashboard (case B04: the HPA reports an AverageValue external metric as a
+memory sizes) and the dashboard (the HPA reports an AverageValue external metric as a
 quantity such as ``"1334m"``, milli-units: 1.334; a dashboard must convert it, never print it as a count).
 Grammar: https://kubernetes.io/docs/reference/kubernetes-api/common-definitions/quantity/
 """

@@ -1,6 +1,6 @@
 """Every pinned version of what the app installs into the cluster, in one place.
 
-Sources: DESIGN.md section 6 (upstream repositories, snapshots of 2026-08).
+Sources: the upstream repositories and chart indexes (snapshots of 2026-08).
 Bump a chart here and nowhere else; the README's architecture table is checked against it.
 """
 

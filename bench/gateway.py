@@ -15,7 +15,7 @@ Pinning (``taskset``): the engine runs on CPU 0, the gateway and this client on 
 gateway never competes with the engine's busy threads for a core (on two shared cores the
 ratio would measure that contention, not the gateway); the output says which was done.
 
-Aim (issue 5): ratio >= 0.95 and added p50 TTFT <= 5 ms on the dev machine.
+Aim: ratio >= 0.95 and added p50 TTFT <= 5 ms on the dev machine.
 """
 
 from __future__ import annotations

@@ -1,7 +1,8 @@
 """The controller-cleanup custom resource: on Delete, removes what in-cluster controllers made.
 
-Runtime code: ``services/teardown/`` (handler ``teardown.handler``), see its docstrings and
-cases B26/B27. This construct wires it:
+Runtime code: ``services/teardown/`` (handler ``teardown.handler``), see its docstrings (what it removes and
+why: controller-made instances, load balancers and ENIs outlive the cluster otherwise). This
+construct wires it:
 
 * two Lambda functions (``on_event``, ``is_complete``; Python, arm64) in the VPC's private
   subnets, so they reach a private cluster endpoint; their security group may call the

@@ -1,6 +1,6 @@
 """The EKS control plane, its managed system node group, core add-ons and the load balancer controller.
 
-Decisions (DESIGN section 3): ``aws_eks_v2`` (native ``AWS::EKS::Cluster``, access entries only),
+Decisions: ``aws_eks_v2`` (native ``AWS::EKS::Cluster``, access entries only),
 *not* EKS Auto Mode: a small managed node group (AL2023, tainted ``CriticalAddonsOnly=true:NoSchedule``)
 runs the controllers and Karpenter provisions everything else. Helm charts, manifests and cdk8s
 charts go through the kubectl provider, which runs with the kubectl v35 layer (Helm 4).
@@ -39,7 +39,8 @@ from cdk_constructs.nag import (
 )
 
 # IAM policy of the AWS Load Balancer Controller. aws-cdk-lib 2.275 ships policies up to v3.2.2;
-# v3.5.0 needs the same policy (DESIGN section 6), so this file is aws-cdk-lib's
+# we run v3.5.0 with that policy (on a bump, compare it with the controller's
+# docs/install/iam_policy.json at the new tag), so this file is aws-cdk-lib's
 # `aws-eks-v2/lib/addons/alb-iam_policy-v3.2.2.json`, copied unchanged.
 ALB_CONTROLLER_POLICY_FILE = Path(__file__).parent / "data" / "aws_load_balancer_controller_iam_policy.json"
 

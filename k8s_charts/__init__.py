@@ -125,8 +125,8 @@ def render_all(config: AppConfig, values: DeployValues | None = None) -> dict[st
             cluster and model names.
 
     Raises:
-        ManifestCheckError: a synth-time check failed (e.g. case B09).
-        ScaledObjectError: the ScaledObject breaks KEDA's composite rules (cases B01, B02).
+        ManifestCheckError: a synth-time check failed (e.g. a metric vLLM no longer emits).
+        ScaledObjectError: the ScaledObject breaks KEDA's composite rules (a resource trigger in the formula, an unnamed trigger).
     """
     if values is None:
         values = DeployValues.placeholders(cluster_name=config.cluster_name, model_name=config.model.name)

@@ -35,7 +35,7 @@ ARCH_LABEL_KEY = "kubernetes.io/arch"
 OS_LABEL_KEY = "kubernetes.io/os"
 ZONE_LABEL_KEY = "topology.kubernetes.io/zone"
 
-# Case B09: vLLM removed `vllm:gpu_cache_usage_perc`; no manifest may reference it.
+# vLLM stopped emitting `vllm:gpu_cache_usage_perc`; no manifest may reference it.
 REMOVED_METRIC_FRAGMENTS: tuple[str, ...] = (METRIC_KV_CACHE_USAGE_LEGACY.split(":", 1)[1],)
 
 
@@ -105,7 +105,7 @@ class ManifestCheckError(ValueError):
 
 
 def check_no_removed_metrics(manifests: Iterable[Mapping[str, Any]]) -> None:
-    """Case B09: fail if any manifest mentions a metric vLLM no longer emits.
+    """Fail if any manifest mentions a metric vLLM no longer emits.
 
     Raises:
         ManifestCheckError: naming ``kind/name`` of each offending object and the fragment found.

@@ -1,6 +1,6 @@
 """Karpenter NodePools and EC2NodeClasses: a GPU pool for vLLM and a CPU pool for the gateway.
 
-GPU pool (DESIGN section 2): spot + on-demand, current NVIDIA families (g6, g6e, g5) with exactly
+GPU pool (the reference demo's): spot + on-demand, current NVIDIA families (g6, g6e, g5) with exactly
 the vLLM pod's GPU count, no metal sizes, amd64, tainted ``nvidia.com/gpu=:NoSchedule``, limits cpu 400 / memory 1600Gi plus a GPU
 count limit, consolidation WhenEmpty after 30 s. Its EC2NodeClass runs Bottlerocket (the alias
 picks the NVIDIA variant for GPU instances) with a 4 GiB root and a 50 GiB gp3 data volume
@@ -48,8 +48,8 @@ INSTANCE_SIZE_KEY = "karpenter.k8s.aws/instance-size"
 GPU_MANUFACTURER_KEY = "karpenter.k8s.aws/instance-gpu-manufacturer"
 INSTANCE_FAMILY_KEY = "karpenter.k8s.aws/instance-family"
 GPU_COUNT_KEY = "karpenter.k8s.aws/instance-gpu-count"
-# NVIDIA families the default model cannot run on, excluded from the GPU pool (beyond DESIGN
-# section 2): `--quantization awq_marlin` needs compute capability >= 8.0 (Ampere), which rules
+# NVIDIA families the default model cannot run on, excluded from the GPU pool (beyond the
+# reference demo): `--quantization awq_marlin` needs compute capability >= 8.0 (Ampere), which rules
 # out T4 (g4dn, 7.5), V100 (p3, p3dn), M60 (g3, g3s) and K80 (p2); g6f/gr6f carry a fraction of
 # an L4 (3-12 GB), too small for the 7B model plus KV cache.
 DEFAULT_EXCLUDED_GPU_FAMILIES: tuple[str, ...] = ("g3", "g3s", "g4dn", "p2", "p3", "p3dn", "g6f", "gr6f")
@@ -58,7 +58,7 @@ CPU_ROOT_VOLUME_GIB = 4
 CPU_DATA_VOLUME_GIB = 20
 CPU_AMI_ALIAS = "bottlerocket@latest"
 
-# SOCI parallel pull (DESIGN section 2): 20 concurrent downloads per image, 16 MB chunks,
+# SOCI parallel pull (the reference demo's settings): 20 concurrent downloads per image, 16 MB chunks,
 # 12 unpacks per image, unpacked layers discarded after unpack.
 SOCI_MAX_CONCURRENT_DOWNLOADS_PER_IMAGE = 20
 SOCI_DOWNLOAD_CHUNK_SIZE = "16mb"

@@ -14,7 +14,7 @@ on as OTLP data-point attributes (all but ``job``, ``instance`` and the ``__`` l
 ``getSortedNotUsefulLabels`` in receiver/prometheusreceiver/internal/util.go), and those are the
 labels the add-on stores and matches (kedify/otel-add-on v0.1.4 ``receiver/receiver.go``).
 
-Metric names (case B08): the names are the constants in :mod:`app_config.constants`, exactly as
+Metric names (a collector that normalizes names rewrites their colons): the names are the constants in :mod:`app_config.constants`, exactly as
 vLLM exposes them (``vllm:num_requests_running``). What the pinned collector
 (``otel/opentelemetry-collector-contrib:0.159.0``) does with them, from its sources:
 

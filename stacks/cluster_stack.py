@@ -210,7 +210,7 @@ class ClusterStack(cdk.Stack):
 
     # ------------------------------------------------------------------------------
     def _teardown_cleanup(self, config: AppConfig) -> ControllerCleanup | None:
-        """The cleanup custom resource (issue 7), ordered between the controllers and the cluster.
+        """The cleanup custom resource (it removes what Karpenter and the load balancer controller made), ordered between the controllers and the cluster.
 
         It must be *created* after the cluster and the system node group and *deleted* before
         them, but after every controller: so it depends on the cluster resource and the node

@@ -1,6 +1,6 @@
 """Load profiles as stages: how many virtual users at each moment of a run (no Locust import).
 
-The demo profile is the reference demo's ramp (DESIGN.md section 2): 5 -> 10 -> 15 -> 50 ->
+The demo profile is the reference demo's ramp: 5 -> 10 -> 15 -> 50 ->
 150 virtual users over 30 minutes. The short profile is a 2-minute check of the same shape.
 The queue profile holds more users than the local stack's engines run at once, with long
 answers, so requests wait (``vllm:num_requests_waiting`` > 0) and the scaling math asks for
@@ -24,7 +24,7 @@ class Stage:
     spawn_rate: float
 
 
-DEFAULT_MAX_TOKENS = 50  # the reference demo's max_tokens (DESIGN.md section 2)
+DEFAULT_MAX_TOKENS = 50  # the reference demo's max_tokens
 DEFAULT_P95_S = 20.0  # the reference demo's end-to-end p95 limit
 
 

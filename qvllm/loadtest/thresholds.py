@@ -1,4 +1,4 @@
-"""Pass/fail of a load-test run: the reference demo's thresholds (DESIGN.md section 2), plus
+"""Pass/fail of a load-test run: the reference demo's thresholds, plus
 optional limits on time to first token (TTFT) and inter-token latency (ITL).
 
 A run passes when the 95th percentile of end-to-end request time is below the limit (20 s for

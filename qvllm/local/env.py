@@ -1,4 +1,7 @@
-"""Environment for the Run:ai model streamer against a loopback S3-compatible server (case B24).
+"""Environment for the Run:ai model streamer against a loopback S3-compatible server.
+
+The streamer fails with opaque errors on non-AWS S3 unless all of the settings below are made
+(https://github.com/run-ai/runai-model-streamer/issues/34).
 
 A non-AWS endpoint needs: the endpoint URL (``AWS_ENDPOINT_URL``), path-style addressing
 (``RUNAI_STREAMER_S3_USE_VIRTUAL_ADDRESSING=0``), the EC2 metadata lookup off

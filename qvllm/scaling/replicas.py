@@ -20,11 +20,12 @@ Sources (the arithmetic mirrors them; tests quote their examples):
   and ``horizontal.go`` (stabilizeRecommendationWithBehaviors, calculateScaleUpLimitWithScalingRules,
   calculateScaleDownLimitWithBehaviors): scale-up limit per Percent policy is
   ``ceil(periodStart * (1 + value/100))``; scale-down limit is ``int(periodStart * (1 - value/100))``
-  (truncated, case B05), where periodStart = current - added + removed within the policy's period.
+  (truncated, so 3 replicas at 50 % go to 2, not 1), where periodStart = current - added + removed within the policy's period.
 - KEDA: the composite value of ``scalingModifiers.formula`` replaces the per-trigger metrics
   (https://keda.sh/docs/2.17/concepts/scaling-deployments/#scaling-modifiers); KEDA alone
   does 0 <-> 1: it activates when the value exceeds ``activationTarget`` and, with
-  ``minReplicaCount: 0``, goes to 0 once inactive for ``cooldownPeriod`` (cases B05, kedacore/keda#6844).
+  ``minReplicaCount: 0``, goes to 0 once inactive for ``cooldownPeriod``, whatever the HPA's scale-down policy says
+  (https://github.com/kedacore/keda/issues/6844).
   From 0 replicas KEDA's scale executor (``pkg/scaling/executor/scale_scaledobjects.go``) scales
   an active target to ``max(minReplicaCount, 1)`` (scaleFromZeroOrIdle) and an inactive one with
   ``minReplicaCount >= 1`` and no ``idleReplicaCount`` back to ``minReplicaCount``; the HPA

@@ -1,6 +1,7 @@
 """Controller-cleanup custom resource: CDK Provider framework ``on_event`` / ``is_complete``.
 
-Create and Update do nothing but return a physical id. Delete (cases B26, B27):
+Create and Update do nothing but return a physical id. Delete (Karpenter's nodes and the load balancer controller's
+resources would otherwise outlive the cluster and block the VPC's deletion):
 
 1. ``on_event`` deletes our Karpenter NodePools through the Kubernetes API and records the
    start time (``Data.DeleteStartedAt``; the framework passes it on to every ``is_complete``).

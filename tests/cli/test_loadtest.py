@@ -24,7 +24,7 @@ FIRST_TOKEN_DELAY_S = 0.2
 
 
 def test_demo_profile_is_the_reference_ramp():
-    """DESIGN section 2: 5 -> 10 -> 15 -> 50 -> 150 virtual users over 30 minutes."""
+    """The reference demo's ramp: 5 -> 10 -> 15 -> 50 -> 150 virtual users over 30 minutes."""
     assert [s.users for s in DEMO.stages] == [5, 10, 15, 50, 150]
     assert DEMO.duration_s == 30 * 60
     assert DEMO.tick(0) == (5, 1)

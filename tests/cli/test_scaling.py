@@ -4,7 +4,7 @@ Documented examples are quoted from
 - Kubernetes HPA docs, "Algorithm details" and "Scaling policies":
   https://kubernetes.io/docs/tasks/run-application/horizontal-pod-autoscale/
 - KEDA docs, "Scaling Modifiers": https://keda.sh/docs/2.17/concepts/scaling-deployments/
-Cases B03 and B05 are from /work/shared/CASES.md (scaledobject-math).
+Failure modes B03 and B05: docs/FAILURE_MODES.md.
 """
 
 from __future__ import annotations
@@ -117,14 +117,14 @@ def test_hpa_docs_algorithm_examples():
 
 
 def test_reference_demo_zero_running_three_waiting_gives_two(spec):
-    """Issue 6: 0 running + 3 waiting -> C = 30, target 25, current 1 -> ceil(30/25) = 2."""
+    """0 running + 3 waiting -> C = 30, target 25, current 1 -> ceil(30/25) = 2."""
     decision = desired_replicas(spec, {"running": 0, "waiting": 3}, current=1)
     assert decision.composite == 30
     assert decision.desired == 2
 
 
 def test_reference_demo_composite_226_reaches_ten(spec):
-    """Issue 6: a composite of 226 or more reaches 10 (ceil(226/25) = 10); 225 gives 9."""
+    """a composite of 226 or more reaches 10 (ceil(226/25) = 10); 225 gives 9."""
     assert desired_replicas(spec, {"running": 6, "waiting": 22}, current=1).desired == 10
     assert desired_replicas(spec, {"running": 5, "waiting": 22}, current=1).desired == 9
     assert desired_replicas(spec, {"running": 100, "waiting": 100}, current=1).desired == 10

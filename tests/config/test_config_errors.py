@@ -1,4 +1,4 @@
-"""A bad config value fails synth with a message that names the field (issue 2 item 3).
+"""A bad config value fails synth with a message that names the field.
 
 Module cdk-config-validation; cases B06 (replica bounds the KEDA webhook let through) and
 B11 (NodePool requirements no instance can satisfy / operators the CRD refuses).

@@ -1,1 +1,1 @@
-"""Gateway tests (issue 5). A package so the real vLLM fixture is package-scoped."""
+"""Gateway tests. A package so the real vLLM fixture is package-scoped."""

@@ -1,4 +1,4 @@
-"""The README tells the truth about versions and set-up (issue 3 "Done when", issue 2 item 2)."""
+"""The README tells the truth about versions and set-up."""
 
 from __future__ import annotations
 

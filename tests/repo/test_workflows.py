@@ -1,4 +1,4 @@
-"""The GitHub Actions workflows are actionlint-clean and do what issue 7 asks on pull requests."""
+"""The GitHub Actions workflows are actionlint-clean and run `cdk diff` on pull requests."""
 
 from __future__ import annotations
 

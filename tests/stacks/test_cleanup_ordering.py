@@ -1,4 +1,4 @@
-"""Delete order of the cluster stack (issue 7): workload manifests -> controllers -> cleanup custom
+"""Delete order of the cluster stack: workload manifests -> controllers -> cleanup custom
 resource -> node group / cluster. CloudFormation deletes in reverse dependency order, so each
 arrow is asserted as a (transitive) dependency in the synthesized template, on the dependency
 graph model of tests/support/cfn_graph.py. Needs stacks/cluster_stack.py to wire ControllerCleanup.

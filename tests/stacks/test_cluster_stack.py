@@ -1,4 +1,4 @@
-"""Property assertions on the synthesized cluster stack (issues 2 and 3, teardown ordering of issue 7)."""
+"""Property assertions on the synthesized cluster stack (its resources, add-ons and teardown ordering)."""
 
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
 """Property assertions on each stack of the default app (aws_cdk.assertions).
 
 Each test reads the one session synth (``default_app``); values come from the default config
-(DESIGN section 2) and app_config/constants.py, so a drift in either side fails here.
+(the reference demo's) and app_config/constants.py, so a drift in either side fails here.
 """
 
 from __future__ import annotations

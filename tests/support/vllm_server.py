@@ -11,7 +11,7 @@ Usage as a pytest fixture (package or session scope)::
 
 What it does: generates the tiny Llama of :mod:`qvllm.tinymodel` into a folder, starts
 ``.venv-vllm/bin/python -m vllm.entrypoints.openai.api_server`` on a free loopback port with the
-arguments of team brief / DESIGN section 5 (``--max-num-seqs 4 --max-model-len 512 --dtype
+the CPU engine's arguments (``--max-num-seqs 4 --max-model-len 512 --dtype
 bfloat16``, env ``VLLM_CPU_KVCACHE_SPACE=1``), polls ``/health`` until it answers 200, yields a
 :class:`VllmServer`, and on exit terminates the whole process group (SIGTERM, then SIGKILL after
 ``stop_timeout`` seconds). Start-up takes about 60 s on 2 CPU cores.

@@ -131,7 +131,8 @@ def pending_nodeclaims(claims: Mapping[str, Any], nodepool: str = GPU_NODEPOOL_N
 
 @dataclass(frozen=True)
 class HpaView:
-    """The HPA KEDA owns: replicas and its metric, read correctly (case B04).
+    """The HPA KEDA owns: replicas and its metric, read correctly (the HPA
+    reports an AverageValue external metric per pod, in milli-units, not as the raw value).
 
     ``per_pod_value`` is ``status.currentMetrics[0].external.current.averageValue`` as a number
     (``"1334m"`` -> 1.334): an average per pod, not a count. ``composite_estimate`` is

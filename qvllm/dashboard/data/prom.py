@@ -2,10 +2,10 @@
 
 Parsed with ``prometheus_client.parser.text_string_to_metric_families``. Names are looked up
 in both spellings: ``vllm:name`` (vLLM itself) and ``vllm_name`` (a collector that normalizes
-names, case B08); :attr:`MetricsSnapshot.spelling` says which one was found.
+names rewrites the colons); :attr:`MetricsSnapshot.spelling` says which one was found.
 The KV-cache gauge is ``vllm:kv_cache_usage_perc``, with the removed
 ``vllm:gpu_cache_usage_perc`` only as a fallback; absent both, the value is None, shown as
-"n/a", never 0 (case B09).
+"n/a", never 0: a zero would read as an idle cache when the gauge is simply missing.
 Quantiles from histogram buckets follow Prometheus' ``histogram_quantile``: linear
 interpolation inside the bucket holding the rank; the +Inf bucket answers its lower bound.
 """
@@ -125,9 +125,9 @@ class MetricsSnapshot:
 
     Attributes:
         running / waiting: requests running / waiting (summed over series), None if absent.
-        kv_cache_usage: 0..1, None when neither KV-cache gauge exists (shown "n/a", case B09).
+        kv_cache_usage: 0..1, None when neither KV-cache gauge exists (shown "n/a").
         kv_cache_metric: which KV-cache name was found (new or legacy), or None.
-        spelling: ``"vllm:"`` or ``"vllm_"``: the spelling the queue metrics were found in (B08).
+        spelling: ``"vllm:"`` or ``"vllm_"``: the spelling the queue metrics were found in.
         requests_per_s / tokens_per_s: rates since the previous scrape (None on the first).
         ttft_p50_s / ttft_p95_s / e2e_p50_s / e2e_p95_s: quantiles (seconds) of the observations
             since the previous scrape, or over all observations on the first scrape.
@@ -152,7 +152,7 @@ class MetricsSnapshot:
 
 
 def kv_cache(parsed: ParsedMetrics) -> tuple[float | None, str | None]:
-    """``(usage 0..1, metric name found)``: the current gauge first, the removed one as fallback (B09)."""
+    """``(usage 0..1, metric name found)``: the current gauge first, the removed one as fallback."""
     for name in (METRIC_KV_CACHE_USAGE, METRIC_KV_CACHE_USAGE_LEGACY):
         spelled, found = parsed.find(name)
         if found:
