@@ -43,7 +43,16 @@ from typing import Any, Sequence
 from .contract import COMPLETION_MANIFEST, DEFAULT_PART_SIZE, DEFAULT_WORKERS
 from .errors import ConfigurationError, UploadError
 from .manifest import Manifest, ManifestFile
-from .plan import DEFAULT_IGNORE_PATTERNS, Plan, check_prefix, part_size_for, plan_copy, select, select_files
+from .plan import (
+    DEFAULT_IGNORE_PATTERNS,
+    Plan,
+    check_prefix,
+    part_size_for,
+    plan_copy,
+    select,
+    select_files,
+    stored_manifest,
+)
 from .sources import FileEntry, HubSource, LocalSource, Snapshot, Source
 from .store import Store
 from .transfer import CopyProgress, DeadlineReached, TransferCancelled, Transfers
@@ -94,13 +103,7 @@ def read_manifest(s3_client: Any, bucket: str, prefix: str) -> Manifest | None:
     Raises:
         StorageError: S3 failed (one line naming bucket and endpoint).
     """
-    body = Store(s3_client, bucket).get(prefix + COMPLETION_MANIFEST)
-    if body is None:
-        return None
-    try:
-        return Manifest.from_json(body)
-    except (ValueError, KeyError, TypeError):
-        return None
+    return stored_manifest(Store(s3_client, bucket), prefix)
 
 
 def purge_prefix(s3_client: Any, bucket: str, prefix: str) -> int:

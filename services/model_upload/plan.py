@@ -195,7 +195,13 @@ def _verified(store: Store, key: str, entry: FileEntry, size_in_listing: int | N
     return ManifestFile(entry.path, entry.size, meta[META_SHA256])
 
 
-def _read_manifest(store: Store, prefix: str) -> Manifest | None:
+def stored_manifest(store: Store, prefix: str) -> Manifest | None:
+    """The completion manifest under ``prefix``, or ``None`` if absent or unreadable (a torn or
+    foreign object counts as no finished upload, so the copy starts over rather than trusting it).
+
+    Raises:
+        StorageError: S3 failed (one line naming bucket and endpoint).
+    """
     body = store.get(prefix + COMPLETION_MANIFEST)
     if body is None:
         return None
@@ -243,5 +249,5 @@ def plan_copy(source: Source, store: Store, prefix: str, *, snapshot: Snapshot, 
         else:
             todo.append(entry)
     resume, abort = _unfinished_uploads(store, prefix, todo, keys, part_size)
-    manifest = _read_manifest(store, prefix) if prefix + COMPLETION_MANIFEST in keys else None
+    manifest = stored_manifest(store, prefix) if prefix + COMPLETION_MANIFEST in keys else None
     return Plan(snapshot.commit, tuple(entries), verified, tuple(todo), resume, tuple(abort), manifest, keys)
