@@ -30,7 +30,7 @@ Instantiate it only when ``teardown.cleanup_controller_resources`` is true.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import aws_cdk as cdk
 from aws_cdk import aws_ec2 as ec2
@@ -51,6 +51,8 @@ from cdk_constructs.nag import (
     managed_policy_finding,
 )
 
+# Our NodePools, deleted through the Kubernetes API before anything else.
+NODEPOOLS = (GPU_NODEPOOL_NAME, CPU_NODEPOOL_NAME)
 HANDLER_PACKAGE = "teardown"  # services/teardown, shipped as a package (relative imports)
 RESOURCE_TYPE = "Custom::ControllerCleanup"
 K8S_GROUP = "qvllm:controller-cleanup"  # Kubernetes group of the handler's access entry
@@ -78,7 +80,6 @@ class ControllerCleanupProps:
             limited to it).
         node_role: the Karpenter node role; instance profiles holding it are removed.
         config: the ``teardown`` config section (timeout).
-        nodepools: names of our NodePools, deleted through the Kubernetes API first.
     """
 
     cluster_name: str
@@ -86,7 +87,6 @@ class ControllerCleanupProps:
     vpc: ec2.IVpc
     node_role: iam.IRole
     config: TeardownConfig
-    nodepools: tuple[str, ...] = field(default=(GPU_NODEPOOL_NAME, CPU_NODEPOOL_NAME))
 
 
 class ControllerCleanup(Construct):
@@ -103,8 +103,6 @@ class ControllerCleanup(Construct):
         super().__init__(scope, construct_id)
         if cdk.Token.is_unresolved(props.cluster_name):
             raise ValueError("ControllerCleanupProps.cluster_name must be a plain string, not a token")
-        if not props.nodepools:
-            raise ValueError("ControllerCleanupProps.nodepools must name at least one NodePool")
         stack = cdk.Stack.of(self)
         timeout = props.config.wait_timeout_seconds
         total = timeout + FRAMEWORK_MARGIN_SECONDS
@@ -173,7 +171,7 @@ class ControllerCleanup(Construct):
                 "ClusterName": props.cluster_name,
                 "VpcId": props.vpc.vpc_id,
                 "NodeRoleName": props.node_role.role_name,
-                "NodePools": list(props.nodepools),
+                "NodePools": list(NODEPOOLS),
                 "TimeoutSeconds": str(timeout),
             },
         )

@@ -46,18 +46,14 @@ class EdgeProps:
         vpc: the VPC; the ALB goes into its private (egress) subnets.
         web_acl_arn: ARN of a CLOUDFRONT-scope WAFv2 web ACL (from the us-east-1 stack), or
             ``None`` to run without WAF.
-        gateway_port: target-group port of the gateway pods.
-        health_check_path: ALB health-check path (the gateway answers 200 there, not 404).
         teardown_wait_seconds: how long ``cdk destroy`` waits, after deleting the VPC origin,
             for CloudFront to remove its ENIs and security group from the VPC (seconds).
     """
 
     config: EdgeConfig
     vpc: ec2.IVpc
-    web_acl_arn: str | None = None
-    teardown_wait_seconds: int = 900
-    gateway_port: int = GATEWAY_PORT
-    health_check_path: str = GATEWAY_HEALTH_PATH
+    web_acl_arn: str | None
+    teardown_wait_seconds: int
 
 
 class Edge(Construct):
@@ -123,7 +119,7 @@ class Edge(Construct):
         # Gateway pods get VPC IPs (VPC CNI): the ALB reaches them, and health-checks them, in the VPC.
         self.alb_security_group.add_egress_rule(
             ec2.Peer.ipv4(vpc.vpc_cidr_block),
-            ec2.Port.tcp(props.gateway_port),
+            ec2.Port.tcp(GATEWAY_PORT),
             "ALB to gateway pods (traffic and health checks)",
         )
         self.alb = elbv2.ApplicationLoadBalancer(
@@ -142,12 +138,12 @@ class Edge(Construct):
             self,
             "GatewayTargetGroup",
             vpc=vpc,
-            port=props.gateway_port,
+            port=GATEWAY_PORT,
             protocol=elbv2.ApplicationProtocol.HTTP,
             target_type=elbv2.TargetType.IP,
             health_check=elbv2.HealthCheck(
-                path=props.health_check_path,
-                port=str(props.gateway_port),
+                path=GATEWAY_HEALTH_PATH,  # the gateway answers 200 there, not 404
+                port=str(GATEWAY_PORT),
                 protocol=elbv2.Protocol.HTTP,
                 healthy_http_codes="200",
                 interval=cdk.Duration.seconds(10),

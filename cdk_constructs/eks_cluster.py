@@ -45,6 +45,10 @@ from cdk_constructs.nag import (
 ALB_CONTROLLER_POLICY_FILE = Path(__file__).parent / "data" / "aws_load_balancer_controller_iam_policy.json"
 
 # EKS access policy given to config.cluster.admin_principal_arns (cluster scope).
+# Two controller replicas, one per system node: the ALB's targets keep being reconciled while
+# one system node drains.
+ALB_CONTROLLER_REPLICAS = 2
+
 CLUSTER_ADMIN_POLICY = "AmazonEKSClusterAdminPolicy"
 
 # EKS managed add-ons installed on every cluster (their versions: EKS's default for the cluster version).
@@ -98,7 +102,6 @@ class EksClusterProps:
         config: the cluster section of the app config.
         cluster_name: EKS cluster name (also the Karpenter discovery tag value).
         vpc: the VPC; control-plane ENIs, nodes and the kubectl handler use its private subnets.
-        alb_controller_replicas: replicas of the AWS Load Balancer Controller.
         alb_controller_repository: the controller's image repository. aws-cdk-lib's default is the
             us-west-2 EKS registry, a cross-region pull outside us-west-2; the stack passes the
             chart's ECR Public repository through the deploy region's pull-through cache.
@@ -107,7 +110,6 @@ class EksClusterProps:
     config: ClusterConfig
     cluster_name: str
     vpc: ec2.IVpc
-    alb_controller_replicas: int = 2
     alb_controller_repository: str = versions.AWS_LOAD_BALANCER_CONTROLLER_IMAGE_REPOSITORY
 
 
@@ -163,7 +165,7 @@ class EksCluster(Construct):
                 policy=load_alb_controller_policy(),
                 repository=props.alb_controller_repository,
                 additional_helm_chart_values={
-                    "replicaCount": props.alb_controller_replicas,
+                    "replicaCount": ALB_CONTROLLER_REPLICAS,
                     "tolerations": system_tolerations(),
                     "nodeSelector": system_node_selector(),
                     # Chart 3.5.0 registers a mutating webhook for every Service CREATE with

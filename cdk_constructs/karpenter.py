@@ -15,7 +15,7 @@ access entry instead of an ``aws-auth`` mapping.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import aws_cdk as cdk
@@ -49,40 +49,35 @@ NODE_ROLE_MANAGED_POLICIES = (
     "AmazonSSMManagedInstanceCore",
 )
 
+# Two controller replicas (leader + standby); they need two non-Karpenter nodes in two zones.
+CONTROLLER_REPLICAS = 2
+# ``controller.resources``. Upstream's getting-started uses 1 CPU / 1 GiB for requests and limits;
+# two such replicas would take half of the two m7i.large system nodes. The request here is 500m (a
+# cluster of tens of nodes keeps the leader well below it; the standby replica idles) and the limit
+# stays 1 CPU, so the leader can burst while provisioning and the system nodes keep a quarter of
+# their CPU free (tests/stacks/test_system_node_headroom.py).
+CONTROLLER_RESOURCES: dict[str, dict[str, str]] = {
+    "requests": {"cpu": "500m", "memory": "1Gi"},
+    "limits": {"cpu": "1", "memory": "1Gi"},
+}
+# Interruption queue retention: upstream's 300 s (a notice older than that is stale anyway).
+INTERRUPTION_MESSAGE_RETENTION = cdk.Duration.seconds(300)
+
+
 @dataclass(frozen=True)
 class KarpenterProps:
-    """Props of :class:`Karpenter`.
+    """Props of :class:`Karpenter` (charts from ``app_config.versions``; namespace and ServiceAccount
+    from ``app_config.constants``).
 
     Attributes:
         cluster: the EKS cluster (its kubectl provider installs the charts).
         cluster_name: the cluster's literal name (IAM condition *keys* embed it, so no token).
-        crd_chart / chart: pinned charts (``app_config.versions``).
-        namespace / service_account: where the controller runs and the ServiceAccount Pod Identity binds.
-        replicas: controller replicas (2 need two non-Karpenter nodes in two zones).
-        controller_resources: ``controller.resources``. Upstream's getting-started uses 1 CPU / 1 GiB
-            for requests and limits; two such replicas would take half of the two m7i.large system
-            nodes. The request here is 500m (a cluster of tens of nodes keeps the leader well below
-            it; the standby replica idles) and the limit stays 1 CPU, so the leader can burst while
-            provisioning and the system nodes keep a quarter of their CPU free
-            (tests/stacks/test_system_node_headroom.py).
-        message_retention: interruption queue retention (upstream: 300 s).
-        controller_image_repository: ``controller.image.repository`` (the chart's tag and digest stay).
+        controller_image_repository: ``controller.image.repository`` (the chart's tag and digest
+            stay); the stack passes the pull-through cache's repository when the cache is on.
     """
 
     cluster: eks.Cluster
     cluster_name: str
-    crd_chart: versions.HelmChartPin = versions.KARPENTER_CRD
-    chart: versions.HelmChartPin = versions.KARPENTER
-    namespace: str = KARPENTER_NAMESPACE
-    service_account: str = KARPENTER_SERVICE_ACCOUNT
-    replicas: int = 2
-    controller_resources: dict[str, dict[str, str]] = field(
-        default_factory=lambda: {
-            "requests": {"cpu": "500m", "memory": "1Gi"},
-            "limits": {"cpu": "1", "memory": "1Gi"},
-        }
-    )
-    message_retention: cdk.Duration = cdk.Duration.seconds(300)
     controller_image_repository: str = versions.KARPENTER_CONTROLLER_IMAGE_REPOSITORY
 
 
@@ -92,11 +87,11 @@ def chart_values(
     """Values of the ``karpenter`` chart (pure function of its inputs)."""
     return {
         "settings": {"clusterName": cluster_name, "interruptionQueue": queue_name},
-        "serviceAccount": {"create": True, "name": props.service_account},
-        "replicas": props.replicas,
+        "serviceAccount": {"create": True, "name": KARPENTER_SERVICE_ACCOUNT},
+        "replicas": CONTROLLER_REPLICAS,
         "tolerations": system_tolerations(),
         "controller": {
-            "resources": props.controller_resources,
+            "resources": CONTROLLER_RESOURCES,
             "image": {"repository": props.controller_image_repository},
         },
     }
@@ -138,7 +133,7 @@ class Karpenter(Construct):
         self.queue = sqs.Queue(
             self,
             "InterruptionQueue",
-            retention_period=props.message_retention,
+            retention_period=INTERRUPTION_MESSAGE_RETENTION,
             encryption=sqs.QueueEncryption.SQS_MANAGED,
             enforce_ssl=True,
         )
@@ -158,8 +153,8 @@ class Karpenter(Construct):
             "Controller",
             PodIdentityRoleProps(
                 cluster=cluster,
-                namespace=props.namespace,
-                service_account=props.service_account,
+                namespace=KARPENTER_NAMESPACE,
+                service_account=KARPENTER_SERVICE_ACCOUNT,
                 description=f"Karpenter controller of EKS cluster {name} (Pod Identity)",
             ),
         )
@@ -169,17 +164,17 @@ class Karpenter(Construct):
 
         self.crd_chart = cluster.add_helm_chart(
             "KarpenterCrd",
-            **props.crd_chart.chart_options(),
-            release=props.crd_chart.chart,
-            namespace=props.namespace,
+            **versions.KARPENTER_CRD.chart_options(),
+            release=versions.KARPENTER_CRD.chart,
+            namespace=KARPENTER_NAMESPACE,
             create_namespace=True,
             wait=True,
         )
         self.chart = cluster.add_helm_chart(
             "Karpenter",
-            **props.chart.chart_options(),
-            release=props.chart.chart,
-            namespace=props.namespace,
+            **versions.KARPENTER.chart_options(),
+            release=versions.KARPENTER.chart,
+            namespace=KARPENTER_NAMESPACE,
             create_namespace=True,
             # No skip_crds: the kubectl handler reads SkipCrds but never passes --skip-crds to Helm.
             # The karpenter-crd release above owns (and upgrades) the CRDs; Helm installs a chart's

@@ -55,14 +55,13 @@ class KedaProps:
     Attributes:
         cluster: the EKS cluster.
         flavor: ``config.scaling.keda_flavor``.
-        namespace: namespace of KEDA and the add-on (the triggers' scalerAddress names it).
-        addon_release: Helm release (= Service) name of the OTel add-on.
+
+    KEDA and the add-on run in ``KEDA_NAMESPACE``; the add-on's release (= Service) name is
+    ``OTEL_ADDON_NAME``: the triggers' scalerAddress is built from both.
     """
 
     cluster: eks.Cluster
-    flavor: Literal["upstream", "kedify"] = "upstream"
-    namespace: str = KEDA_NAMESPACE
-    addon_release: str = OTEL_ADDON_NAME
+    flavor: Literal["upstream", "kedify"]
 
 
 class Keda(Construct):
@@ -81,7 +80,7 @@ class Keda(Construct):
             "Keda",
             **keda.chart_options(),
             release=KEDA_RELEASE,
-            namespace=props.namespace,
+            namespace=KEDA_NAMESPACE,
             create_namespace=True,
             wait=True,
             timeout=cdk.Duration.minutes(15),
@@ -90,8 +89,8 @@ class Keda(Construct):
         self.otel_addon_chart = props.cluster.add_helm_chart(
             "OtelScalerAddon",
             **addon.chart_options(),
-            release=props.addon_release,
-            namespace=props.namespace,
+            release=OTEL_ADDON_NAME,
+            namespace=KEDA_NAMESPACE,
             create_namespace=True,
             wait=True,
             timeout=cdk.Duration.minutes(15),

@@ -30,12 +30,10 @@ class MetricsServerProps:
 
     Attributes:
         cluster: the EKS cluster.
-        pin: the chart (``versions.METRICS_SERVER``).
         image_repository: ``image.repository`` (the chart's tag stays).
     """
 
     cluster: eks.Cluster
-    pin: versions.HelmChartPin = versions.METRICS_SERVER
     image_repository: str = versions.METRICS_SERVER_IMAGE_REPOSITORY
 
 
@@ -46,8 +44,8 @@ class MetricsServer(Construct):
         super().__init__(scope, construct_id)
         self.chart = props.cluster.add_helm_chart(
             "MetricsServer",
-            **props.pin.chart_options(),
-            release=props.pin.chart,
+            **versions.METRICS_SERVER.chart_options(),
+            release=versions.METRICS_SERVER.chart,
             namespace=KUBE_SYSTEM_NAMESPACE,
             wait=True,
             timeout=cdk.Duration.minutes(10),

@@ -48,7 +48,7 @@ class VpcOriginWaitProps:
     """
 
     vpc: ec2.IVpc
-    timeout_seconds: int = 900
+    timeout_seconds: int
 
 
 class VpcOriginWait(Construct):

@@ -88,7 +88,10 @@ def test_response_completion_timeout_reaches_the_origin():
     config = config_from_dict({"edge": {"response_completion_timeout_seconds": 900}})
     app = cdk.App()
     stack = cdk.Stack(app, "EdgeOnly", env=cdk.Environment(region="eu-west-1"))
-    Edge(stack, "Edge", EdgeProps(config=config.edge, vpc=ec2.Vpc(stack, "Vpc", max_azs=2)))
+    Edge(stack, "Edge", EdgeProps(
+        config=config.edge, vpc=ec2.Vpc(stack, "Vpc", max_azs=2), web_acl_arn=None,
+        teardown_wait_seconds=config.teardown.wait_timeout_seconds,
+    ))
     (dist,) = Template.from_stack(stack).find_resources("AWS::CloudFront::Distribution").values()
     (origin,) = dist["Properties"]["DistributionConfig"]["Origins"]
     assert origin["ResponseCompletionTimeout"] == 900

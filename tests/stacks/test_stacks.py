@@ -362,7 +362,9 @@ def test_edge_follows_its_config():
     app = cdk.App()
     stack = cdk.Stack(app, "EdgeOnly", env=cdk.Environment(region="eu-west-1"))
     vpc = ec2.Vpc(stack, "Vpc", max_azs=2)
-    Edge(stack, "Edge", EdgeProps(config=config.edge, vpc=vpc, web_acl_arn=None))
+    Edge(stack, "Edge", EdgeProps(
+        config=config.edge, vpc=vpc, web_acl_arn=None, teardown_wait_seconds=config.teardown.wait_timeout_seconds
+    ))
     template = Template.from_stack(stack).to_json()
     _, dist = only(template, "AWS::CloudFront::Distribution")
     dist_config = dist["Properties"]["DistributionConfig"]
