@@ -21,12 +21,13 @@ VLLM_STAMP := .venv-vllm/.installed
 CONFIG ?=
 CDK_CONTEXT := $(if $(CONFIG),-c config_file=$(CONFIG))
 
-.PHONY: help synth test local manifests bench-synth bench-gateway bench-routing bench-upload bench-local deps deps-dev deps-engine deps-browser deps-promtool deps-registry clean chart-imports test-fast gateway-lambda
+.PHONY: help synth test local manifests bench-synth bench-gateway bench-routing bench-upload bench-local deps deps-dev deps-engine deps-browser deps-promtool deps-registry clean chart-imports metrics test-fast gateway-lambda
 
 help:
 	@echo "make synth   install and synthesize the app (CONFIG=my.yaml to override the default config)"
 	@echo "make test    install test dependencies and run the whole suite"
 	@echo "make test-fast  the suite without the engine, browser and registry tests (prints its wall time)"
+	@echo "make metrics    the largest functions and the import graph between our packages"
 	@echo "make local   install the tools and the CPU engine, start the local stack (stop: .venv/bin/qvllm local down)"
 	@echo "make manifests | bench-synth | bench-gateway | bench-routing | bench-upload | bench-local | chart-imports | gateway-lambda"
 
@@ -93,6 +94,10 @@ local: deps-dev deps-engine
 	$(VENV)/bin/qvllm local up
 
 # Regenerate the typed classes of the custom resources our charts render (k8s_charts/imports/).
+# The largest functions (lines, cyclomatic complexity) and the import graph between our packages.
+metrics: deps-dev
+	$(PY) scripts/code_metrics.py
+
 chart-imports: deps
 	$(PY) scripts/gen_chart_imports.py
 

@@ -237,6 +237,30 @@ def check_scaling_modifiers(triggers: Sequence[TriggerSpec], modifiers: ScalingM
     Raises:
         ScaledObjectError: the first broken rule, with the field path.
     """
+    _check_queries(triggers)
+    if modifiers is None:
+        return []
+    names = _trigger_names(triggers)
+    used = _check_formula_names(triggers, names, modifiers.formula)
+    _check_metric_types(triggers, modifiers)
+    target = _number("spec.advanced.scalingModifiers.target", modifiers.target)
+    if target is None or target <= 0:
+        raise ScaledObjectError("spec.advanced.scalingModifiers.target", f"{modifiers.target!r} must be a number > 0")
+    _number(_ACTIVATION, modifiers.activation_target)
+    return [
+        f"spec.triggers[{index}] {name!r} is not used by advanced.scalingModifiers.formula "
+        f"{modifiers.formula!r} but still joins the composite metric"
+        for name, index in names.items()
+        if name not in used
+    ]
+
+
+def _check_queries(triggers: Sequence[TriggerSpec]) -> None:
+    """At least one trigger, and every OTel add-on query in the add-on's language.
+
+    Raises:
+        ScaledObjectError: naming ``spec.triggers`` or the trigger's ``metricQuery``.
+    """
     if not triggers:
         raise ScaledObjectError("spec.triggers", "at least one trigger is required")
     for index, trigger in enumerate(triggers):
@@ -244,8 +268,15 @@ def check_scaling_modifiers(triggers: Sequence[TriggerSpec], modifiers: ScalingM
             trigger.metric_query()
         except MetricQueryError as exc:
             raise ScaledObjectError(f"spec.triggers[{index}].metadata.metricQuery", str(exc)) from None
-    if modifiers is None:
-        return []
+
+
+def _trigger_names(triggers: Sequence[TriggerSpec]) -> dict[str, int]:
+    """Trigger name -> index; with scalingModifiers every trigger joins the composite, so each
+    needs a unique, non-empty name.
+
+    Raises:
+        ScaledObjectError: naming the trigger's index.
+    """
     names: dict[str, int] = {}
     for index, trigger in enumerate(triggers):
         if trigger.name is None or not trigger.name.strip():
@@ -261,31 +292,52 @@ def check_scaling_modifiers(triggers: Sequence[TriggerSpec], modifiers: ScalingM
                 "be unique when advanced.scalingModifiers is set",
             )
         names[trigger.name] = index
-    if not modifiers.formula.strip():
+    return names
+
+
+def _check_formula_names(triggers: Sequence[TriggerSpec], names: dict[str, int], formula: str) -> frozenset[str]:
+    """Every formula identifier is the name of a non-resource trigger (KEDA refuses a cpu or
+    memory trigger as a formula variable), and the formula passes KEDA's own check.
+
+    Returns:
+        The identifiers the formula uses.
+
+    Raises:
+        ScaledObjectError: naming ``scalingModifiers.formula`` and the identifier.
+    """
+    if not formula.strip():
         raise ScaledObjectError(_FORMULA, "is empty")
     try:
-        used = parse_formula(modifiers.formula).names
+        used = parse_formula(formula).names
     except FormulaError as exc:
         raise ScaledObjectError(_FORMULA, str(exc)) from None
     for ident in used:
         if ident not in names:
             raise ScaledObjectError(
                 _FORMULA,
-                f"{modifiers.formula!r} names {ident!r}, which is not the name of any trigger "
-                f"(trigger names: {sorted(names)})",
+                f"{formula!r} names {ident!r}, which is not the name of any trigger (trigger names: {sorted(names)})",
             )
         trigger = triggers[names[ident]]
         if trigger.is_resource:
             raise ScaledObjectError(
                 _FORMULA,
-                f"{modifiers.formula!r} names {ident!r}, which is a {trigger.type!r} resource trigger "
+                f"{formula!r} names {ident!r}, which is a {trigger.type!r} resource trigger "
                 f"(spec.triggers[{names[ident]}]); resource triggers are not formula variables, only "
                 "external-metric triggers are",
             )
     try:
-        check_formula(modifiers.formula, [t.name for t in triggers if t.name and not t.is_resource])
+        check_formula(formula, [t.name for t in triggers if t.name and not t.is_resource])
     except FormulaError as exc:
         raise ScaledObjectError(_FORMULA, str(exc)) from None
+    return frozenset(used)
+
+
+def _check_metric_types(triggers: Sequence[TriggerSpec], modifiers: ScalingModifiersSpec) -> None:
+    """All non-resource triggers use one composite-capable metricType, and so does the composite.
+
+    Raises:
+        ScaledObjectError: naming the trigger's or the composite's ``metricType``.
+    """
     first: tuple[int, str] | None = None
     for index, trigger in enumerate(triggers):
         if trigger.is_resource:
@@ -309,17 +361,6 @@ def check_scaling_modifiers(triggers: Sequence[TriggerSpec], modifiers: ScalingM
             "spec.advanced.scalingModifiers.metricType",
             f"{modifiers.metric_type!r} must be one of {sorted(COMPOSITE_METRIC_TYPES)}",
         )
-    target = _number("spec.advanced.scalingModifiers.target", modifiers.target)
-    if target is None or target <= 0:
-        raise ScaledObjectError("spec.advanced.scalingModifiers.target", f"{modifiers.target!r} must be a number > 0")
-    _number(_ACTIVATION, modifiers.activation_target)
-    return [
-        f"spec.triggers[{index}] {name!r} is not used by advanced.scalingModifiers.formula "
-        f"{modifiers.formula!r} but still joins the composite metric"
-        for name, index in names.items()
-        if name not in used
-    ]
-
 
 def check_replica_bounds(min_replicas: int, max_replicas: int, idle_replica_count: int | None) -> None:
     """``minReplicaCount <= maxReplicaCount``, ``maxReplicaCount >= 1``, ``idleReplicaCount < minReplicaCount``.
