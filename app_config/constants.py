@@ -72,6 +72,22 @@ SYSTEM_TAINT_VALUE = "true"
 KARPENTER_DISCOVERY_TAG = "karpenter.sh/discovery"  # subnets and security groups; value = cluster name
 KARPENTER_SERVICE_ACCOUNT = "karpenter"  # created by the karpenter chart; bound by Pod Identity
 
+# --- Warm GPU headroom (scaling.warm_gpu_nodes) --------------------------------------
+WARM_HEADROOM_NAME = "gpu-headroom"  # PriorityClass, Deployment and app label of the placeholder pods
+# Below 0, the priority of every pod without a priority class (vLLM's and the gateway's), so any of
+# them preempts a placeholder; kube-scheduler preempts only pods of strictly lower priority.
+WARM_HEADROOM_PRIORITY = -100
+
+# --- vLLM compile cache (vllm.compile_cache) -----------------------------------------
+# VLLM_CACHE_ROOT, set on the pod: vLLM 0.32 keeps its torch.compile artifacts (the AOT-compiled
+# functions and their Inductor/Triton caches) under <VLLM_CACHE_ROOT>/torch_compile_cache
+# (vllm/compilation/backends.py and decorators.py); other entries of the root are host-specific
+# (e.g. gpu_p2p_access_cache_for_*.json) and stay on the pod's own disk.
+VLLM_CACHE_ROOT = "/var/cache/vllm"
+VLLM_COMPILE_CACHE_DIR = "torch_compile_cache"
+COMPILE_CACHE_NAME = "vllm-compile-cache"  # StorageClass, PersistentVolume and PersistentVolumeClaim
+EFS_CSI_DRIVER = "efs.csi.aws.com"  # CSI driver name of the Amazon EFS CSI driver
+
 # --- System node group (controllers run here) ---------------------------------------
 # Label on the managed system node group; controllers select it and tolerate SYSTEM_TAINT_KEY.
 SYSTEM_NODE_LABEL_KEY = "qvllm.io/node-role"

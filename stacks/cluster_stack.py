@@ -9,11 +9,15 @@ Apply order (CloudFormation creates along dependencies, deletes in reverse):
       -> teardown cleanup custom resource
         -> LB controller -> controllers: Karpenter (CRDs, then controller), KEDA, OTel add-on, metrics-server
           -> namespaces -> NodePools/EC2NodeClasses -> vLLM -> ScaledObject
+                                                    -> warm headroom placeholders
                                                     -> gateway (+ TargetGroupBinding)
                         -> OTel collector
+    + compile cache (EFS file system, access point, mount targets, node mount policy, EFS CSI add-on)
+      -> compile cache volume and claim -> vLLM
 
 So ``cdk destroy`` deletes our workloads while the controllers still run (they clean up the EC2
-instances and target registrations they made), then the controllers, then the cleanup resource
+instances and target registrations they made; the vLLM pods and the compile cache claim go before
+the file system, its mount targets and the CSI driver that unmounts it), then the controllers, then the cleanup resource
 (which removes whatever the controllers left for this cluster), then what the nodes used, the
 node group, the cluster, and, in the network stack, the VPC. tests/stacks/test_destroy_order.py
 checks this on CloudFormation's own dependency graph of the synthesized app.
@@ -34,6 +38,7 @@ from constructs import Construct, IConstruct
 from app_config import AppConfig, versions
 from app_config.constants import INFERENCE_NAMESPACE, VLLM_NAME
 from app_config.images import ImageSource
+from cdk_constructs.compile_cache import CompileCache, CompileCacheProps
 from cdk_constructs.controller_cleanup import ControllerCleanup, ControllerCleanupProps
 from cdk_constructs.eks_cluster import EksCluster, EksClusterProps
 from cdk_constructs.image_cache import ImageCache, ImageCacheProps, registry_host
@@ -72,9 +77,12 @@ class Workloads:
     scaled_object: eks.KubernetesManifest
     gateway: eks.KubernetesManifest
     collector: eks.KubernetesManifest
+    compile_cache: eks.KubernetesManifest | None = None
+    warm_headroom: eks.KubernetesManifest | None = None
 
     def all(self) -> tuple[eks.KubernetesManifest, ...]:
-        return (self.namespaces, self.nodepools, self.vllm, self.scaled_object, self.gateway, self.collector)
+        optional = tuple(m for m in (self.compile_cache, self.warm_headroom) if m is not None)
+        return (self.namespaces, self.nodepools, self.vllm, self.scaled_object, self.gateway, self.collector, *optional)
 
 
 class ClusterStack(cdk.Stack):
@@ -84,7 +92,8 @@ class ClusterStack(cdk.Stack):
     ``metrics_server``, ``vllm_identity`` (the vLLM Pod Identity role), ``gateway_image``,
     ``controllers`` (constructs the workloads wait on), ``workloads`` and ``cleanup``
     (the teardown custom resource, or ``None`` when disabled/unavailable), ``image_cache`` (the
-    ECR pull-through cache rules, or ``None`` with ``images.pull_through_cache: false``).
+    ECR pull-through cache rules, or ``None`` with ``images.pull_through_cache: false``),
+    ``compile_cache`` (vLLM's compile cache on EFS, or ``None`` with ``vllm.compile_cache.enabled: false``).
     """
 
     def __init__(
@@ -194,6 +203,22 @@ class ClusterStack(cdk.Stack):
             "every weight file under it; ListBucket is limited to that prefix by an s3:prefix condition.",
         )
 
+        # vLLM's torch.compile cache, shared by every vLLM pod (mounted by Karpenter's GPU nodes).
+        self.compile_cache: CompileCache | None = None
+        if config.vllm.compile_cache.enabled:
+            self.compile_cache = CompileCache(
+                self,
+                "CompileCache",
+                CompileCacheProps(
+                    cluster=cluster,
+                    cluster_name=name,
+                    vpc=vpc,
+                    node_security_group=self.eks.node_security_group,
+                    node_role=self.karpenter.node_role,
+                    system_nodegroup=self.eks.system_nodegroup,
+                ),
+            )
+
         self.gateway_image = ecr_assets.DockerImageAsset(
             self,
             "GatewayImage",
@@ -265,6 +290,8 @@ class ClusterStack(cdk.Stack):
                 alb_security_group_id=edge.alb_security_group.security_group_id,
                 vpc_id=vpc.vpc_id,
                 image_registry=registry_host(self),
+                compile_cache_file_system_id=self.compile_cache.file_system.file_system_id if self.compile_cache else None,
+                compile_cache_access_point_id=self.compile_cache.access_point.access_point_id if self.compile_cache else None,
             ),
         )
 
@@ -281,8 +308,25 @@ class ClusterStack(cdk.Stack):
             karpenter.chart,
             karpenter.node_access_entry,
         )
-        # vLLM: deleted before the NodePools (pods go before the nodes), bound to its Pod Identity role.
-        vllm = add("VllmManifest", chart("vllm"), namespaces, nodepools, self.vllm_identity.association)
+        # Compile cache volume and claim: after the file system, its mount targets and access point,
+        # the nodes' mount policy and the CSI driver (the whole construct); deleted before all of them.
+        compile_cache = None
+        if self.compile_cache is not None:
+            compile_cache = add("CompileCacheManifest", chart("compile_cache"), namespaces, self.compile_cache)
+        # vLLM: deleted before the NodePools (pods go before the nodes), bound to its Pod Identity role;
+        # deleted before the compile cache claim, whose deletion then waits for the pods to be gone.
+        vllm = add(
+            "VllmManifest",
+            chart("vllm"),
+            namespaces,
+            nodepools,
+            self.vllm_identity.association,
+            *([compile_cache] if compile_cache else []),
+        )
+        # Warm headroom placeholders: on the GPU NodePool, so deleted before it.
+        warm_headroom = None
+        if "warm_headroom" in specs:
+            warm_headroom = add("WarmHeadroomManifest", chart("warm_headroom"), namespaces, nodepools)
         # ScaledObject: after KEDA (CRD + admission webhook) and the add-on it asks for metrics.
         scaled_object = add(
             "ScaledObjectManifest", chart("scaled_object"), namespaces, vllm, keda.keda_chart, keda.otel_addon_chart
@@ -298,6 +342,8 @@ class ClusterStack(cdk.Stack):
             scaled_object=scaled_object,
             gateway=gateway,
             collector=collector,
+            compile_cache=compile_cache,
+            warm_headroom=warm_headroom,
         )
         # Teardown: every workload manifest goes before every controller.
         for manifest in workloads.all():

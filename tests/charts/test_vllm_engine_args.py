@@ -53,6 +53,8 @@ def test_b10_vllm_parses_the_rendered_deployment_args() -> None:
         {"vllm": {"gpus_per_pod": 4, "quantization": None},
          "karpenter": {"gpu": {"limit_cpu": "480", "limit_memory": "1920Gi"}}},
         {"vllm": {"extra_args": ["--enable-prefix-caching", "--max-num-batched-tokens", "8192"]}},
+        {"vllm": {"max_num_seqs": 300}},
+        {"vllm": {"cudagraph_capture_sizes": [1, 8, 32]}},
     ]
     containers = [_vllm_container(data) for data in configs]
     bad = ["--model-len", "4096"]  # a misspelt flag: the parser must refuse it (the check can fail)
@@ -65,6 +67,14 @@ def test_b10_vllm_parses_the_rendered_deployment_args() -> None:
     assert results[1]["parsed"]["tensor_parallel_size"] == 4 and results[1]["parsed"]["quantization"] is None
     assert results[0]["parsed"]["quantization"] == "awq_marlin" and results[0]["parsed"]["max_model_len"] == 4096
     assert not results[-1]["ok"] and "--model-len" in results[-1]["error"], results[-1]
+    # CUDA-graph capture sizes as vLLM reads them: its own grid (1, 2, 4, then steps of 8, of 16
+    # from 256), cut at max_num_seqs, which is captured too; or the configured list.
+    capture = [r["parsed"]["cudagraph_capture_sizes"] for r in results[:-1]]
+    assert capture[0] == [1, 2, 4, 8, 16, 24, 32]
+    assert capture[3] == [1, 2, 4, *range(8, 256, 8), 256, 272, 288, 300]
+    assert capture[4] == [1, 8, 32]
+    for data, sizes, result in zip(configs, capture, results):
+        assert max(sizes) <= result["parsed"]["max_num_seqs"], data
 
 
 @pytest.mark.engine

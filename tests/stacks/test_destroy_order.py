@@ -16,17 +16,8 @@ import aws_cdk as cdk
 import pytest
 
 from cdk_constructs.vpc_origin_wait import RESOURCE_TYPE as VPC_ORIGIN_WAIT
+from tests.support.cdk_app import resource_id
 from tests.support.cfn_graph import AppGraph, ResourceId
-
-
-def resource_id(construct) -> ResourceId:
-    """The app-wide id of the CloudFormation resource behind an L1 or L2 construct."""
-    element = construct
-    while not isinstance(element, cdk.CfnElement):
-        element = element.node.default_child
-        assert element is not None, f"{construct.node.path} has no CloudFormation resource"
-    stack = cdk.Stack.of(element)
-    return ResourceId(stack.stack_name, stack.resolve(element.logical_id))
 
 
 @pytest.fixture(scope="module")
@@ -63,9 +54,11 @@ def _node_security_group_rules(stacks, graph):
 
 
 def _cluster_security_group_rules_from_nodes(stacks, graph):
-    """Rules on the EKS cluster security group (control plane, system nodes) that admit the nodes."""
+    """Rules on the EKS cluster security group (control plane, system nodes) that admit the nodes
+    (the group is the cluster's ``ClusterSecurityGroupId`` attribute)."""
     node_sg = resource_id(stacks.cluster.eks.node_security_group)
-    rules = [rid for rid in _rules_on(graph, node_sg) if _group_of(graph, rid) != node_sg]
+    cluster = resource_id(stacks.cluster.cluster)
+    rules = [rid for rid in _rules_on(graph, node_sg) if _group_of(graph, rid) == cluster]
     assert rules, "expected the node-to-cluster rule"
     return rules
 
@@ -174,7 +167,12 @@ def test_node_security_group_outlives_karpenter_even_without_the_cleanup(tmp_pat
     assert stacks.cluster.cleanup is None
     chart = resource_id(stacks.cluster.karpenter.chart)
     node_sg = resource_id(stacks.cluster.eks.node_security_group)
-    needed = [node_sg, *_rules_on(graph, node_sg), resource_id(stacks.cluster.karpenter.node_access_entry)]
+    cluster = resource_id(stacks.cluster.cluster)
+    # The node group's own rules and the cluster group's rule that admits the nodes (the compile
+    # cache's NFS rule serves the vLLM pods, which are gone before the NodePools: see below).
+    rules = [rid for rid in _rules_on(graph, node_sg) if _group_of(graph, rid) in (node_sg, cluster)]
+    assert len(rules) >= 2
+    needed = [node_sg, *rules, resource_id(stacks.cluster.karpenter.node_access_entry)]
     early = [str(rid) for rid in needed if not graph.depends_on(chart, rid)]
     assert early == []
 
@@ -216,3 +214,58 @@ def _export_of(graph: AppGraph, rid: ResourceId) -> str:
         if output.get("Value") == {"Ref": rid.logical_id} and "Export" in output:
             return output["Export"]["Name"]
     raise AssertionError(f"{rid} is not exported")
+
+
+# -- vLLM's compile cache on EFS ----------------------------------------------------------------
+def _cfn_resources_under(construct) -> list[ResourceId]:
+    """Every CloudFormation resource in ``construct``'s subtree."""
+    return sorted(resource_id(child) for child in construct.node.find_all() if isinstance(child, cdk.CfnResource))
+
+
+def test_compile_cache_outlives_every_manifest_that_mounts_it(default_app, graph):
+    """The file system, its mount targets and access point, its security group and NFS rule, the
+    nodes' mount policy and the EFS CSI driver add-on (which unmounts) are deleted only after the
+    vLLM pods and the claim are gone: a mount target deleted under a live NFS mount breaks it, and a
+    pod whose volume the driver can no longer unmount never finishes terminating."""
+    cluster = default_app.stacks.cluster
+    assert cluster.compile_cache is not None, "the default config turns the compile cache on"
+    needed = _cfn_resources_under(cluster.compile_cache)
+    kinds = {graph.resources[rid]["Type"] for rid in needed}
+    assert {"AWS::EFS::FileSystem", "AWS::EFS::MountTarget", "AWS::EFS::AccessPoint", "AWS::EC2::SecurityGroup",
+            "AWS::EC2::SecurityGroupIngress", "AWS::IAM::Policy", "AWS::EKS::Addon"} <= kinds
+    vllm, claim = resource_id(cluster.workloads.vllm), resource_id(cluster.workloads.compile_cache)
+    # vLLM goes first; `kubectl delete` of the claim then waits for its pods (the claim's finalizer).
+    assert graph.depends_on(vllm, claim), graph.path(vllm, claim)
+    early = {str(rid): graph.resources[rid]["Type"] for rid in needed if not graph.depends_on(claim, rid)}
+    assert early == {}, f"CloudFormation may delete these before the compile cache claim ({claim})"
+
+
+def test_mount_targets_go_before_their_subnets_and_security_group(default_app, graph):
+    """A mount target's network interface sits in a private subnet with the cache's security group:
+    both outlive it, and every private subnet (Karpenter launches GPU nodes into any of them) has one."""
+    cluster = default_app.stacks.cluster
+    efs_group = resource_id(cluster.compile_cache.security_group)
+    subnets = {resource_id(subnet) for subnet in default_app.stacks.network.vpc.private_subnets}
+    targets = graph.of_type("AWS::EFS::MountTarget", cluster.stack_name)
+    covered = set()
+    for target in targets:
+        assert graph.depends_on(target, efs_group)
+        (subnet,) = [s for s in subnets if s in graph.direct_dependencies(target)]
+        covered.add(subnet)
+    assert covered == subnets and len(targets) == len(subnets)
+    # The NFS rule names the node security group, so it goes before that group.
+    node_sg = resource_id(cluster.eks.node_security_group)
+    (nfs_rule,) = [rid for rid in _rules_on(graph, node_sg) if _group_of(graph, rid) == efs_group]
+    assert graph.resources[nfs_rule]["Properties"]["FromPort"] == 2049
+    assert graph.depends_on(nfs_rule, node_sg)
+
+
+def test_compile_cache_file_system_is_deleted_with_the_stack(default_app, graph):
+    """aws-cdk-lib retains an EFS file system by default; the cache is rebuilt by the next pod, so
+    `cdk destroy` deletes it (after its access point and mount targets, which reference it)."""
+    stack = default_app.stacks.cluster.stack_name
+    (file_system,) = graph.of_type("AWS::EFS::FileSystem", stack)
+    assert graph.resources[file_system].get("DeletionPolicy") == "Delete"
+    for dependent in (*graph.of_type("AWS::EFS::MountTarget", stack), *graph.of_type("AWS::EFS::AccessPoint", stack)):
+        assert graph.depends_on(dependent, file_system)
+        assert graph.resources[dependent].get("DeletionPolicy", "Delete") == "Delete"

@@ -65,7 +65,8 @@ def parse_one(argv: list[str]) -> dict:
     parsed = {
         name: getattr(engine_args, name)
         for name in ("model", "served_model_name", "load_format", "quantization", "max_model_len",
-                     "max_num_seqs", "gpu_memory_utilization", "tensor_parallel_size")
+                     "max_num_seqs", "gpu_memory_utilization", "tensor_parallel_size",
+                     "cudagraph_capture_sizes", "max_cudagraph_capture_size")
     }
     parsed |= {"host": args.host, "port": args.port}
     return {"ok": True, "version": version, "parsed": parsed, "warnings": warnings.messages}
