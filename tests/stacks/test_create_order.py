@@ -1,10 +1,13 @@
 """`cdk deploy --all` creates every chart or manifest after what it needs, on the app's real
 dependency graph (tests/support/cfn_graph.py): custom resources need their CRDs (and the
 controller serving their webhooks), namespaced objects their namespace, a ScaledObject its
-scale target and its external scaler, Pods with a Pod Identity association that association.
+scale target and its external scaler, Pods with a Pod Identity association that association,
+Pods the PersistentVolumeClaims they mount, a statically bound claim its PersistentVolume, and a
+CSI volume the EKS add-on running its driver.
 
 The needs are read from the rendered objects in the template (``apiVersion``, ``namespace``,
-``scaleTargetRef``, ``scalerAddress``, ``serviceAccountName``), not from the edges the stack
+``scaleTargetRef``, ``scalerAddress``, ``serviceAccountName``, ``claimName``, ``volumeName``,
+``csi.driver``), not from the edges the stack
 meant to add; an object whose need is served by nothing in the app fails too.
 """
 
@@ -178,4 +181,37 @@ def test_pods_are_created_after_their_pod_identity_association(graph, applied):
         if association is not None:
             need[f"{item.name} (ServiceAccount {account})"] = (item.manifest, {association})
     assert need, "the vLLM Deployment runs under a Pod Identity association"
+    assert _unmet(graph, need) == {}
+
+
+CSI_ADDONS = {"efs.csi.aws.com": "aws-efs-csi-driver"}  # CSI driver name -> the EKS add-on that runs it
+
+
+def test_pods_are_created_after_the_claims_they_mount_and_claims_after_their_volume_and_driver(graph, applied):
+    """A Pod whose claim does not exist yet stays Pending; a statically bound claim needs its
+    PersistentVolume, and mounting needs the CSI driver's add-on."""
+    addons = {graph.resources[rid]["Properties"]["AddonName"]: rid for rid in graph.of_type("AWS::EKS::Addon")}
+    need = {}
+    for item in applied:
+        if item.obj["kind"] in POD_TEMPLATE_KINDS:
+            for volume in item.obj["spec"]["template"]["spec"].get("volumes", []):
+                claim = volume.get("persistentVolumeClaim", {}).get("claimName")
+                if claim:
+                    need[f"{item.name} -> claim {claim}"] = (item.manifest, {
+                        other.manifest for other in applied
+                        if other.obj["kind"] == "PersistentVolumeClaim" and other.obj["metadata"]["name"] == claim
+                        and other.namespace == item.namespace
+                    })
+        if item.obj["kind"] == "PersistentVolumeClaim" and item.obj["spec"].get("volumeName"):
+            volume_name = item.obj["spec"]["volumeName"]
+            volumes = [o for o in applied if o.obj["kind"] == "PersistentVolume" and o.obj["metadata"]["name"] == volume_name]
+            assert volumes, f"{item.name} names volume {volume_name}, which nothing applies"
+            # kubectl applies one manifest's objects together; the binder binds them in any order
+            if any(v.manifest != item.manifest for v in volumes):
+                need[f"{item.name} -> volume {volume_name}"] = (item.manifest, {v.manifest for v in volumes})
+            for volume in volumes:
+                driver = volume.obj["spec"]["csi"]["driver"]
+                addon = addons.get(CSI_ADDONS.get(driver, ""))
+                need[f"{volume.name} -> CSI driver {driver}"] = (volume.manifest, {addon} if addon else set())
+    assert len(need) >= 2, "the default vLLM Deployment mounts the compile cache claim"
     assert _unmet(graph, need) == {}
