@@ -17,13 +17,15 @@ DATA_FILE = Path(__file__).resolve().parent / "data" / "gpu_instances.yaml"
 
 @dataclass(frozen=True)
 class GpuInstanceType:
-    """One EC2 instance type. ``memory_gib``: GiB of memory; ``gpus``: NVIDIA GPUs per instance."""
+    """One EC2 instance type. ``memory_gib``: GiB of memory; ``gpus``: NVIDIA GPUs per instance;
+    ``gpu_memory_gib``: GiB of memory of each GPU."""
 
     name: str
     family: str
     vcpu: int
     memory_gib: int
     gpus: int
+    gpu_memory_gib: int
     compute_capability: float
 
 
@@ -38,6 +40,7 @@ def gpu_instance_types() -> tuple[GpuInstanceType, ...]:
             vcpu=row["vcpu"],
             memory_gib=row["memory_gib"],
             gpus=row["gpus"],
+            gpu_memory_gib=row["gpu_memory_gib"],
             compute_capability=row["compute_capability"],
         )
         for name, row in rows.items()
@@ -53,3 +56,11 @@ def smallest_instance(families: list[str], gpus: int) -> GpuInstanceType | None:
     """The smallest (vCPUs, then memory) known type of ``families`` with exactly ``gpus`` GPUs, or None."""
     candidates = [t for t in gpu_instance_types() if t.family in families and t.gpus == gpus]
     return min(candidates, key=lambda t: (t.vcpu, t.memory_gib), default=None)
+
+
+def weights_bound_gib(families: list[str]) -> int:
+    """GiB of memory of the smallest single GPU among the known types of ``families``: the model's
+    weights per GPU must fit every GPU Karpenter may pick, so they are at most this. Of the largest
+    known GPU when the data file describes none of ``families`` (the conservative choice)."""
+    known = [t.gpu_memory_gib for t in gpu_instance_types() if t.family in families]
+    return min(known) if known else max(t.gpu_memory_gib for t in gpu_instance_types())

@@ -26,7 +26,8 @@ from pydantic_core import InitErrorDetails, PydanticCustomError
 from app_config import versions
 from app_config.scaled_object import validate_scaling
 from services.gateway.settings import default as gateway_default
-from app_config.gpu_instances import known_families, smallest_instance
+from app_config.gpu_instances import known_families, weights_bound_gib, smallest_instance
+from app_config.startup_budget import startup_budget_seconds
 from app_config.images import CACHE_UPSTREAMS, cache_prefix
 from app_config.quantity import parse_quantity
 
@@ -411,7 +412,11 @@ class VllmConfig(_Model):
         "(app_config/data/gpu_instances.yaml)",
     )
     shm_size: str = "2Gi"  # sizeLimit of the /dev/shm emptyDir (medium Memory)
-    startup_timeout_seconds: Annotated[int, Field(ge=60)] = 330  # startupProbe budget on /health, seconds
+    startup_timeout_seconds: Annotated[int, Field(ge=60)] | None = Field(
+        default=None,
+        description="startupProbe budget on /health, seconds; null: the modeled worst-case engine start "
+        "times 1.5 (app_config/startup_budget.py; 326 for the defaults)",
+    )
     termination_grace_period_seconds: Annotated[int, Field(ge=30)] = Field(
         default=120, description="pod terminationGracePeriodSeconds: time to drain in-flight requests, seconds",
     )
@@ -994,6 +999,19 @@ class AppConfig(_Model):
                     "images.pull_through_cache: false",
                 )
         return self
+
+    @property
+    def vllm_startup_budget_seconds(self) -> int:
+        """vLLM's startup probe budget, seconds: ``vllm.startup_timeout_seconds``, or the modeled worst
+        case with margin (:func:`app_config.startup_budget.startup_budget_seconds`) for weights as large
+        as the smallest GPU the GPU NodePool may launch holds, and the pod's CUDA-graph capture sizes."""
+        if self.vllm.startup_timeout_seconds is not None:
+            return self.vllm.startup_timeout_seconds
+        return startup_budget_seconds(
+            weights_bound_gib(self.karpenter.gpu.instance_families),
+            self.vllm.gpu_memory_utilization,
+            len(self.vllm.capture_sizes),
+        )
 
     @model_validator(mode="after")
     def _gpu_pool_holds_max_replicas(self) -> "AppConfig":

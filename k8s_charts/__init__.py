@@ -110,6 +110,7 @@ def chart_props(config: AppConfig, values: DeployValues) -> dict[str, ChartSpec]
             model=config.model,
             model_uri=values.model_uri,
             region=values.region,
+            startup_budget_seconds=config.vllm_startup_budget_seconds,
             service_account_name=values.vllm_service_account_name,
         ),
     )

@@ -108,6 +108,8 @@ class VllmProps:
         model: the ``model`` config section (served model name).
         model_uri: ``s3://<bucket>/models/<name>/`` (may be a CDK token).
         region: AWS region for the S3 client (``AWS_REGION``; may be a token).
+        startup_budget_seconds: how long the startup probe lets vLLM start, seconds
+            (``AppConfig.vllm_startup_budget_seconds``).
         service_account_name: ServiceAccount bound to the model-reader role by Pod Identity.
         namespace: namespace of every object in the chart.
     """
@@ -116,6 +118,7 @@ class VllmProps:
     model: ModelConfig
     model_uri: str
     region: str
+    startup_budget_seconds: int
     service_account_name: str = VLLM_NAME
     namespace: str = INFERENCE_NAMESPACE
 
@@ -179,7 +182,7 @@ class VllmChart(QvllmChart):
                 VLLM_HEALTH_PATH,
                 PORT_NAME,
                 period_seconds=STARTUP_PERIOD_SECONDS,
-                failure_threshold=math.ceil(vllm.startup_timeout_seconds / STARTUP_PERIOD_SECONDS),
+                failure_threshold=math.ceil(props.startup_budget_seconds / STARTUP_PERIOD_SECONDS),
                 timeout_seconds=5,
             ),
             readiness_probe=http_get_probe(
