@@ -10,6 +10,8 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from app_config import config_from_dict
 from app_config.model import DEFAULT_ALLOW_PATTERNS
 from services.model_upload.copy import copy_model
@@ -42,6 +44,7 @@ print("NAMES=" + json.dumps(sorted(names)))
 """
 
 
+@pytest.mark.engine  # runs vLLM's and transformers' own code in the engine venv
 def test_default_patterns_match_every_file_vllm_and_transformers_read() -> None:
     assert ENGINE_PYTHON.exists(), "make test installs the engine venv (.venv-vllm)"
     out = subprocess.run([str(ENGINE_PYTHON), "-c", NAMES_SCRIPT], capture_output=True, text=True, timeout=300)
