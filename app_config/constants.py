@@ -19,6 +19,10 @@ VLLM_NAME = "vllm"  # Deployment, Service and ServiceAccount name
 VLLM_PORT = 8000  # OpenAI API; vLLM also serves /metrics here (no separate metrics port)
 VLLM_HEALTH_PATH = "/health"
 VLLM_METRICS_PATH = "/metrics"
+# Probe periods of the vLLM container: the chart renders them, the cold-start model's readiness
+# phase (app_config/cold_start.py) is made of them.
+VLLM_STARTUP_PROBE_PERIOD_SECONDS = 10
+VLLM_READINESS_PROBE_PERIOD_SECONDS = 5
 
 # vLLM Prometheus metric names, as vLLM exposes them (colons included).
 # `vllm:gpu_cache_usage_perc` is no longer emitted by vLLM: never reference it.

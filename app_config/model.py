@@ -24,6 +24,7 @@ from pydantic import (
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from app_config import versions
+from app_config.cold_start import ColdStartParameters
 from app_config.scaled_object import validate_scaling
 from services.gateway.settings import default as gateway_default
 from app_config.gpu_instances import known_families, weights_bound_gib, smallest_instance
@@ -955,6 +956,144 @@ class ImagesConfig(_Model):
 
 
 # ---------------------------------------------------------------------------------
+# Simulation and cost (`qvllm simulate`; nothing here is deployed)
+# ---------------------------------------------------------------------------------
+_COLD = ColdStartParameters()
+KARPENTER_PRICES_SOURCE = (
+    "AWS Price List, as generated into Karpenter v1.14.1 pkg/providers/pricing/zz_generated.pricing_aws.go "
+    "(https://github.com/aws/karpenter-provider-aws/blob/v1.14.1/pkg/providers/pricing/zz_generated.pricing_aws.go)"
+)
+
+
+class InstancePrice(_Model):
+    """Hourly price of one EC2 instance type (Linux), with where and when it was read."""
+
+    on_demand_usd_per_hour: Annotated[float, Field(ge=0)]  # On-Demand price, USD per instance-hour
+    spot_usd_per_hour: Annotated[float, Field(ge=0)] | None = Field(
+        default=None,
+        description="Spot price, USD per instance-hour; unset: spot hours are priced at On-Demand (an upper "
+        "bound, said in the output). Spot prices move: read yours with "
+        "`aws ec2 describe-spot-price-history --instance-types TYPE --product-descriptions Linux/UNIX`",
+    )
+    region: str = Field(min_length=1)  # AWS region the prices are for
+    as_of: str = Field(pattern=r"^\d{4}-\d{2}-\d{2}$")  # date the prices were read (YYYY-MM-DD)
+    source: str = Field(min_length=1)  # where the prices come from (URL or document)
+
+
+def _default_prices() -> dict[str, InstancePrice]:
+    on_demand = {"g5.xlarge": 1.006, "g5.2xlarge": 1.212, "g6.xlarge": 0.8048, "g6.2xlarge": 0.9776,
+                 "g6e.xlarge": 1.861, "g6e.2xlarge": 2.24208}
+    return {name: InstancePrice(on_demand_usd_per_hour=price, region="us-east-1", as_of="2026-07-06",
+                                source=KARPENTER_PRICES_SOURCE) for name, price in on_demand.items()}
+
+
+class ColdStartConfig(_Model):
+    """Figures of the cold-start model (app_config/cold_start.py says where each default comes from)."""
+
+    node_launch_seconds: dict[str, Annotated[float, Field(ge=0)]] = Field(
+        default_factory=lambda: dict(_COLD.node_launch_seconds),
+        description="instance family -> seconds from a pending pod to a Ready GPU node (g5: the reference demo's 47 s)",
+    )
+    node_launch_default_seconds: Annotated[float, Field(ge=0)] = Field(
+        default=_COLD.node_launch_default_seconds, description="node launch of families not listed, seconds",
+    )
+    image_bytes: Annotated[float, Field(gt=0)] = Field(
+        default=_COLD.image_bytes,
+        description="vLLM image size, bytes (default: the vLLM image AWS measured pulls on, 10.78 GB)",
+    )
+    model_gib: Annotated[float, Field(gt=0)] = Field(
+        default=_COLD.model_gib, description="weights size, GiB (Mistral-7B AWQ: 3.9)",
+    )
+    stream_gib_per_second: Annotated[float, Field(gt=0)] = Field(
+        default=_COLD.stream_gib_per_second, description="Run:ai streamer throughput from S3, GiB/s",
+    )
+    load_seconds_per_gib: Annotated[float, Field(ge=0)] = Field(
+        default=_COLD.load_seconds_per_gib, description="weights to GPU memory, seconds per GiB",
+    )
+    compile_hit_seconds: Annotated[float, Field(ge=0)] = Field(
+        default=_COLD.compile_hit_seconds, description="torch.compile with a compile-cache hit, seconds",
+    )
+    compile_miss_seconds: Annotated[float, Field(ge=0)] = Field(
+        default=_COLD.compile_miss_seconds, description="torch.compile without a cache hit, seconds",
+    )
+    cuda_graphs_seconds: Annotated[float, Field(ge=0)] = Field(
+        default=_COLD.cuda_graphs_seconds, description="CUDA-graph capture, seconds",
+    )
+    engine_init_seconds: Annotated[float, Field(ge=0)] = Field(
+        default=_COLD.engine_init_seconds, description="KV cache, warm-up and API server start, seconds",
+    )
+
+    def parameters(self) -> ColdStartParameters:
+        """These figures as the model's :class:`~app_config.cold_start.ColdStartParameters`."""
+        return ColdStartParameters(
+            node_launch_seconds=dict(self.node_launch_seconds),
+            node_launch_default_seconds=self.node_launch_default_seconds,
+            image_bytes=self.image_bytes,
+            model_gib=self.model_gib,
+            stream_gib_per_second=self.stream_gib_per_second,
+            load_seconds_per_gib=self.load_seconds_per_gib,
+            compile_hit_seconds=self.compile_hit_seconds,
+            compile_miss_seconds=self.compile_miss_seconds,
+            cuda_graphs_seconds=self.cuda_graphs_seconds,
+            engine_init_seconds=self.engine_init_seconds,
+        )
+
+
+class EngineServiceConfig(_Model):
+    """One vLLM replica's service curve (qvllm/simulate/engine.py): with n sequences running,
+    TTFT = ttft_base + ttft_per_running * n + prefill_per_token * prompt tokens, and each running
+    sequence gets a token every itl_base + itl_per_running * n seconds; at most vllm.max_num_seqs
+    run, the rest wait. `qvllm simulate --calibrate` measures these on an engine.
+
+    Defaults: a public vLLM sweep of Mistral-7B on one RTX 4090 (256 -> 128 tokens: 53 ms TTFT and
+    52 tokens/s per stream at 4 concurrent, 277 ms and 30 tokens/s at 32), not a measurement of the
+    cloud GPU: calibrate yours."""
+
+    ttft_base_seconds: Annotated[float, Field(ge=0)] = 0.021  # TTFT of a lone request, seconds
+    ttft_per_running_seconds: Annotated[float, Field(ge=0)] = 0.008  # TTFT added per running sequence, seconds
+    prefill_seconds_per_token: Annotated[float, Field(ge=0)] = 0.0  # TTFT added per prompt token, seconds
+    itl_base_seconds: Annotated[float, Field(gt=0)] = 0.017  # inter-token latency of a lone sequence, seconds
+    itl_per_running_seconds: Annotated[float, Field(ge=0)] = 0.0005  # inter-token latency added per running sequence
+    source: str = Field(
+        default="https://mushfiqrahman.dev/benchmarking-mistral-7b-on-rtx-4090-vllm-concurrency-latency-and-capacity-planning/",
+        description="where the curve comes from (a calibration writes its engine and date here)",
+    )
+
+
+class SimulationConfig(_Model):
+    """What `qvllm simulate` needs beyond the deployed settings: the GPU instance type, spot share,
+    TTFT objective, price table, cold-start figures and engine service curve."""
+
+    instance_type: str = Field(
+        default="g5.xlarge",
+        description="GPU instance type Karpenter launches per vLLM pod (one pod per node); the reference demo ran g5",
+    )
+    spot_share: Annotated[float, Field(ge=0, le=1)] | None = Field(
+        default=None,
+        description="share of GPU nodes launched as spot; unset: 1 when karpenter.gpu.capacity_types allows spot "
+        "(Karpenter prefers spot), else 0. Spot interruptions are not modeled",
+    )
+    slo_ttft_seconds: Annotated[float, Field(gt=0)] = Field(
+        default=2.0, description="TTFT objective: a request over it (or rejected) counts as an SLO miss, seconds",
+    )
+    prices: dict[str, InstancePrice] = Field(
+        default_factory=_default_prices,
+        description="instance type -> {on_demand_usd_per_hour, spot_usd_per_hour, region, as_of, source}",
+    )
+    cold_start: ColdStartConfig = ColdStartConfig()
+    engine: EngineServiceConfig = EngineServiceConfig()
+
+    @model_validator(mode="after")
+    def _priced(self) -> "SimulationConfig":
+        if self.instance_type not in self.prices:
+            raise ValueError(
+                f"simulation.prices has no entry for simulation.instance_type {self.instance_type!r} "
+                f"(priced: {sorted(self.prices)})"
+            )
+        return self
+
+
+# ---------------------------------------------------------------------------------
 # Root
 # ---------------------------------------------------------------------------------
 def field_error(loc: tuple[str, ...], value: Any, message: str) -> ValidationError:
@@ -985,6 +1124,7 @@ class AppConfig(_Model):
     edge: EdgeConfig = EdgeConfig()
     teardown: TeardownConfig = TeardownConfig()
     images: ImagesConfig = ImagesConfig()
+    simulation: SimulationConfig = SimulationConfig()  # `qvllm simulate` only: prices, cold start, engine curve
 
     @model_validator(mode="after")
     def _cache_prefixes_fit(self) -> "AppConfig":

@@ -26,6 +26,8 @@ from app_config.constants import (
     VLLM_HEALTH_PATH,
     VLLM_NAME,
     VLLM_PORT,
+    VLLM_READINESS_PROBE_PERIOD_SECONDS,
+    VLLM_STARTUP_PROBE_PERIOD_SECONDS,
 )
 from app_config.model import ModelConfig, VllmConfig
 from app_config.quantity import parse_quantity
@@ -49,8 +51,8 @@ SHM_VOLUME = "dshm"
 SHM_PATH = "/dev/shm"
 COMPILE_CACHE_VOLUME = "compile-cache"
 COMPILE_CACHE_PATH = f"{VLLM_CACHE_ROOT}/{VLLM_COMPILE_CACHE_DIR}"  # where vLLM 0.32 keeps torch.compile artifacts
-STARTUP_PERIOD_SECONDS = 10
-READINESS_PERIOD_SECONDS = 5
+STARTUP_PERIOD_SECONDS = VLLM_STARTUP_PROBE_PERIOD_SECONDS
+READINESS_PERIOD_SECONDS = VLLM_READINESS_PROBE_PERIOD_SECONDS
 LIVENESS_PERIOD_SECONDS = 15
 LIVENESS_FAILURE_THRESHOLD = 4  # 60 s of failed /health before a restart
 

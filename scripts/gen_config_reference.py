@@ -88,6 +88,8 @@ def _default(field) -> str:  # noqa: ANN001 - pydantic FieldInfo
         value = value.model_dump(mode="json")
     elif isinstance(value, list):
         value = [v.model_dump(mode="json") if isinstance(v, BaseModel) else v for v in value]
+    elif isinstance(value, dict):
+        value = {k: v.model_dump(mode="json") if isinstance(v, BaseModel) else v for k, v in value.items()}
     return f"`{json.dumps(value)}`"
 
 

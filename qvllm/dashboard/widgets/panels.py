@@ -7,6 +7,7 @@ from collections import deque
 from textual.reactive import reactive
 from textual.widgets import DataTable, Sparkline, Static
 
+from app_config.cold_start import MILESTONE_NAMES
 from qvllm.dashboard.data.sources import DashboardSnapshot
 
 NA = "n/a"
@@ -98,7 +99,7 @@ class LatencyPanel(SnapshotStatic):
                 f"e2e   p50 {fmt(m.e2e_p50_s, ' s', 2)}  p95 {fmt(m.e2e_p95_s, ' s', 2)}")
 
 
-POD_COLUMNS = ("pod", "node", "phase", "scheduled", "image pulled", "started", "ready")
+POD_COLUMNS = ("pod", "node", "phase", *MILESTONE_NAMES)  # the cold-start model's milestone names
 ENGINE_COLUMNS = ("engine", "status", "in flight", "running", "waiting", "time to ready", "process start",
                   "weight loading", "engine init", "api start", "stream MiB/s")
 ENGINE_PHASES = ("process_start_s", "weight_loading_s", "engine_init_s", "api_start_s")
