@@ -16,6 +16,7 @@ COMMANDS: dict[str, str] = {
     "loadtest": "qvllm.commands.loadtest",
     "qr": "qvllm.commands.qr",
     "scale-math": "qvllm.commands.scale_math",
+    "simulate": "qvllm.commands.simulate",
     "upload-model": "qvllm.commands.upload_model",
     "tiny-model": "qvllm.commands.tiny_model",
 }
