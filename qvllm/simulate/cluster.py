@@ -186,7 +186,7 @@ def _trigger_metrics(spec: ScalingSpec) -> dict[str, Any]:
         query = trigger.metric_query
         if query is None or query.name not in SIMULATED_METRICS:
             raise SimulationError(
-                f"scaling trigger {trigger.name!r} reads {query.name if query else trigger.query!r}; the simulator "
+                f"scaling trigger {trigger.name!r} reads {query.name if query else repr(trigger.query)}; the simulator "
                 f"produces only {', '.join(SIMULATED_METRICS)}"
             )
         out[trigger.name] = query
@@ -198,7 +198,7 @@ class Cluster:
 
     def __init__(self, config: Any, spec: ScalingSpec, curve: ServiceCurve, workload: Workload, *,
                  keda_first_poll: float = 0.0, hpa_first_sync: float = 0.0, scrape_first: float = 0.0,
-                 initial_replicas: int | None = None, initial_ready: bool = True) -> None:
+                 initial_replicas: int | None = None, initial_ready: bool = True, until: float | None = None) -> None:
         self.config, self.spec, self.curve, self.workload = config, spec, curve, workload
         self.queries = _trigger_metrics(spec)
         self.sync = float(config.cluster.hpa_sync_period_seconds)
@@ -221,7 +221,7 @@ class Cluster:
         self.node_launch_s = self.params.node_launch_for(self.instance_type)[0]
         start = spec.min_replicas if initial_replicas is None else initial_replicas
         self.loop = ControlLoop(spec, start, self.sync, keda_first_poll=keda_first_poll, hpa_first_sync=hpa_first_sync)
-        self.scrape_first, self.initial_ready = scrape_first, initial_ready
+        self.scrape_first, self.initial_ready, self.until = scrape_first, initial_ready, until
         self.now = 0.0
         self._heap: list[tuple[float, int, int, Callable[..., None], tuple[Any, ...]]] = []
         self._seq = itertools.count()
@@ -251,7 +251,7 @@ class Cluster:
         self._start()
         while self._heap:
             t, _, _, fn, args = heapq.heappop(self._heap)
-            if self._finished(t):
+            if (self.until is not None and t > self.until) or self._finished(t):
                 break
             self.now = t
             fn(*args)
