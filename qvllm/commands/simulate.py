@@ -61,9 +61,11 @@ def _calibrate(url: str | None, start_engine: bool, max_num_seqs: int, seconds: 
         url = state.urls.get("gateway") if state else None
     if not url:
         raise click.UsageError("give --url, start the local stack (`qvllm local up`), or pass --start-engine")
+    import httpx
+
     try:
         curve, points = calibrate(url, max_num_seqs, seconds=seconds)
-    except (CalibrationError, OSError, ValueError) as exc:
+    except (CalibrationError, httpx.HTTPError, OSError, ValueError) as exc:
         raise click.ClickException(f"calibration against {url} failed: {exc}") from None
     finally:
         if stack is not None:

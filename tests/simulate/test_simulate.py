@@ -133,3 +133,28 @@ def test_a_trigger_on_an_unsimulated_metric_is_named():
     spec = ScalingSpec.from_config(config.scaling)
     with pytest.raises(SimulationError, match="trigger 'kv' reads vllm:kv_cache_usage_perc"):
         simulate(config, spec, ServiceCurve.from_config(config), Trace("t", (RequestSpec(0, 1, 1),)))
+
+
+def test_calibrate_against_nothing_is_one_line(tmp_path):
+    from tests.support.vllm_server import free_port
+
+    url = f"http://127.0.0.1:{free_port()}"
+    result = CliRunner().invoke(main, ["simulate", "--calibrate", "--url", url, "--out", str(tmp_path / "c.yaml")])
+    assert result.exit_code == 1, result.output
+    assert result.output.startswith(f"Error: calibration against {url} failed:") and "Traceback" not in result.output
+
+
+def test_engine_file_replaces_the_service_curve(tmp_path):
+    """A calibration file (what --calibrate writes) drives the replay: a slower curve, a slower TTFT."""
+    def p95(*extra: str) -> float:
+        result = CliRunner().invoke(main, ["simulate", "--profile", "short", "--png", "", *extra])
+        assert result.exit_code == 0, result.output
+        return float(result.output.strip().splitlines()[-1].split()[0].split("=")[1])
+
+    slow = tmp_path / "slow.yaml"
+    slow.write_text(yaml.safe_dump({"simulation": {"engine": {"ttft_base_seconds": 1.5, "itl_base_seconds": 0.05}}}))
+    assert p95("--engine", str(slow)) > p95() + 1
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("simulation: {}\n")
+    result = CliRunner().invoke(main, ["simulate", "--png", "", "--engine", str(broken)])
+    assert result.exit_code == 2 and "has no simulation.engine mapping" in result.output
