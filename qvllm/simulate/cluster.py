@@ -132,11 +132,12 @@ class Pod:
     v: float = 0.0
     v_time: float = 0.0
     version: int = 0
+    entering: int = 0  # routed here, not yet in vLLM's scheduler (HTTP, tokenization)
 
     @property
     def outstanding(self) -> int:
         """Requests routed to the pod and not finished."""
-        return len(self.running) + len(self.waiting)
+        return len(self.running) + len(self.waiting) + self.entering
 
 
 @dataclass(frozen=True)
@@ -384,6 +385,16 @@ class Cluster:
             return self._route(req)
         pod = min(ready, key=lambda p: (p.outstanding, p.id))
         req.replica = pod
+        pod.entering += 1
+        self.at(self.now + self.curve.entry_s, _REQUEST, self._enter, pod, req)
+        return None
+
+    def _enter(self, pod: Pod, req: Request) -> None:
+        """The request reaches vLLM's scheduler: into the batch if a slot is free and nobody waits."""
+        pod.entering -= 1
+        if pod.state == "gone":  # killed at the end of its grace period meanwhile
+            self.in_flight -= 1
+            return self._finish(req, "failed")
         self._advance(pod)
         if len(pod.running) < self.curve.max_num_seqs and not pod.waiting:
             self._admit(pod, req)
@@ -413,7 +424,8 @@ class Cluster:
     def _admit(self, pod: Pod, req: Request) -> None:
         pod.running.append(req)
         req.admitted = self.now
-        self.at(self.now + self.curve.ttft(len(pod.running), req.prompt_tokens), _REQUEST, self._first_token, pod, req)
+        in_batch = max(self.curve.ttft(len(pod.running), req.prompt_tokens) - self.curve.entry_s, 0.0)
+        self.at(self.now + in_batch, _REQUEST, self._first_token, pod, req)
         self._reschedule(pod)
 
     def _first_token(self, pod: Pod, req: Request) -> None:

@@ -6,7 +6,10 @@ its queue (``vllm:num_requests_waiting``). The curve is linear in ``n``, the seq
 - time to first token of a request admitted while ``n`` others run (``n`` includes it):
   ``ttft_base + ttft_per_running * n + prefill_per_token * prompt_tokens``;
 - every running sequence gets its next token after ``itl_base + itl_per_running * n`` seconds, so
-  the replica's token throughput is ``n / itl(n)``.
+  the replica's token throughput is ``n / itl(n)``;
+- of a lone request's TTFT, one engine step (``itl_base``) is spent in the batch; the rest
+  (:attr:`ServiceCurve.entry_s`: the HTTP hops, parsing, tokenization) passes before the request
+  reaches vLLM's scheduler and holds no batch slot, so a queued request pays it while it waits.
 
 :meth:`ServiceCurve.fit` fits the four coefficients by least squares to measured points (one per
 concurrency of a calibration sweep); :meth:`ServiceCurve.from_config` reads
@@ -47,6 +50,11 @@ class ServiceCurve:
             raise ValueError(f"max_num_seqs must be >= 1, got {self.max_num_seqs}")
         if self.itl_base_s <= 0:
             raise ValueError(f"itl_base_s must be > 0, got {self.itl_base_s}")
+
+    @property
+    def entry_s(self) -> float:
+        """Seconds from arrival to vLLM's scheduler queue (part of every TTFT; holds no slot)."""
+        return max(self.ttft_base_s - self.itl_base_s, 0.0)
 
     def ttft(self, running: int, prompt_tokens: int) -> float:
         """Seconds from admission to the first token with ``running`` sequences (this one included)."""
