@@ -2,7 +2,9 @@
 
 :func:`sweep` keeps ``c`` streaming requests in flight for a while at each concurrency ``c`` (no
 more than ``max_num_seqs``, so none waits in vLLM's queue), and records each request's TTFT (send
-to first text chunk) and mean inter-token latency ((last chunk - first chunk) / (tokens - 1)); the
+to first text chunk) and mean inter-token latency ((last chunk - first chunk) / (max_tokens - 1):
+with ``ignore_eos`` the answer is exactly ``max_tokens`` long, and vLLM may pack several tokens
+into one chunk when the reader lags, so chunks are not counted as tokens); the
 means per concurrency become :class:`~qvllm.simulate.engine.CurvePoint` s and
 :meth:`~qvllm.simulate.engine.ServiceCurve.fit` turns them into a curve. :func:`replay` plays a
 closed-loop :class:`~qvllm.simulate.workload.Users` profile against the same URL and returns each
@@ -35,7 +37,7 @@ class CalibrationError(RuntimeError):
 
 @dataclass(frozen=True)
 class Timing:
-    """One measured request: sent, first text chunk, last chunk (monotonic seconds), chunks received."""
+    """One measured request: sent, first text chunk, last chunk (monotonic seconds), tokens generated."""
 
     sent: float
     first: float
@@ -58,7 +60,6 @@ async def _one(client: httpx.AsyncClient, model: str, max_tokens: int) -> Timing
             "temperature": 0}
     sent = time.monotonic()
     first = last = None
-    tokens = 0
     async with client.stream("POST", COMPLETIONS_PATH, json=body) as resp:
         if resp.status_code != 200:
             text = (await resp.aread()).decode(errors="replace")[:300]
@@ -71,10 +72,9 @@ async def _one(client: httpx.AsyncClient, model: str, max_tokens: int) -> Timing
                 now = time.monotonic()
                 first = now if first is None else first
                 last = now
-                tokens += 1
     if first is None or last is None:
         raise CalibrationError("the stream carried no text")
-    return Timing(sent, first, last, tokens)
+    return Timing(sent, first, last, max_tokens)
 
 
 async def model_name(client: httpx.AsyncClient) -> str:
