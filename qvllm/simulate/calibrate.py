@@ -106,8 +106,10 @@ async def _sweep(url: str, max_num_seqs: int, seconds: float, max_tokens: int,
             timings: list[Timing] = []
             await _closed_loop(client, model, max_tokens, c, time.monotonic() + seconds, timings)
             itls = [t.itl_s for t in timings if t.itl_s is not None]
-            points.append(CurvePoint(float(min(c, max_num_seqs)), sum(t.ttft_s for t in timings) / len(timings),
-                                     sum(itls) / len(itls)))
+            ttfts = [t.ttft_s for t in timings]
+            mean = sum(ttfts) / len(ttfts)
+            cv = (sum((x - mean) ** 2 for x in ttfts) / len(ttfts)) ** 0.5 / mean if mean > 0 else 0.0
+            points.append(CurvePoint(float(min(c, max_num_seqs)), mean, sum(itls) / len(itls), ttft_cv=cv))
         return points
 
 

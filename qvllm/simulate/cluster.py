@@ -36,6 +36,7 @@ from __future__ import annotations
 import heapq
 import itertools
 import math
+import random
 import re
 from collections import deque
 from collections.abc import Callable
@@ -88,6 +89,7 @@ class Request:
     outcome: str | None = None  # ok, 429, 503, failed
     replica: "Pod | None" = None
     finish_v: float = 0.0
+    work: float = 1.0  # this request's service time relative to the curve's (ServiceCurve.service_cv)
 
     @property
     def ttft_s(self) -> float | None:
@@ -199,7 +201,8 @@ class Cluster:
 
     def __init__(self, config: Any, spec: ScalingSpec, curve: ServiceCurve, workload: Workload, *,
                  keda_first_poll: float = 0.0, hpa_first_sync: float = 0.0, scrape_first: float = 0.0,
-                 initial_replicas: int | None = None, initial_ready: bool = True, until: float | None = None) -> None:
+                 initial_replicas: int | None = None, initial_ready: bool = True, until: float | None = None,
+                 seed: int = 0) -> None:
         self.config, self.spec, self.curve, self.workload = config, spec, curve, workload
         self.queries = _trigger_metrics(spec)
         self.sync = float(config.cluster.hpa_sync_period_seconds)
@@ -223,6 +226,7 @@ class Cluster:
         start = spec.min_replicas if initial_replicas is None else initial_replicas
         self.loop = ControlLoop(spec, start, self.sync, keda_first_poll=keda_first_poll, hpa_first_sync=hpa_first_sync)
         self.scrape_first, self.initial_ready, self.until = scrape_first, initial_ready, until
+        self.rng = random.Random(seed)
         self.now = 0.0
         self._heap: list[tuple[float, int, int, Callable[..., None], tuple[Any, ...]]] = []
         self._seq = itertools.count()
@@ -345,6 +349,9 @@ class Cluster:
         self._arrive(Request(next(self._ids), self.now, spec.prompt_tokens, spec.output_tokens))
 
     def _arrive(self, req: Request) -> None:
+        cv = self.curve.service_cv
+        if cv > 0:
+            req.work = self.rng.gammavariate(1 / cv**2, cv**2)
         self.requests.append(req)
         self._route(req)
 
@@ -386,7 +393,7 @@ class Cluster:
         pod = min(ready, key=lambda p: (p.outstanding, p.id))
         req.replica = pod
         pod.entering += 1
-        self.at(self.now + self.curve.entry_s, _REQUEST, self._enter, pod, req)
+        self.at(self.now + self.curve.entry_s * req.work, _REQUEST, self._enter, pod, req)
         return None
 
     def _enter(self, pod: Pod, req: Request) -> None:
@@ -424,7 +431,7 @@ class Cluster:
     def _admit(self, pod: Pod, req: Request) -> None:
         pod.running.append(req)
         req.admitted = self.now
-        in_batch = max(self.curve.ttft(len(pod.running), req.prompt_tokens) - self.curve.entry_s, 0.0)
+        in_batch = max(self.curve.ttft(len(pod.running), req.prompt_tokens) - self.curve.entry_s, 0.0) * req.work
         self.at(self.now + in_batch, _REQUEST, self._first_token, pod, req)
         self._reschedule(pod)
 
@@ -433,7 +440,7 @@ class Cluster:
             return
         req.first_token = self.now
         self._advance(pod)
-        req.finish_v = pod.v + max(req.output_tokens - 1, 0)
+        req.finish_v = pod.v + max(req.output_tokens - 1, 0) * req.work
         heapq.heappush(pod.decoding, (req.finish_v, req.id, req))
         self._reschedule(pod)
 

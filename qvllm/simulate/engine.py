@@ -31,6 +31,7 @@ class CurvePoint:
     ttft_s: float
     itl_s: float
     prompt_tokens: int = 0
+    ttft_cv: float = 0.0  # standard deviation / mean of the TTFTs at this concurrency
 
 
 @dataclass(frozen=True)
@@ -44,6 +45,7 @@ class ServiceCurve:
     itl_per_running_s: float
     prefill_s_per_token: float = 0.0
     source: str = ""
+    service_cv: float = 0.0  # a request's service time varies by a mean-1 Gamma factor with this CV
 
     def __post_init__(self) -> None:
         if self.max_num_seqs < 1:
@@ -70,14 +72,15 @@ class ServiceCurve:
         """The curve of ``simulation.engine`` with ``vllm.max_num_seqs`` of an :class:`~app_config.model.AppConfig`."""
         e = config.simulation.engine
         return cls(config.vllm.max_num_seqs, e.ttft_base_seconds, e.ttft_per_running_seconds, e.itl_base_seconds,
-                   e.itl_per_running_seconds, e.prefill_seconds_per_token, e.source)
+                   e.itl_per_running_seconds, e.prefill_seconds_per_token, e.source, e.service_cv)
 
     @classmethod
     def fit(cls, points: Sequence[CurvePoint], max_num_seqs: int, source: str = "") -> "ServiceCurve":
         """Least-squares lines through ``points`` (TTFT and ITL against running sequences).
 
         The prompt length of the points is folded into ``ttft_base`` (``prefill_s_per_token`` 0):
-        replay prompts of the same length. Negative slopes (noise) are clamped to 0.
+        replay prompts of the same length. Negative slopes (noise) are clamped to 0. ``service_cv``
+        is the mean of the points' TTFT coefficients of variation.
 
         Raises:
             ValueError: fewer than two distinct concurrencies.
@@ -86,7 +89,8 @@ class ServiceCurve:
             raise ValueError("a service curve needs points at two or more concurrencies")
         ttft_a, ttft_b = _line([p.running for p in points], [p.ttft_s for p in points])
         itl_a, itl_b = _line([p.running for p in points], [p.itl_s for p in points])
-        return cls(max_num_seqs, ttft_a, ttft_b, max(itl_a, 1e-6), itl_b, 0.0, source)
+        cv = sum(p.ttft_cv for p in points) / len(points)
+        return cls(max_num_seqs, ttft_a, ttft_b, max(itl_a, 1e-6), itl_b, 0.0, source, cv)
 
 
 def _line(xs: Sequence[float], ys: Sequence[float]) -> tuple[float, float]:
