@@ -2,7 +2,7 @@
 
 A discrete-event simulation of what the product deploys, event by event (seconds):
 
-- **Gateway** (``gateway`` config; hold settings when the config has them): with no Ready vLLM
+- **Gateway** (the ``gateway`` config): with no Ready vLLM
   pod a request is held (up to ``max_held_requests``, at most ``hold_timeout_seconds``, else 503:
   the scale-from-zero path); then admission control (``replicas x max_in_flight`` proxied,
   ``replicas x max_queue`` waiting at most ``queue_timeout_seconds``, else 429); then the Ready pod
@@ -61,9 +61,6 @@ from qvllm.simulate.engine import ServiceCurve
 from qvllm.simulate.workload import Trace, Users, Workload
 
 SIMULATED_METRICS = (METRIC_RUNNING, METRIC_WAITING, GATEWAY_HELD_REQUESTS_METRIC)
-# The gateway's hold settings, until the config carries them (gateway.max_held_requests and
-# gateway.hold_timeout_seconds): the gateway's own defaults.
-HOLD_DEFAULTS = {"max_held_requests": 256, "hold_timeout_seconds": 300.0}
 DRAIN_LIMIT_S = 3600.0  # after the load: stop once scaled in, or this much later
 
 # Event priorities at one instant: requests first, then the scrape sees them, then the controllers.
@@ -210,8 +207,8 @@ class Cluster:
         self.gw_slots = gw.replicas * gw.max_in_flight
         self.gw_queue_cap = gw.replicas * gw.max_queue
         self.gw_queue_timeout = gw.queue_timeout_seconds
-        self.max_held = int(getattr(gw, "max_held_requests", HOLD_DEFAULTS["max_held_requests"]))
-        self.hold_timeout = float(getattr(gw, "hold_timeout_seconds", HOLD_DEFAULTS["hold_timeout_seconds"]))
+        self.max_held = gw.max_held_requests
+        self.hold_timeout = gw.hold_timeout_seconds
         self.grace = float(config.vllm.termination_grace_period_seconds)
         self.consolidate_after = parse_duration(config.karpenter.gpu.consolidate_after)
         switches = deployment_switches(config)
