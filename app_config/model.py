@@ -1054,10 +1054,11 @@ class EngineServiceConfig(_Model):
     prefill_seconds_per_token: Annotated[float, Field(ge=0)] = 0.0  # TTFT added per prompt token, seconds
     itl_base_seconds: Annotated[float, Field(gt=0)] = 0.017  # inter-token latency of a lone sequence, seconds
     itl_per_running_seconds: Annotated[float, Field(ge=0)] = 0.0005  # inter-token latency added per running sequence
-    service_cv: Annotated[float, Field(ge=0, le=3)] = Field(
+    ttft_cv: Annotated[float, Field(ge=0, le=3)] = Field(
         default=0.0,
-        description="coefficient of variation of a request's service time (a calibration measures it); 0: every "
-        "request takes the curve's time exactly",
+        description="coefficient of variation of a request's TTFT at a given concurrency (a calibration measures "
+        "it); 0: every request's first token takes the curve's time exactly. Decoding does not vary: each running "
+        "sequence gets one token per engine step",
     )
     source: str = Field(
         default="https://mushfiqrahman.dev/benchmarking-mistral-7b-on-rtx-4090-vllm-concurrency-latency-and-capacity-planning/",

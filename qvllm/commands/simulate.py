@@ -76,7 +76,7 @@ def _calibrate(url: str | None, start_engine: bool, max_num_seqs: int, seconds: 
         click.echo(f"  concurrency {p.running:g}: TTFT {p.ttft_s * 1000:.1f} ms, inter-token {p.itl_s * 1000:.2f} ms")
     engine = {"ttft_base_seconds": round(curve.ttft_base_s, 6), "ttft_per_running_seconds": round(curve.ttft_per_running_s, 6),
               "prefill_seconds_per_token": 0.0, "itl_base_seconds": round(curve.itl_base_s, 6),
-              "itl_per_running_seconds": round(curve.itl_per_running_s, 6), "service_cv": round(min(curve.service_cv, 3), 4),
+              "itl_per_running_seconds": round(curve.itl_per_running_s, 6), "ttft_cv": round(min(curve.ttft_cv, 3), 4),
               "source": curve.source}
     Path(out).write_text(yaml.safe_dump({"simulation": {"engine": engine}}, sort_keys=False))
     click.echo(f"service curve written to {out} (use it with --engine {out}):")

@@ -86,7 +86,7 @@ class Request:
     outcome: str | None = None  # ok, 429, 503, failed
     replica: "Pod | None" = None
     finish_v: float = 0.0
-    work: float = 1.0  # this request's service time relative to the curve's (ServiceCurve.service_cv)
+    ttft_factor: float = 1.0  # this request's TTFT relative to the curve's (ServiceCurve.ttft_cv)
 
     @property
     def ttft_s(self) -> float | None:
@@ -346,9 +346,9 @@ class Cluster:
         self._arrive(Request(next(self._ids), self.now, spec.prompt_tokens, spec.output_tokens))
 
     def _arrive(self, req: Request) -> None:
-        cv = self.curve.service_cv
+        cv = self.curve.ttft_cv
         if cv > 0:
-            req.work = self.rng.gammavariate(1 / cv**2, cv**2)
+            req.ttft_factor = self.rng.gammavariate(1 / cv**2, cv**2)
         self.requests.append(req)
         self._route(req)
 
@@ -390,7 +390,7 @@ class Cluster:
         pod = min(ready, key=lambda p: (p.outstanding, p.id))
         req.replica = pod
         pod.entering += 1
-        self.at(self.now + self.curve.entry_s * req.work, _REQUEST, self._enter, pod, req)
+        self.at(self.now + self.curve.entry_s * req.ttft_factor, _REQUEST, self._enter, pod, req)
         return None
 
     def _enter(self, pod: Pod, req: Request) -> None:
@@ -428,7 +428,7 @@ class Cluster:
     def _admit(self, pod: Pod, req: Request) -> None:
         pod.running.append(req)
         req.admitted = self.now
-        in_batch = max(self.curve.ttft(len(pod.running), req.prompt_tokens) - self.curve.entry_s, 0.0) * req.work
+        in_batch = max(self.curve.ttft(len(pod.running), req.prompt_tokens) - self.curve.entry_s, 0.0) * req.ttft_factor
         self.at(self.now + in_batch, _REQUEST, self._first_token, pod, req)
         self._reschedule(pod)
 
@@ -437,7 +437,9 @@ class Cluster:
             return
         req.first_token = self.now
         self._advance(pod)
-        req.finish_v = pod.v + max(req.output_tokens - 1, 0) * req.work
+        # One token per engine step for every running sequence (continuous batching): decoding takes
+        # the same time for every request of one length, whatever its TTFT did.
+        req.finish_v = pod.v + max(req.output_tokens - 1, 0)
         heapq.heappush(pod.decoding, (req.finish_v, req.id, req))
         self._reschedule(pod)
 

@@ -45,7 +45,7 @@ class ServiceCurve:
     itl_per_running_s: float
     prefill_s_per_token: float = 0.0
     source: str = ""
-    service_cv: float = 0.0  # a request's service time varies by a mean-1 Gamma factor with this CV
+    ttft_cv: float = 0.0  # a request's TTFT varies by a mean-1 Gamma factor with this coefficient of variation
 
     def __post_init__(self) -> None:
         if self.max_num_seqs < 1:
@@ -72,14 +72,14 @@ class ServiceCurve:
         """The curve of ``simulation.engine`` with ``vllm.max_num_seqs`` of an :class:`~app_config.model.AppConfig`."""
         e = config.simulation.engine
         return cls(config.vllm.max_num_seqs, e.ttft_base_seconds, e.ttft_per_running_seconds, e.itl_base_seconds,
-                   e.itl_per_running_seconds, e.prefill_seconds_per_token, e.source, e.service_cv)
+                   e.itl_per_running_seconds, e.prefill_seconds_per_token, e.source, e.ttft_cv)
 
     @classmethod
     def fit(cls, points: Sequence[CurvePoint], max_num_seqs: int, source: str = "") -> "ServiceCurve":
         """Least-squares lines through ``points`` (TTFT and ITL against running sequences).
 
         The prompt length of the points is folded into ``ttft_base`` (``prefill_s_per_token`` 0):
-        replay prompts of the same length. Negative slopes (noise) are clamped to 0. ``service_cv``
+        replay prompts of the same length. Negative slopes (noise) are clamped to 0. ``ttft_cv``
         is the mean of the points' TTFT coefficients of variation.
 
         Raises:
