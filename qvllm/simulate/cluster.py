@@ -532,6 +532,16 @@ class Cluster:
 
     def _schedule(self) -> None:
         """Bind pending pods to free nodes, then to placeholder nodes (preempting), else launch nodes."""
+        pending, free = self._bind_pending()
+        self._refill_headroom(free)
+        launching = sum(1 for n in self.nodes if n.ready_at is None and n.gone_at is None)
+        for _ in range(len(pending) + self.placeholders_pending - launching):
+            self._launch_node()
+        self._watch_empty_nodes()
+
+    def _bind_pending(self) -> tuple[list[Pod], list[Node]]:
+        """Pending pods onto free nodes, then onto placeholders' nodes; returns the pods still pending
+        and the free nodes left."""
         pending = [p for p in self.pods if p.state == "pending"]
         free = [n for n in self.nodes if n.ready_at is not None and n.gone_at is None and n.pod is None
                 and not n.placeholder]
@@ -545,17 +555,21 @@ class Cluster:
                 self.placeholders_pending += 1
             self._bind(pod, node)
             pending.remove(pod)
+        return pending, free
+
+    def _refill_headroom(self, free: list[Node]) -> None:
+        """Pending placeholders take free nodes (they hold the vLLM image once there)."""
         for node in free:
             if self.placeholders_pending:
                 node.placeholder, node.image_cached = True, True
                 node.version += 1
                 self.placeholders_pending -= 1
-        launching = sum(1 for n in self.nodes if n.ready_at is None and n.gone_at is None)
-        for _ in range(len(pending) + self.placeholders_pending - launching):
-            self._launch_node()
+
+    def _watch_empty_nodes(self) -> None:
+        """Start Karpenter's consolidateAfter clock on nodes that just emptied; stop it on nodes in use."""
         for node in self.nodes:
             empty = node.ready_at is not None and node.gone_at is None and node.pod is None and not node.placeholder
-            if empty and node.empty_since is None:  # Karpenter's consolidateAfter counts from the moment it emptied
+            if empty and node.empty_since is None:  # consolidateAfter counts from the moment it emptied
                 node.empty_since = self.now
                 node.version += 1
                 self.at(self.now + self.consolidate_after, _POD, self._consolidate, node, node.version)
