@@ -44,6 +44,10 @@ field, overridable from the config's ``simulation.cold_start`` section):
     probe's (:data:`~app_config.constants.VLLM_READINESS_PROBE_PERIOD_SECONDS`). Modeled at half
     of each period (probes are not aligned with the start); the worst case is both full periods.
 
+The worst cases of the engine phases are the startup probe's (:mod:`app_config.startup_budget`,
+one owner of those figures): compile without a cache hit even when a cache is on (evicted, another
+vLLM version), and CUDA graphs at its seconds per capture size.
+
 The reference demo's whole breakdown (node 47 s, image 44 s, vLLM 51 s) is the default budget of
 a cold node with SOCI and a compile-cache hit, less the readiness phase it did not list.
 
@@ -57,6 +61,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from app_config.constants import VLLM_READINESS_PROBE_PERIOD_SECONDS, VLLM_STARTUP_PROBE_PERIOD_SECONDS
+from app_config.startup_budget import (
+    COMPILE_MISS_SECONDS,
+    CUDA_GRAPH_SECONDS_PER_SIZE,
+    DEMO_LOAD_TO_GPU_SECONDS,
+    DEMO_WEIGHTS_GIB,
+    ENGINE_INIT_SECONDS,
+)
 
 GIB = 1024**3
 
@@ -111,13 +122,13 @@ class ColdStartParameters:
     reference_image_bytes: float = 10_778_400_361
     image_pull_soci_seconds: float = 44.974
     image_pull_plain_seconds: float = 112.33
-    model_gib: float = 3.9
+    model_gib: float = DEMO_WEIGHTS_GIB
     stream_gib_per_second: float = 1.6
-    load_seconds_per_gib: float = 23.0 / 3.9
+    load_seconds_per_gib: float = DEMO_LOAD_TO_GPU_SECONDS / DEMO_WEIGHTS_GIB
     compile_hit_seconds: float = 8.0
     compile_miss_seconds: float = 31.58
     cuda_graphs_seconds: float = 1.0
-    engine_init_seconds: float = 17.0
+    engine_init_seconds: float = ENGINE_INIT_SECONDS
     startup_probe_period_seconds: float = VLLM_STARTUP_PROBE_PERIOD_SECONDS
     readiness_probe_period_seconds: float = VLLM_READINESS_PROBE_PERIOD_SECONDS
 
@@ -214,6 +225,7 @@ def cold_start_budget(
     warm_node: bool = False,
     image_cached: bool = False,
     compile_cache_hit: bool = False,
+    capture_sizes: int | None = None,
 ) -> ColdStartBudget:
     """The per-phase budget of one vLLM pod start.
 
@@ -225,6 +237,9 @@ def cold_start_budget(
             or an empty one Karpenter has not consolidated yet): no node launch.
         image_cached: that node already holds the vLLM image: no pull.
         compile_cache_hit: a shared compile cache that an earlier pod filled.
+        capture_sizes: how many CUDA-graph capture sizes the pod gets (``vllm.capture_sizes``); the
+            CUDA-graph phase's worst case counts :data:`~app_config.startup_budget.CUDA_GRAPH_SECONDS_PER_SIZE`
+            for each. None: the expected figure is the worst case too.
 
     Returns:
         The budget (expected and worst-case seconds per phase, with sources).
@@ -244,14 +259,19 @@ def cold_start_budget(
     compile_src = (f"compile-cache hit ({REFERENCE_DEMO})" if compile_cache_hit
                    else f"no cache hit: {VLLM_COMPILE_LOG}")
     probes = params.startup_probe_period_seconds + params.readiness_probe_period_seconds
+    # Worst cases are the startup probe's own (app_config/startup_budget.py): a cache that misses
+    # (evicted, another vLLM version) compiles from scratch, and each capture size costs its share.
+    compile_worst = max(compile_s, COMPILE_MISS_SECONDS)
+    graphs_worst = max(params.cuda_graphs_seconds,
+                       (capture_sizes or 0) * CUDA_GRAPH_SECONDS_PER_SIZE)
     phases = (
         Phase("node_launch", node_s, node_s, node_src),
         Phase("image_pull", pull_s, pull_s, pull_src),
         Phase("weights_stream", stream_s, stream_s,
               f"{params.model_gib:g} GiB at {params.stream_gib_per_second:g} GiB/s ({REFERENCE_DEMO})"),
         Phase("load_to_gpu", load_s, load_s, f"{params.load_seconds_per_gib:.2f} s/GiB ({REFERENCE_DEMO})"),
-        Phase("compile", compile_s, compile_s, compile_src),
-        Phase("cuda_graphs", params.cuda_graphs_seconds, params.cuda_graphs_seconds, REFERENCE_DEMO),
+        Phase("compile", compile_s, compile_worst, compile_src),
+        Phase("cuda_graphs", params.cuda_graphs_seconds, graphs_worst, REFERENCE_DEMO),
         Phase("engine_init", params.engine_init_seconds, params.engine_init_seconds, REFERENCE_DEMO),
         Phase("readiness", probes / 2, probes,
               f"half of the startup ({params.startup_probe_period_seconds:g} s) and readiness "
@@ -262,26 +282,18 @@ def cold_start_budget(
     return ColdStartBudget(phases, conditions)
 
 
-def _flag(value: Any) -> bool:
-    """A config switch given as a bool or as an object with ``enabled``."""
-    return bool(getattr(value, "enabled", value))
-
-
 def deployment_switches(config: Any) -> dict[str, Any]:
-    """The cold-start switches the configured deployment sets, read from the app config.
-
-    Reads ``karpenter.gpu.soci_parallel_pull``, ``scaling.warm_gpu_nodes`` (warm GPU headroom:
-    placeholder pods on spare nodes) and ``vllm.compile_cache`` (a shared torch.compile cache; a
-    bool or an object with ``enabled``). The last two are read only when the config has them
-    (absent: 0 and off).
+    """The cold-start switches the configured deployment sets (``config``: :class:`app_config.model.AppConfig`):
+    ``karpenter.gpu.soci_parallel_pull``, ``scaling.warm_gpu_nodes`` (warm GPU headroom: placeholder
+    pods on spare nodes) and ``vllm.compile_cache.enabled`` (the shared torch.compile cache on EFS).
 
     Returns:
         ``{"soci": bool, "warm_gpu_nodes": int, "compile_cache": bool}``.
     """
     return {
         "soci": bool(config.karpenter.gpu.soci_parallel_pull),
-        "warm_gpu_nodes": int(getattr(config.scaling, "warm_gpu_nodes", 0) or 0),
-        "compile_cache": _flag(getattr(config.vllm, "compile_cache", False)),
+        "warm_gpu_nodes": int(config.scaling.warm_gpu_nodes),
+        "compile_cache": bool(config.vllm.compile_cache.enabled),
     }
 
 
@@ -289,16 +301,18 @@ def deployment_budget(config: Any, *, warm_node: bool | None = None,
                       compile_cache_hit: bool | None = None) -> ColdStartBudget:
     """The budget of the configured deployment's next pod (``config``: :class:`app_config.model.AppConfig`).
 
-    Defaults: a warm node when ``scaling.warm_gpu_nodes`` > 0 (the placeholder image is the vLLM
-    image, so the image is cached too); a compile-cache hit when ``vllm.compile_cache`` is on
+    Defaults: a warm node when ``scaling.warm_gpu_nodes`` > 0 (the placeholder pods pre-pull the
+    vLLM image, so the image is cached too); a compile-cache hit when ``vllm.compile_cache`` is on
     (an earlier pod filled it). Pass ``warm_node`` / ``compile_cache_hit`` to ask for another case.
+    The worst cases use the pod's CUDA-graph capture sizes (``vllm.capture_sizes``).
     """
     switches = deployment_switches(config)
     sim = config.simulation
     warm = switches["warm_gpu_nodes"] > 0 if warm_node is None else warm_node
     hit = switches["compile_cache"] if compile_cache_hit is None else compile_cache_hit
     return cold_start_budget(sim.cold_start.parameters(), instance_type=sim.instance_type, soci=switches["soci"],
-                             warm_node=warm, image_cached=warm, compile_cache_hit=hit)
+                             warm_node=warm, image_cached=warm, compile_cache_hit=hit,
+                             capture_sizes=len(config.vllm.capture_sizes))
 
 
 __all__ = [

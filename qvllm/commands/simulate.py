@@ -142,6 +142,12 @@ def command(config_file: str | None, compare_file: str | None, trace_file: str |
                    f"{'yes' if budget.conditions['compile_cache_hit'] else 'no'}):")
         for line in budget.lines():
             click.echo(line)
+        if config.scaling.warm_gpu_nodes:
+            from app_config.cold_start import deployment_budget
+
+            warm = deployment_budget(config, warm_node=True)
+            click.echo(f"  on a warm node (scaling.warm_gpu_nodes {config.scaling.warm_gpu_nodes}: node up, image "
+                       f"pulled): total {warm.total_s:.1f} s")
         for line in summary.lines():
             click.echo(line)
     if png:

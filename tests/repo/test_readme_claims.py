@@ -32,6 +32,22 @@ def test_cold_start_figures_are_the_model_budget():
     for word, phase in shown.items():
         figure = f"{budget.seconds(phase):.1f}".rstrip("0").rstrip(".")
         assert f"{word} {figure} s" in " ".join(claim.split()), (word, figure)
+    miss = deployment_budget(config_from_dict({}), warm_node=False, compile_cache_hit=False)
+    assert f"compiles for {miss.seconds('compile'):.1f} s instead" in " ".join(claim.split())
+    warm = deployment_budget(config_from_dict({"scaling": {"warm_gpu_nodes": 1}}))
+    assert "`scaling.warm_gpu_nodes: 1`" in claim and f"{warm.total_s:.1f} s" in claim
+
+
+def test_warm_node_figure_is_printed_by_simulate(tmp_path):
+    claim = " ".join(README.split("**Cold start**")[1].split("- **Spot savings**")[0].split())
+    figure = re.search(r"`scaling.warm_gpu_nodes: 1`\) the next pod skips the node launch and the image pull: "
+                       r"([\d.]+) s \(`qvllm (simulate --config warm.yaml)` with that setting prints it\)", claim)
+    assert figure, "the README names the warm-node figure and the command"
+    (tmp_path / "warm.yaml").write_text("scaling:\n  warm_gpu_nodes: 1\n")
+    result = CliRunner().invoke(main, [*shlex.split(figure.group(2).replace("warm.yaml", str(tmp_path / "warm.yaml"))),
+                                       "--profile", "short", "--png", ""])
+    assert result.exit_code == 0, result.output
+    assert f"on a warm node (scaling.warm_gpu_nodes 1: node up, image pulled): total {figure.group(1)} s" in result.output
 
 
 def test_no_spot_saving_is_claimed_while_no_spot_price_ships():
