@@ -21,7 +21,7 @@ VLLM_STAMP := .venv-vllm/.installed
 CONFIG ?=
 CDK_CONTEXT := $(if $(CONFIG),-c config_file=$(CONFIG))
 
-.PHONY: help synth test local manifests bench-synth bench-gateway bench-routing bench-upload bench-local deps deps-dev deps-engine deps-browser deps-promtool deps-registry clean chart-imports metrics test-fast gateway-lambda
+.PHONY: help synth test local manifests bench-synth bench-gateway bench-routing bench-upload bench-local bench-overload deps deps-dev deps-engine deps-browser deps-promtool deps-registry clean chart-imports metrics test-fast gateway-lambda
 
 help:
 	@echo "make synth   install and synthesize the app (CONFIG=my.yaml to override the default config)"
@@ -29,7 +29,7 @@ help:
 	@echo "make test-fast  the suite without the engine, browser and registry tests (prints its wall time)"
 	@echo "make metrics    the largest functions and the import graph between our packages"
 	@echo "make local   install the tools and the CPU engine, start the local stack (stop: .venv/bin/qvllm local down)"
-	@echo "make manifests | bench-synth | bench-gateway | bench-routing | bench-upload | bench-local | chart-imports | gateway-lambda"
+	@echo "make manifests | bench-synth | bench-gateway | bench-routing | bench-upload | bench-local | bench-overload | chart-imports | gateway-lambda"
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
@@ -133,6 +133,11 @@ bench-upload: deps-dev
 
 bench-local: deps-dev deps-engine
 	$(PY) bench/local.py
+
+# 10x the gateway's admission capacity against the local stack: every request completes, or is
+# answered 429/503 with Retry-After; prints the counts (lost and hung must be 0).
+bench-overload: deps-dev deps-engine
+	$(PY) bench/overload.py
 
 clean:
 	rm -rf cdk.out manifests .pytest_cache

@@ -107,6 +107,42 @@ def _wait_http(url: str, *, timeout_s: float, pid: int, name: str, log: Path) ->
     raise LocalStackError(f"{name} not ready at {url} after {timeout_s:.0f} s; see {log}")
 
 
+# The last line of a Python traceback: "package.module.SomeError: message".
+_EXCEPTION_LINE = re.compile(r"^[A-Za-z_][\w.]*(?:Error|Exception|Exit|Interrupt)\b.*$")
+
+
+def last_exception(log: Path) -> str | None:
+    """The final exception line of the last traceback in ``log`` (what the process died of), or None."""
+    if not log.exists():
+        return None
+    for line in reversed(log.read_text(errors="replace").splitlines()[-2000:]):
+        if _EXCEPTION_LINE.match(line.strip()):
+            return line.strip()
+    return None
+
+
+def _s3_answers(s3_url: str) -> bool:
+    try:
+        return httpx.get(f"{s3_url}/moto-api/", timeout=2).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+def engine_exit_message(name: str, log: Path, s3_url: str | None) -> str:
+    """Why an engine died before it was ready, in a few lines: the loopback S3 server's state
+    when it no longer answers (the engine streams its weights from it), the engine's last
+    exception line, and the log to read; no traceback."""
+    lines = [f"vLLM engine {name} exited before it was ready."]
+    if s3_url is not None and not _s3_answers(s3_url):
+        lines.append(f"The S3 server (moto) at {s3_url} does not answer: the engine could not stream the model "
+                     "from it. Start the stack again (qvllm local down, then qvllm local up).")
+    error = last_exception(log)
+    if error:
+        lines.append(f"Engine error: {error}")
+    lines.append(f"Full log: {log}")
+    return "\n".join(lines)
+
+
 @dataclass
 class _Starting:
     """An engine between its start and its first healthy /health."""
@@ -119,11 +155,12 @@ class _Starting:
     ready_s: float | None = None
 
 
-def _wait_engines(engines: list[_Starting], timeout_s: float) -> None:
+def _wait_engines(engines: list[_Starting], timeout_s: float, s3_url: str | None = None) -> None:
     """Poll every engine's log and /health until all answer 200; sets ``ready_s`` on each.
 
     Raises:
-        LocalStackError: an engine exited, or not all were ready after ``timeout_s``.
+        LocalStackError: an engine exited (:func:`engine_exit_message`, which checks ``s3_url``),
+            or not all were ready after ``timeout_s``.
     """
     start = time.monotonic()
     with httpx.Client(timeout=2) as client:
@@ -133,7 +170,7 @@ def _wait_engines(engines: list[_Starting], timeout_s: float) -> None:
                     continue
                 e.watcher.poll()
                 if not alive(e.pid):
-                    raise LocalStackError(f"vLLM engine {e.name} exited before it was ready; see {e.log}\n{_tail(e.log)}")
+                    raise LocalStackError(engine_exit_message(e.name, e.log, s3_url))
                 try:
                     if client.get(e.url + VLLM_HEALTH_PATH).status_code == 200:
                         e.ready_s = round(time.monotonic() - e.watcher.start, 2)
@@ -322,7 +359,7 @@ def up(opts: LocalOptions, echo: Callable[[str], None] = print) -> RunState:
             starting.append(_Starting(name, state.pids[name], state.urls[name], log, PhaseWatcher(log, start)))
             echo(f"vLLM {name} starting (log {log}) ...")
         state.save()
-        _wait_engines(starting, opts.ready_timeout_s)
+        _wait_engines(starting, opts.ready_timeout_s, endpoint)
         for e in starting:
             record = {"url": e.url, "time_to_ready_s": e.ready_s,
                       "phases": phase_durations(e.watcher.marks, e.ready_s or 0.0)}

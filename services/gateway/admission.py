@@ -3,7 +3,8 @@
 A request that finds all slots busy waits in a bounded queue for up to ``timeout`` seconds;
 when the queue is full, or the wait times out, it is rejected (the caller answers 429 with
 ``Retry-After``). Waiters are served first come, first served (``asyncio.Semaphore`` keeps a
-FIFO of waiters).
+FIFO of waiters). When the gateway shuts down, :meth:`Admission.drain` rejects every waiter at
+once (reason ``shutting_down``) rather than keep it until the process exits.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from services.gateway.metrics import GatewayMetrics
 
 
 class Rejected(Exception):
-    """No slot: ``reason`` is ``queue_full`` or ``queue_timeout``."""
+    """No slot: ``reason`` is ``queue_full``, ``queue_timeout`` or ``shutting_down``."""
 
     def __init__(self, reason: str) -> None:
         super().__init__(reason)
@@ -38,23 +39,35 @@ class Admission:
         self._metrics = metrics
         self.in_flight = 0
         self.queued = 0
+        self.draining = False
+        self._waiters: set[asyncio.Future[bool]] = set()
 
     async def acquire(self) -> None:
         """Take a slot, waiting in the queue if needed.
 
         Raises:
-            Rejected: queue full, or no slot within the timeout.
+            Rejected: queue full, no slot within the timeout, or the gateway is shutting down.
         """
         if self._sem.locked():
+            if self.draining:
+                self._reject("shutting_down")
             if self.queued >= self._max_queue:
                 self._reject("queue_full")
             self.queued += 1
             self._metrics.queued.set(self.queued)
+            waiter = asyncio.ensure_future(self._sem.acquire())
+            self._waiters.add(waiter)
             try:
-                await asyncio.wait_for(self._sem.acquire(), self._timeout)
+                await asyncio.wait_for(waiter, self._timeout)
             except TimeoutError:
                 self._reject("queue_timeout")
+            except asyncio.CancelledError:
+                task = asyncio.current_task()
+                if self.draining and waiter.cancelled() and not (task and task.cancelling()):
+                    self._reject("shutting_down")  # drain() cancelled the wait, not our caller
+                raise
             finally:
+                self._waiters.discard(waiter)
                 self.queued -= 1
                 self._metrics.queued.set(self.queued)
         else:
@@ -67,6 +80,13 @@ class Admission:
         self.in_flight -= 1
         self._metrics.in_flight.set(self.in_flight)
         self._sem.release()
+
+    def drain(self) -> None:
+        """Reject every waiter now, and every later :meth:`acquire` that would have to wait, with
+        ``shutting_down``; requests holding a slot keep it until they end. Idempotent."""
+        self.draining = True
+        for waiter in list(self._waiters):
+            waiter.cancel()
 
     def _reject(self, reason: str) -> None:
         self._metrics.rejected.labels(reason=reason).inc()

@@ -7,6 +7,12 @@ vLLM, :mod:`~services.gateway.routes.api`), ``/healthz``, ``/readyz``, ``/metric
 There is no module-level app: run ``python -m services.gateway``, or uvicorn in factory mode
 (``uvicorn --factory services.gateway.app:create_app``); settings come from ``GATEWAY_*``
 environment variables when the app is created.
+
+Shutdown: on SIGTERM or SIGINT the server stops accepting connections and waits for the running
+requests. Those still waiting for an engine (held: none ready) or for an admission slot would
+wait until their own timeouts and then be cut when the process exits, so the signal also drains
+the router and admission at once: each of them is answered 503 with ``Retry-After``, and
+``/readyz`` turns unready. Requests already at an engine run to their end.
 """
 
 from __future__ import annotations
@@ -14,6 +20,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import signal
+import threading
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
@@ -35,6 +43,45 @@ from services.gateway.settings import GatewaySettings, load_settings
 from services.gateway.upstream import Upstream, new_session
 
 ROUTES = api.PATHS | ops.PATHS | page.PATHS
+SHUTDOWN_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+
+def on_shutdown_signal(loop: asyncio.AbstractEventLoop, callback: Callable[[], None]) -> Callable[[], None]:
+    """Run ``callback`` on ``loop`` when SIGTERM or SIGINT arrives, then the handler that was
+    installed before (the ASGI server's own, which starts its graceful shutdown).
+
+    The server offers no hook between the signal and the end of its connections (the app's
+    lifespan shutdown runs only after them), so the handler is chained. Only possible in the
+    main thread (a server run in a thread, as in tests, gets no signals): elsewhere nothing is
+    installed.
+
+    Returns:
+        A function that puts the previous handlers back.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        return lambda: None
+    installed: dict[signal.Signals, Callable] = {}
+    previous: dict[signal.Signals, object] = {}
+    for sig in SHUTDOWN_SIGNALS:
+        before = signal.getsignal(sig)
+
+        def handler(signum: int, frame: object, before: object = before) -> None:
+            loop.call_soon_threadsafe(callback)
+            if callable(before):
+                before(signum, frame)
+            elif before == signal.SIG_DFL:  # no server handler: terminate as the default would
+                signal.signal(signum, signal.SIG_DFL)
+                signal.raise_signal(signum)
+
+        previous[sig], installed[sig] = before, handler
+        signal.signal(sig, handler)
+
+    def restore() -> None:
+        for sig, handler in installed.items():
+            if signal.getsignal(sig) is handler:
+                signal.signal(sig, previous[sig])  # type: ignore[arg-type]
+
+    return restore
 
 
 def _lifespan(settings: GatewaySettings, metrics: GatewayMetrics, logger: logging.Logger) -> Callable:
@@ -55,11 +102,21 @@ def _lifespan(settings: GatewaySettings, metrics: GatewayMetrics, logger: loggin
         app.state.catalog = ModelCatalog(settings.served_model_name, session, router)
         source = endpoint_source(settings)
         discovery = asyncio.create_task(source.run(router), name=f"endpoint-source-{source.name}")
+
+        def drain() -> None:
+            if not router.draining:
+                logger.info("shutting down: answering held and queued requests 503",
+                            extra={"held": router.held, "queued": admission.queued})
+            router.drain()
+            admission.drain()
+
+        restore_signals = on_shutdown_signal(asyncio.get_running_loop(), drain)
         logger.info("gateway started", extra={"source": source.name, "upstream": settings.upstream_url,
                                               "auth": bool(app.state.api_keys)})
         try:
             yield
         finally:
+            restore_signals()
             discovery.cancel()
             with contextlib.suppress(BaseException):
                 await discovery

@@ -105,6 +105,29 @@ def no_endpoint_ready(reason: str, retry_after: int, hold_timeout: float) -> Gat
     )
 
 
+def shutting_down(retry_after: int) -> GatewayError:
+    """503: this gateway process is shutting down (SIGTERM); another replica, or this one
+    restarted, takes the retry."""
+    return GatewayError(
+        503,
+        f"The gateway is shutting down; retry after {retry_after} s",
+        type_="server_error",
+        code="shutting_down",
+        headers={"Retry-After": str(retry_after)},
+    )
+
+
+def upstream_disconnected(reason: str) -> GatewayError:
+    """502: the model server closed the connection before its answer was complete (the engine
+    process died or restarted mid-answer)."""
+    return GatewayError(
+        502,
+        f"The model server closed the connection before the answer was complete ({reason}); retry the request",
+        type_="server_error",
+        code="upstream_disconnected",
+    )
+
+
 def non_streaming_timeout(limit_seconds: float) -> GatewayError:
     """504: a non-streaming request reached the edge's origin read timeout (CloudFront would
     otherwise cut it with its own error page, which says nothing of the limit)."""

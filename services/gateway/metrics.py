@@ -10,7 +10,8 @@ Names (all prefixed ``gateway_``):
 - ``gateway_queued_requests``: requests waiting for a slot (gauge).
 - ``gateway_rejected_requests_total{reason}``: 429s, reason ``queue_full`` or
   ``queue_timeout`` (counter).
-- ``gateway_upstream_errors_total{kind}``: ``connect``, ``timeout``, ``protocol`` (counter).
+- ``gateway_upstream_errors_total{kind}``: ``connect``, ``timeout``, ``disconnected`` (the engine
+  closed the connection mid-answer), ``protocol`` (counter).
 - ``gateway_client_disconnects_total``: clients that went away before the end (counter).
 - ``gateway_endpoint_in_flight_requests{endpoint}``: requests in flight per vLLM endpoint
   (pod name, or host:port), from this gateway (gauge).

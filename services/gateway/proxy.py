@@ -23,6 +23,13 @@ Why a custom response instead of ``StreamingResponse(...)``:
   sent so far end on an event boundary, never inside an event.
 - A non-streaming request is answered 504, naming the limit, shortly before the edge's origin
   read timeout would cut it with an error page of its own.
+- The answering endpoint is named in the ``x-qvllm-upstream`` header, also on a stream committed
+  early while it waited for the engine's first token; a stream committed before an endpoint
+  was picked (held or queued) names it in one SSE comment instead, before the first event.
+- An engine that dies mid-answer (its connection closes) ends each of its streams with one
+  OpenAI-style error event, and the endpoint counts as failed until it accepts a connect again.
+- If the server cancels the request (graceful-shutdown timeout), the client still gets an
+  answer: a 503 with ``Retry-After`` if nothing was sent, else an error event.
 """
 
 from __future__ import annotations
@@ -46,10 +53,11 @@ from services.gateway.errors import (
     non_streaming_timeout,
     normalise_upstream_error,
     over_capacity,
+    shutting_down,
 )
 from services.gateway.logs import LOGGER_NAME
 from services.gateway.routing import EndpointState, NoEndpoint
-from services.gateway.upstream import NoReadyEndpoint, Upstream, map_upstream_error, send
+from services.gateway.upstream import ENDPOINT_DOWN_KINDS, NoReadyEndpoint, Upstream, map_upstream_error, send
 
 log = logging.getLogger(LOGGER_NAME)
 
@@ -68,6 +76,8 @@ SSE_HEADERS = (
 )
 # Answer a non-streaming request this long before the edge would cut it (network and ALB time).
 EDGE_TIMEOUT_MARGIN_SECONDS = 2.0
+# Longest wait for the last words to a client when the server cancels the request at shutdown.
+GOODBYE_TIMEOUT_SECONDS = 1.0
 
 
 def response_headers(upstream: aiohttp.ClientResponse, stream: bool, endpoint: str) -> list[tuple[bytes, bytes]]:
@@ -136,6 +146,8 @@ class ProxyResponse(Response):
         self._endpoint: EndpointState | None = None
         self._response: aiohttp.ClientResponse | None = None
         self._committed = False
+        self._ended = False
+        self._named = False  # the upstream header (or its SSE comment) was sent
         self._at_boundary = True
         self._send: Send | None = None
         self._send_lock = asyncio.Lock()
@@ -145,19 +157,35 @@ class ProxyResponse(Response):
         self._send = send
         main = asyncio.ensure_future(self._run())
         watcher = asyncio.ensure_future(self._watch_disconnect(receive))
+        cancelled = False
         try:
             await asyncio.wait({main, watcher}, return_when=asyncio.FIRST_COMPLETED)
+        except asyncio.CancelledError:
+            cancelled = True  # the server gave up on this request (graceful-shutdown timeout)
+            raise
         finally:
             main.cancel()
             watcher.cancel()
             results = await asyncio.gather(main, watcher, return_exceptions=True)
-            self._cleanup()
+            try:
+                if cancelled and not watcher.done():
+                    await self._goodbye()
+            finally:
+                self._cleanup()
         error = results[0]
         if isinstance(error, _ClientGone) or (watcher.done() and not watcher.cancelled() and main.cancelled()):
             self._metrics.disconnects.inc()
             log.info("client disconnected", extra={"request_id": self._call.headers.get("x-request-id")})
         elif isinstance(error, BaseException) and not isinstance(error, asyncio.CancelledError):
             raise error
+
+    async def _goodbye(self) -> None:
+        """Best effort, bounded: end the answer with a shutting-down error rather than cut it."""
+        if self._ended:
+            return
+        error = shutting_down(self._up.settings.retry_after_seconds)
+        with contextlib.suppress(Exception, asyncio.CancelledError):
+            await asyncio.wait_for(self._send_error(error), GOODBYE_TIMEOUT_SECONDS)
 
     async def _watch_disconnect(self, receive: Receive) -> None:
         while True:
@@ -180,11 +208,17 @@ class ProxyResponse(Response):
         await self._out({"type": "http.response.start", "status": status, "headers": headers})
 
     async def _body(self, chunk: bytes, more: bool = True) -> None:
+        if not more:
+            self._ended = True
         await self._out({"type": "http.response.body", "body": chunk, "more_body": more})
 
     async def _heartbeat(self) -> None:
         if not self._committed:
-            await self._start_response(200, list(SSE_HEADERS))
+            headers = list(SSE_HEADERS)
+            if self._endpoint is not None:  # sent, waiting for the first token: name the endpoint now
+                headers.append((UPSTREAM_HEADER.encode(), self._endpoint.name.encode()))
+                self._named = True
+            await self._start_response(200, headers)
         if self._at_boundary:
             await self._body(HEARTBEAT)
 
@@ -206,6 +240,8 @@ class ProxyResponse(Response):
         except (aiohttp.ClientError, TimeoutError) as exc:
             error, kind = map_upstream_error(exc)
             self._metrics.upstream_errors.labels(kind=kind).inc()
+            if kind in ENDPOINT_DOWN_KINDS and self._endpoint is not None:
+                self._up.router.connect_failed(self._endpoint)  # /readyz probes it until it answers
             endpoint = self._endpoint.name if self._endpoint else None
             log.warning("upstream error", extra={"error": type(exc).__name__, "endpoint": endpoint,
                                                  "request_id": self._call.headers.get("x-request-id")})
@@ -247,11 +283,15 @@ class ProxyResponse(Response):
                 self._metrics.rejected.labels(reason=exc.reason).inc()
                 log.warning("request not held", extra={"reason": exc.reason, "held": router.held,
                                                        "request_id": self._call.headers.get("x-request-id")})
+                if exc.reason == "shutting_down":
+                    raise shutting_down(settings.retry_after_seconds) from None
                 raise no_endpoint_ready(exc.reason, settings.retry_after_seconds, router.hold_timeout) from None
             if self._call.admit and not self._admitted:
                 try:
                     await self._up.admission.acquire()
                 except Rejected as exc:
+                    if exc.reason == "shutting_down":
+                        raise shutting_down(settings.retry_after_seconds) from None
                     raise over_capacity(exc.reason, settings.retry_after_seconds) from None
                 self._admitted = True
             try:
@@ -278,6 +318,10 @@ class ProxyResponse(Response):
         that wakes once per interval, so the per-read path has no timer or task of its own."""
         if not self._committed:
             await self._start_response(200, response_headers(upstream, True, self._endpoint_name()))
+            self._named = True
+        elif not self._named:  # committed while held or queued: the header went out without it
+            await self._body(b": " + UPSTREAM_HEADER.encode() + b": " + self._endpoint_name().encode() + b"\n\n")
+            self._named = True
         loop = asyncio.get_running_loop()
         self._last_sent = loop.time()
         beat = asyncio.ensure_future(self._beat_when_idle(loop))

@@ -18,6 +18,9 @@ Policy:
 Holding: while no endpoint is ready (vLLM scaled to zero, or all pods restarting), requests
 wait in a bounded hold (``max_held`` requests, ``hold_timeout`` seconds each); the count is
 the ``qvllm_gateway_held_requests`` gauge, which the autoscaler reads to start the first pod.
+When the gateway shuts down (SIGTERM), :meth:`Router.drain` answers every held request at once
+(503 with ``Retry-After``, so the client retries against a replica that stays) instead of
+leaving it to be cut when the process exits.
 """
 
 from __future__ import annotations
@@ -48,7 +51,7 @@ MIN_AFFINITY_BOUND = 4
 
 
 class NoEndpoint(Exception):
-    """No endpoint became ready: ``reason`` is ``hold_full`` or ``hold_timeout``."""
+    """No endpoint became ready: ``reason`` is ``hold_full``, ``hold_timeout`` or ``shutting_down``."""
 
     def __init__(self, reason: str) -> None:
         super().__init__(reason)
@@ -129,6 +132,7 @@ class Router:
         self.synced = False  # the source reported at least once
         self.source = ""
         self.fallback = False
+        self.draining = False  # the gateway is shutting down: nothing is held any more
 
     # --- the endpoint set ---------------------------------------------------------------------
 
@@ -276,17 +280,34 @@ class Router:
         """A connect to ``state`` worked: no pause."""
         state.failures, state.avoid_until = 0, 0.0
 
+    def reachable(self) -> bool:
+        """Whether some ready endpoint is not known to be down (no connect or stream failure
+        since its last good connect). True with no endpoint at all: requests are then held."""
+        return not self._ready or any(s.failures == 0 for s in self._ready)
+
+    # --- shutting down ------------------------------------------------------------------------
+
+    def drain(self) -> None:
+        """Stop holding: every held request (and any later one that would be held) gets
+        ``NoEndpoint("shutting_down")`` at once; requests that find an endpoint ready still go
+        through. Idempotent."""
+        self.draining = True
+        self._ready_event.set()  # wakes every waiter; they see ``draining``
+
     # --- holding ------------------------------------------------------------------------------
 
     async def wait_ready(self, timeout: float) -> None:
         """Return once an endpoint is ready, holding the caller up to ``timeout`` seconds.
 
         Raises:
-            NoEndpoint: ``hold_full`` (``max_held`` requests already wait) at once, or
-                ``hold_timeout`` after ``timeout`` seconds.
+            NoEndpoint: ``hold_full`` (``max_held`` requests already wait) at once,
+                ``hold_timeout`` after ``timeout`` seconds, ``shutting_down`` once :meth:`drain`
+                was called.
         """
         if self._ready:
             return
+        if self.draining:
+            raise NoEndpoint("shutting_down")
         if self.held >= self._max_held:
             raise NoEndpoint("hold_full")
         self.held += 1
@@ -298,3 +319,5 @@ class Router:
         finally:
             self.held -= 1
             self._metrics.held.set(self.held)
+        if self.draining:
+            raise NoEndpoint("shutting_down")

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 import aiohttp
 
 from services.gateway.admission import Admission
-from services.gateway.errors import GatewayError, upstream_timeout, upstream_unavailable
+from services.gateway.errors import GatewayError, upstream_disconnected, upstream_timeout, upstream_unavailable
 from services.gateway.logs import LOGGER_NAME
 from services.gateway.metrics import GatewayMetrics
 from services.gateway.routing import EndpointState, Router
@@ -35,6 +35,10 @@ KEEPALIVE_SECONDS = 4.0
 CONNECT_RETRY_BACKOFF_SECONDS = 0.25
 # Nothing was sent when these are raised, so trying again (here or elsewhere) cannot duplicate work.
 CONNECT_ERRORS = (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError)
+# The engine closed the connection mid-answer (its process died or restarted).
+DISCONNECT_ERRORS = (aiohttp.ServerDisconnectedError, aiohttp.ClientPayloadError)
+# Error kinds (``map_upstream_error``) after which the endpoint counts as down until a connect works.
+ENDPOINT_DOWN_KINDS = frozenset({"connect", "disconnected"})
 
 
 def new_session(settings: GatewaySettings) -> aiohttp.ClientSession:
@@ -149,9 +153,12 @@ async def send(
 
 
 def map_upstream_error(exc: BaseException) -> tuple[GatewayError, str]:
-    """An aiohttp failure as (GatewayError, metric kind): connect -> 503, timeout -> 504, else 502."""
+    """An aiohttp failure as (GatewayError, metric kind): connect -> 503, timeout -> 504,
+    connection closed mid-answer -> 502 ``upstream_disconnected``, else 502."""
     if isinstance(exc, CONNECT_ERRORS):
         return upstream_unavailable(type(exc).__name__), "connect"
+    if isinstance(exc, DISCONNECT_ERRORS):
+        return upstream_disconnected(type(exc).__name__), "disconnected"
     if isinstance(exc, (TimeoutError, aiohttp.ServerTimeoutError)):
         return upstream_timeout(type(exc).__name__), "timeout"
     return (

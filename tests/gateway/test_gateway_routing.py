@@ -285,3 +285,34 @@ def test_prefix_affinity_keeps_a_prefix_on_one_endpoint_within_the_load_bound(fa
     names = Counter(name for _, name, _ in asyncio.run(shared()))
     # bound = ceil(1.25 * (in flight + 1) / 3) <= ceil(1.25 * 12 / 3) = 5
     assert max(names.values()) <= 5 and len(names) >= 2, names
+
+
+def test_stream_committed_early_still_names_its_endpoint(fakes, start_gateway, tmp_path) -> None:
+    """A stream committed for heartbeats while the engine had not answered yet carries the
+    x-qvllm-upstream header (the endpoint was already picked); one committed while it was held
+    (no endpoint yet) names the endpoint in an SSE comment before its first event."""
+    ((fake, url),) = fakes(1)
+    name = url.removeprefix("http://")
+    path = tmp_path / "endpoints.json"
+    write_endpoints(path, [url])
+    gw = start_gateway(upstream_endpoints_file=path, served_model_name=FAKE_MODEL, heartbeat_interval_seconds=0.1)
+    with httpx.stream("POST", gw.url + CHAT, json=_chat(chunks=2, header_delay=0.5), timeout=30) as resp:
+        text = resp.read().decode()
+        assert resp.headers[UPSTREAM_HEADER] == name, dict(resp.headers)
+    assert text.startswith(": keep-alive\n\n") and sse_events(text.split("\n"))[-1] == "[DONE]"
+
+    write_endpoints(path, [])
+    assert wait_until(lambda: not gw.app.state.router.ready)
+
+    async def held() -> tuple[int, str, str]:
+        async with httpx.AsyncClient(timeout=30) as client:
+            task = asyncio.create_task(_stream(client, gw.url, _chat(chunks=2)))
+            assert await _until(lambda: gw.app.state.router.held == 1)
+            await asyncio.sleep(0.3)  # committed with heartbeats
+            write_endpoints(path, [url])
+            return await task
+
+    status, header, text = asyncio.run(held())
+    assert status == 200 and header == ""
+    comment = f": {UPSTREAM_HEADER}: {name}\n\n"
+    assert comment in text and text.index(comment) < text.index("data: "), text[:300]

@@ -37,11 +37,13 @@ class GatewayStartError(RuntimeError):
 
 
 @contextlib.contextmanager
-def gateway_process(start_timeout: float = 30.0, cpus: str | None = None, **settings: Any) -> Iterator[GatewayProcess]:
-    """Start ``python -m services.gateway`` on a free loopback port; yield it.
+def gateway_process(start_timeout: float = 30.0, cpus: str | None = None, port: int | None = None,
+                    **settings: Any) -> Iterator[GatewayProcess]:
+    """Start ``python -m services.gateway`` on a free loopback port (or ``port``); yield it.
 
     Args:
         start_timeout: seconds to wait for ``GET /healthz`` to answer.
+        port: listen on this port (a restart test reuses the port of the gateway it replaces).
         cpus: a CPU list for ``taskset -c`` (benchmarks pin the gateway apart from the engine).
         settings: :class:`~services.gateway.settings.GatewaySettings` fields
             (``upstream_url=...``, ``served_model_name=...``), passed as ``GATEWAY_*`` variables.
@@ -50,7 +52,7 @@ def gateway_process(start_timeout: float = 30.0, cpus: str | None = None, **sett
         GatewayStartError: see the class.
         SettingsError: a setting is unknown or invalid.
     """
-    port = free_port()
+    port = port or free_port()
     env = {**os.environ, **settings_env(port=port, **settings), "PYTHONPATH": str(REPO_ROOT)}
     # Logs go to a file, not a pipe nobody reads while it runs (a full pipe would block it).
     log = tempfile.TemporaryFile()  # noqa: SIM115 - closed in finally

@@ -111,6 +111,7 @@ def running_vllm(
     start_timeout: float = DEFAULT_START_TIMEOUT_SECONDS,
     stop_timeout: float = 15.0,
     cpus: str | None = None,
+    port: int | None = None,
 ) -> Iterator[VllmServer]:
     """Generate the tiny model under ``work_dir`` and run one vLLM server until the block exits.
 
@@ -127,6 +128,8 @@ def running_vllm(
         stop_timeout: seconds between SIGTERM and SIGKILL at exit.
         cpus: a CPU list for ``taskset -c`` (benchmarks keep the engine off the proxy's core;
             vLLM's CPU backend binds its threads within the allowed CPUs).
+        port: listen on this port (a restart test brings an engine back at the same address);
+            default a free one.
 
     Yields:
         The running :class:`VllmServer`.
@@ -141,7 +144,7 @@ def running_vllm(
     work = Path(work_dir)
     model_dir = Path(model_dir) if model_dir is not None else generate_tiny_model(work / "model")
     log_path = work / "vllm.log"
-    port = free_port()
+    port = port or free_port()
     cmd = [
         *(["taskset", "-c", cpus] if cpus else []),
         str(VLLM_PYTHON), "-m", "vllm.entrypoints.openai.api_server",

@@ -21,14 +21,37 @@ async def healthz() -> dict[str, str]:
     return {"status": "ok"}
 
 
+async def _probe_failed_endpoints(upstream: Upstream) -> bool:
+    """Every ready endpoint has failed lately: probe their ``/health``; a 200 clears the failure
+    (so traffic resumes after an engine restart even when no request arrives). True if one answered."""
+    timeout = aiohttp.ClientTimeout(total=upstream.settings.connect_timeout_seconds)
+    answered = False
+    for state in list(upstream.router.ready):
+        try:
+            async with upstream.session.get(state.url + UPSTREAM_HEALTH_PATH, timeout=timeout) as resp:
+                ok = resp.status == 200
+        except (aiohttp.ClientError, TimeoutError):
+            ok = False
+        if ok:
+            upstream.router.connect_ok(state)
+            answered = True
+    return answered
+
+
 @router.get(READY_PATH)
 async def readyz(request: Request) -> JSONResponse:
-    """Readiness: with an endpoint source, once it has reported (zero endpoints is ready: such
-    requests are held while vLLM scales from zero); with only the Service URL (no source, or
-    discovery failed), when its ``/health`` answers 200."""
+    """Readiness: not while shutting down. With an endpoint source, once it has reported (zero
+    endpoints is ready: such requests are held while vLLM scales from zero) and unless every
+    listed endpoint failed lately and none answers its ``/health`` now; with only the Service URL
+    (no source, or discovery failed), when its ``/health`` answers 200."""
     upstream: Upstream = request.app.state.upstream
     router = upstream.router
+    if router.draining:
+        return JSONResponse({"status": "not ready", "detail": "shutting down"}, status_code=503)
     if router.source != "service" and not router.fallback:
+        if router.synced and not router.reachable() and not await _probe_failed_endpoints(upstream):
+            return JSONResponse({"status": "not ready", "detail": f"none of the {len(router.ready)} vLLM endpoint(s) "
+                                 "answers (connect failed or connection closed mid-answer)"}, status_code=503)
         if router.synced:
             return JSONResponse({"status": "ready", "source": router.source, "endpoints": len(router.ready),
                                  "held": router.held})

@@ -1,0 +1,160 @@
+"""Faults on the real serving path: the gateway in front of a real CPU vLLM (tiny model).
+
+- The engine is killed mid-answer (SIGKILL to its process group, as when a pod is OOM-killed):
+  every stream in flight ends at once with one OpenAI-style error event and the response ends;
+  ``/readyz`` turns unready; a request meanwhile gets 503 with Retry-After; once an engine is back
+  at the same address, ``/readyz`` is ready again and requests are served, by the same gateway
+  process (no restart).
+- The gateway is restarted under load (SIGTERM, a new process on the same port, as a rolling
+  restart does): the streams in flight end cleanly (complete, or one error event), and new
+  requests are served by the new process within seconds.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import threading
+import time
+
+import httpx
+import pytest
+
+from tests.support.gateway_process import gateway_process
+from tests.support.vllm_server import free_port, running_vllm
+
+from .servers import assert_openai_error, sse_events, wait_until
+
+pytestmark = pytest.mark.engine
+
+CHAT = "/v1/chat/completions"
+# Tokens per stream: several seconds of generation on 2 busy cores, so a fault lands mid-answer.
+LONG_ANSWER = 2000
+# Time bounds (seconds); every one is far below what an unhandled fault costs (a hang until the
+# read timeout, minutes).
+STREAM_END_AFTER_KILL_S = 5.0
+RESTARTED_GATEWAY_SERVES_WITHIN_S = 10.0
+
+
+def _body(model: str, max_tokens: int = LONG_ANSWER, stream: bool = True) -> dict:
+    return {"model": model, "messages": [{"role": "user", "content": "Tell me a long story."}],
+            "max_tokens": max_tokens, "ignore_eos": True, "stream": stream}
+
+
+class _Stream(threading.Thread):
+    """One streaming request read line by line: its events, when the first arrived, when it ended."""
+
+    def __init__(self, url: str, body: dict) -> None:
+        super().__init__(daemon=True)
+        self.url, self.body = url, body
+        self.status = 0
+        self.lines: list[str] = []
+        self.first = threading.Event()
+        self.error: BaseException | None = None
+        self.ended = 0.0
+
+    def run(self) -> None:
+        try:
+            with httpx.stream("POST", self.url + CHAT, json=self.body, timeout=120) as resp:
+                self.status = resp.status_code
+                for line in resp.iter_lines():
+                    self.lines.append(line)
+                    if line.startswith("data: "):
+                        self.first.set()
+        except BaseException as exc:  # noqa: BLE001 - the test reports it
+            self.error = exc
+        self.ended = time.monotonic()
+
+    @property
+    def events(self) -> list[str]:
+        return sse_events(self.lines)
+
+
+def _refused(port: int) -> bool:
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=1).close()
+    except ConnectionRefusedError:
+        return True
+    return False
+
+
+def _start_streams(url: str, model: str, count: int) -> list[_Stream]:
+    streams = [_Stream(url, _body(model)) for _ in range(count)]
+    for s in streams:
+        s.start()
+    for s in streams:
+        assert s.first.wait(120), (s.status, s.error, s.lines[:3])
+    return streams
+
+
+@pytest.mark.timeout(900)
+def test_engine_killed_mid_stream_errors_streams_unready_then_resumes_after_restart(tmp_path, start_gateway) -> None:
+    port = free_port()
+    with running_vllm(tmp_path / "engine", port=port, max_model_len=LONG_ANSWER + 64) as engine:
+        gw = start_gateway(upstream_endpoints=engine.base_url, served_model_name=engine.served_model_name,
+                           retry_after_seconds=2)
+        app = gw.app
+        assert httpx.get(gw.url + "/readyz").status_code == 200
+        streams = _start_streams(gw.url, engine.served_model_name, 3)
+        killed = time.monotonic()
+        os.killpg(engine.pid, signal.SIGKILL)
+        for s in streams:
+            s.join(timeout=STREAM_END_AFTER_KILL_S + 5)
+
+    for s in streams:
+        assert not s.is_alive() and s.error is None, s.error  # the response ended, no client error
+        assert s.ended - killed < STREAM_END_AFTER_KILL_S, s.ended - killed
+        assert s.status == 200
+        last = json.loads(s.events[-1])
+        assert set(last) == {"error"} and set(last["error"]) == {"message", "type", "param", "code"}, last
+        assert last["error"]["code"] == "upstream_disconnected" and last["error"]["type"] == "server_error", last
+        assert all("error" not in json.loads(e) for e in s.events[:-1])  # tokens, then one error event
+
+    ready = httpx.get(gw.url + "/readyz")
+    assert ready.status_code == 503, ready.text
+    refused = httpx.post(gw.url + CHAT, json=_body(engine.served_model_name, 8, stream=False), timeout=30)
+    assert assert_openai_error(refused, 503)["code"] == "upstream_unavailable"
+    assert "retry-after" in refused.headers
+
+    with running_vllm(tmp_path / "engine-again", port=port, max_model_len=LONG_ANSWER + 64) as again:
+        assert wait_until(lambda: httpx.get(gw.url + "/readyz").status_code == 200, timeout=10)
+        answer = httpx.post(gw.url + CHAT, json=_body(again.served_model_name, 8, stream=False), timeout=60)
+        assert answer.status_code == 200, answer.text
+        assert answer.json()["choices"][0]["message"]["content"]
+        streams = _start_streams(gw.url, again.served_model_name, 1)
+        streams[0].join(timeout=120)
+        assert streams[0].events[-1] == "[DONE]"
+    assert gw.app is app  # the same gateway served before and after
+
+
+@pytest.mark.timeout(600)
+def test_gateway_restarted_under_load_in_flight_end_cleanly_new_served_within_seconds(vllm) -> None:
+    port = free_port()
+    settings = {"upstream_endpoints": vllm.base_url, "served_model_name": vllm.served_model_name}
+    with gateway_process(port=port, **settings) as old:
+        streams = _start_streams(old.url, vllm.served_model_name, 3)
+        signalled = time.monotonic()
+        os.kill(old.pid, signal.SIGTERM)
+        # the replacement starts as soon as the old one stopped listening (at once), on the same
+        # port, while the old one finishes its streams
+        assert wait_until(lambda: _refused(port), timeout=5)
+        with gateway_process(port=port, **settings) as new:
+            served_at = None
+            while time.monotonic() - signalled < RESTARTED_GATEWAY_SERVES_WITHIN_S and served_at is None:
+                try:
+                    r = httpx.post(new.url + CHAT, json=_body(vllm.served_model_name, 8, stream=False), timeout=30)
+                    if r.status_code == 200:
+                        served_at = time.monotonic() - signalled
+                except httpx.TransportError:
+                    time.sleep(0.1)
+            for s in streams:
+                s.join(timeout=120)
+    assert served_at is not None, "no request served by the restarted gateway"
+    print(f"restarted gateway served a request {served_at:.2f} s after SIGTERM to the old one")
+    for s in streams:
+        assert s.error is None and s.status == 200, s.error
+        last = s.events[-1]
+        # complete, or (past the graceful-shutdown limit) one error event saying why
+        assert last == "[DONE]" or json.loads(last)["error"]["code"] == "shutting_down", last
