@@ -19,6 +19,9 @@ Figures (medians over interleaved rounds, with ranges):
 - time from a 4th upstream being announced (endpoints file written / ``add_worker`` / added
   to the balancer) to its first request.
 
+``--baseline DIR`` adds the gateway of another checkout (e.g. ``git worktree add /tmp/base main``)
+as a fourth target, interleaved with the others, for a before/after of a gateway change in one run.
+
 The upstreams run on CPU 0, proxies and the client on CPU 1 (``taskset``), so a proxy never
 competes with the upstreams for a core; the output says so. The last line is machine-readable.
 """
@@ -253,6 +256,8 @@ def main() -> None:  # noqa: PLR0915 - one linear script
     parser.add_argument("--balance-seconds", type=float, default=6.0)
     parser.add_argument("--join-seconds", type=float, default=4.0)
     parser.add_argument("--probes", type=int, default=60, help="idle TTFT probes per target")
+    parser.add_argument("--baseline", type=Path, default=None,
+                        help="another checkout whose gateway is measured too (before/after of a change)")
     args = parser.parse_args()
 
     def _interrupt(signum: int, frame: object) -> None:
@@ -281,7 +286,7 @@ def main() -> None:  # noqa: PLR0915 - one linear script
 
     results: dict[str, list[float]] = {k: [] for k in (
         "gw_balance", "router_balance", "pinned_balance", "gw_join", "router_join", "pinned_join",
-        "gw_cpu", "router_cpu", "pinned_cpu")}
+        "gw_cpu", "router_cpu", "pinned_cpu", "base_balance", "base_join", "base_cpu")}
     gw_settings = {"served_model_name": "fake", "log_level": "WARNING", "max_in_flight": 256, "cpus": proxy_cpus}
     with contextlib.ExitStack() as stack:
         stack.enter_context(process(
@@ -294,6 +299,12 @@ def main() -> None:  # noqa: PLR0915 - one linear script
         def gateway() -> Iterator:
             write_endpoints(fakes.urls[:3])
             with gateway_process(upstream_endpoints_file=endpoints_file, **gw_settings) as gw:
+                yield gw
+
+        @contextlib.contextmanager
+        def baseline_gateway() -> Iterator:
+            write_endpoints(fakes.urls[:3])
+            with gateway_process(upstream_endpoints_file=endpoints_file, root=args.baseline.resolve(), **gw_settings) as gw:
                 yield gw
 
         @contextlib.contextmanager
@@ -323,10 +334,17 @@ def main() -> None:  # noqa: PLR0915 - one linear script
             await fakes.post(session, f"/lb?port={ports[3]}")
 
         print("idle TTFT probes ...", flush=True)
-        with gateway() as gw, router() as rt:
-            idle = asyncio.run(idle_ttft({"direct": fakes.urls[:3], "gateway": [gw.url], "vllm-router": [rt.url]}, args.probes))
+        with contextlib.ExitStack() as probes:
+            gw, rt = probes.enter_context(gateway()), probes.enter_context(router())
+            paths = {"direct": fakes.urls[:3], "gateway": [gw.url], "vllm-router": [rt.url]}
+            if args.baseline:
+                paths["baseline"] = [probes.enter_context(gateway_process(
+                    upstream_endpoints_file=endpoints_file, root=args.baseline.resolve(), **gw_settings)).url]
+            idle = asyncio.run(idle_ttft(paths, args.probes))
         for i in range(args.rounds):
             order = [("gateway", gateway, announce_gateway), ("vllm-router", router, None), ("pinned", pinned_gateway, announce_pinned)]
+            if args.baseline:
+                order.insert(1, ("baseline", baseline_gateway, announce_gateway))
             if i % 2:
                 order.reverse()
             for name, start, announce in order:
@@ -334,7 +352,7 @@ def main() -> None:  # noqa: PLR0915 - one linear script
                 # of an earlier run must not reach the 4th upstream through it
                 asyncio.run(reset(fakes))
                 with start() as proxy:
-                    key = {"gateway": "gw", "vllm-router": "router", "pinned": "pinned"}[name]
+                    key = {"gateway": "gw", "vllm-router": "router", "pinned": "pinned", "baseline": "base"}[name]
                     cpu = asyncio.run(cpu_per_10k(proxy.pid, proxy.url, args))
                     balance, join = asyncio.run(balance_and_join(fakes, proxy.url, announce or announce_router(proxy.url), args))
                 results[f"{key}_cpu"].append(cpu)
@@ -359,13 +377,19 @@ def main() -> None:  # noqa: PLR0915 - one linear script
     added50, added99 = p50["gateway"] - p50["direct"], p99["gateway"] - p99["direct"]
     print(f"added TTFT vs direct: gateway p50 {added50:+.2f} ms p99 {added99:+.2f} ms; vllm-router p50 "
           f"{p50['vllm-router'] - p50['direct']:+.2f} ms p99 {p99['vllm-router'] - p99['direct']:+.2f} ms")
+    if args.baseline:
+        print(f"baseline gateway ({args.baseline}): CPU s per 10k events {fmt_range(results['base_cpu'], 3)}, balance "
+              f"{fmt_range(results['base_balance'])}, added TTFT p50 {p50['baseline'] - p50['direct']:+.2f} ms "
+              f"p99 {p99['baseline'] - p99['direct']:+.2f} ms")
     gw_cpu, rt_cpu = statistics.median(results["gw_cpu"]), statistics.median(results["router_cpu"])
     print(f"gateway CPU per event / vllm-router's: {gw_cpu / rt_cpu:.2f}x (aim <= 1.5x); balance aim <= 1.25; "
           "new endpoint aim <= 1 s; added p50 TTFT aim <= 1 ms")
     print(f"balance_max_over_min={statistics.median(results['gw_balance']):.3f} "
           f"new_endpoint_first_request_s={statistics.median(results['gw_join']):.3f} "
           f"added_ttft_p50_ms={added50:.3f} cpu_per_10k_events_s={gw_cpu:.3f} "
-          f"vllm_router_cpu_per_10k_events_s={rt_cpu:.3f}")
+          f"vllm_router_cpu_per_10k_events_s={rt_cpu:.3f}"
+          + (f" baseline_cpu_per_10k_events_s={statistics.median(results['base_cpu']):.3f} "
+             f"baseline_added_ttft_p50_ms={p50['baseline'] - p50['direct']:.3f}" if args.baseline else ""))
 
 
 if __name__ == "__main__":

@@ -38,12 +38,13 @@ class GatewayStartError(RuntimeError):
 
 @contextlib.contextmanager
 def gateway_process(start_timeout: float = 30.0, cpus: str | None = None, port: int | None = None,
-                    **settings: Any) -> Iterator[GatewayProcess]:
+                    root: Path = REPO_ROOT, **settings: Any) -> Iterator[GatewayProcess]:
     """Start ``python -m services.gateway`` on a free loopback port (or ``port``); yield it.
 
     Args:
         start_timeout: seconds to wait for ``GET /healthz`` to answer.
         port: listen on this port (a restart test reuses the port of the gateway it replaces).
+        root: the checkout whose ``services/gateway`` runs (a benchmark compares another commit's).
         cpus: a CPU list for ``taskset -c`` (benchmarks pin the gateway apart from the engine).
         settings: :class:`~services.gateway.settings.GatewaySettings` fields
             (``upstream_url=...``, ``served_model_name=...``), passed as ``GATEWAY_*`` variables.
@@ -53,11 +54,11 @@ def gateway_process(start_timeout: float = 30.0, cpus: str | None = None, port: 
         SettingsError: a setting is unknown or invalid.
     """
     port = port or free_port()
-    env = {**os.environ, **settings_env(port=port, **settings), "PYTHONPATH": str(REPO_ROOT)}
+    env = {**os.environ, **settings_env(port=port, **settings), "PYTHONPATH": str(root)}
     # Logs go to a file, not a pipe nobody reads while it runs (a full pipe would block it).
     log = tempfile.TemporaryFile()  # noqa: SIM115 - closed in finally
     proc = subprocess.Popen(  # noqa: S603 - our own module
-        [*(["taskset", "-c", cpus] if cpus else []), sys.executable, "-m", "services.gateway"], cwd=REPO_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+        [*(["taskset", "-c", cpus] if cpus else []), sys.executable, "-m", "services.gateway"], cwd=root, env=env, stdout=log, stderr=subprocess.STDOUT,
     )
     url = f"http://127.0.0.1:{port}"
     try:
