@@ -18,11 +18,6 @@ from services.gateway.metrics import GatewayMetrics
 log = logging.getLogger(LOGGER_NAME)
 
 REQUEST_ID_HEADER = "x-request-id"
-# Scope state key of the ``send`` this middleware received. Every send wrapper below it (this
-# one, Starlette's exception handling for the app and for the route) acts on the response start
-# only, so a relay may send its body messages, one per SSE event, through this one directly:
-# three coroutine calls fewer per event.
-BODY_SEND_KEY = "body_send"
 _VALID_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
 
 
@@ -62,7 +57,6 @@ class RequestContextMiddleware:
         state = scope.setdefault("state", {})
         state["request_id"] = request_id
         state["start"] = start
-        state[BODY_SEND_KEY] = send
         status = 500
         path = scope["path"]
 

@@ -56,7 +56,6 @@ from services.gateway.errors import (
     shutting_down,
 )
 from services.gateway.logs import LOGGER_NAME
-from services.gateway.middleware import BODY_SEND_KEY
 from services.gateway.routing import EndpointState, NoEndpoint
 from services.gateway.upstream import ENDPOINT_DOWN_KINDS, NoReadyEndpoint, Upstream, map_upstream_error, send
 
@@ -151,14 +150,11 @@ class ProxyResponse(Response):
         self._named = False  # the upstream header (or its SSE comment) was sent
         self._at_boundary = True
         self._send: Send | None = None
-        self._send_body: Send | None = None
-        self._writing = False  # a relayed chunk's send is under way (possibly waiting on a slow client)
+        self._send_lock = asyncio.Lock()
         self._last_sent = 0.0
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:  # noqa: D102
         self._send = send
-        # body messages skip the send wrappers that only act on the response start
-        self._send_body = scope.get("state", {}).get(BODY_SEND_KEY, send)
         main = asyncio.ensure_future(self._run())
         watcher = asyncio.ensure_future(self._watch_disconnect(receive))
         cancelled = False
@@ -214,10 +210,7 @@ class ProxyResponse(Response):
     async def _body(self, chunk: bytes, more: bool = True) -> None:
         if not more:
             self._ended = True
-        try:
-            await self._send_body({"type": "http.response.body", "body": chunk, "more_body": more})  # type: ignore[misc]
-        except OSError as exc:  # uvicorn's ClientDisconnected is an OSError (ASGI spec 2.4)
-            raise _ClientGone() from exc
+        await self._out({"type": "http.response.body", "body": chunk, "more_body": more})
 
     async def _heartbeat(self) -> None:
         if not self._committed:
@@ -322,7 +315,7 @@ class ProxyResponse(Response):
 
     async def _relay_stream(self, upstream: aiohttp.ClientResponse) -> None:
         """Forward whatever bytes have arrived, as they arrive. Heartbeats come from a side task
-        that wakes once per interval, so the per-read path has no timer, task or lock of its own."""
+        that wakes once per interval, so the per-read path has no timer or task of its own."""
         if not self._committed:
             await self._start_response(200, response_headers(upstream, True, self._endpoint_name()))
             self._named = True
@@ -333,16 +326,16 @@ class ProxyResponse(Response):
         self._last_sent = loop.time()
         beat = asyncio.ensure_future(self._beat_when_idle(loop))
         first = True
+        lock = self._send_lock
         try:
             async for chunk in upstream.content.iter_any():
                 if first:
                     first = False
                     self._metrics.ttft.labels(route=self._call.route).observe(time.perf_counter() - self._call.start)
-                self._last_sent = loop.time()
-                self._writing = True
-                await self._body(chunk)
-                self._writing = False
                 self._at_boundary = chunk.endswith((b"\n\n", b"\r\n\r\n"))
+                self._last_sent = loop.time()
+                async with lock:
+                    await self._body(chunk)
         finally:
             beat.cancel()
             with contextlib.suppress(BaseException):
@@ -350,17 +343,14 @@ class ProxyResponse(Response):
         await self._body(b"", more=False)
 
     async def _beat_when_idle(self, loop: asyncio.AbstractEventLoop) -> None:
-        """Send a heartbeat whenever nothing was sent for ``heartbeat_interval`` seconds.
-
-        No lock with the relay (two coroutine calls per event fewer): the ASGI server writes each
-        message whole, ``_at_boundary`` describes the bytes already written, and no heartbeat is
-        sent while a relayed chunk's send is pending (a slow client: data is waiting anyway)."""
+        """Send a heartbeat whenever nothing was sent for ``heartbeat_interval`` seconds."""
         while True:
             idle = loop.time() - self._last_sent
-            if idle < self._hb or self._writing:
-                await asyncio.sleep(self._hb - idle if idle < self._hb else self._hb)
+            if idle < self._hb:
+                await asyncio.sleep(self._hb - idle)
                 continue
-            await self._heartbeat()
+            async with self._send_lock:
+                await self._heartbeat()
             self._last_sent = loop.time()
 
     async def _read_error(self, upstream: aiohttp.ClientResponse) -> GatewayError:
