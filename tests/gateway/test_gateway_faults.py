@@ -25,17 +25,20 @@ import pytest
 from tests.support.gateway_process import gateway_process
 from tests.support.vllm_server import free_port, running_vllm
 
+from .conftest import LONG_ANSWER_TOKENS
 from .servers import assert_openai_error, sse_events, wait_until
 
 pytestmark = pytest.mark.engine
 
 CHAT = "/v1/chat/completions"
-# Tokens per stream: several seconds of generation on 2 busy cores, so a fault lands mid-answer.
-LONG_ANSWER = 2000
+# Tokens per stream: several seconds of generation even on 2 idle cores, so a fault lands
+# mid-answer (2000 tokens took 2.3 s on a quiet machine: the kill came after the end).
+LONG_ANSWER = LONG_ANSWER_TOKENS
 # Time bounds (seconds); every one is far below what an unhandled fault costs (a hang until the
 # read timeout, minutes).
 STREAM_END_AFTER_KILL_S = 5.0
 RESTARTED_GATEWAY_SERVES_WITHIN_S = 10.0
+RESTART_ANSWER = 2000  # tokens per stream in flight while the gateway restarts
 
 
 def _body(model: str, max_tokens: int = LONG_ANSWER, stream: bool = True) -> dict:
@@ -80,8 +83,8 @@ def _refused(port: int) -> bool:
     return False
 
 
-def _start_streams(url: str, model: str, count: int) -> list[_Stream]:
-    streams = [_Stream(url, _body(model)) for _ in range(count)]
+def _start_streams(url: str, model: str, count: int, max_tokens: int = LONG_ANSWER) -> list[_Stream]:
+    streams = [_Stream(url, _body(model, max_tokens)) for _ in range(count)]
     for s in streams:
         s.start()
     for s in streams:
@@ -92,7 +95,7 @@ def _start_streams(url: str, model: str, count: int) -> list[_Stream]:
 @pytest.mark.timeout(900)
 def test_engine_killed_mid_stream_errors_streams_unready_then_resumes_after_restart(tmp_path, start_gateway) -> None:
     port = free_port()
-    with running_vllm(tmp_path / "engine", port=port, max_model_len=LONG_ANSWER + 64) as engine:
+    with running_vllm(tmp_path / "engine", port=port, max_model_len=LONG_ANSWER + 192) as engine:
         gw = start_gateway(upstream_endpoints=engine.base_url, served_model_name=engine.served_model_name,
                            retry_after_seconds=2)
         app = gw.app
@@ -118,7 +121,7 @@ def test_engine_killed_mid_stream_errors_streams_unready_then_resumes_after_rest
     assert assert_openai_error(refused, 503)["code"] == "upstream_unavailable"
     assert "retry-after" in refused.headers
 
-    with running_vllm(tmp_path / "engine-again", port=port, max_model_len=LONG_ANSWER + 64) as again:
+    with running_vllm(tmp_path / "engine-again", port=port, max_model_len=LONG_ANSWER + 192) as again:
         assert wait_until(lambda: httpx.get(gw.url + "/readyz").status_code == 200, timeout=10)
         answer = httpx.post(gw.url + CHAT, json=_body(again.served_model_name, 8, stream=False), timeout=60)
         assert answer.status_code == 200, answer.text
@@ -134,7 +137,8 @@ def test_gateway_restarted_under_load_in_flight_end_cleanly_new_served_within_se
     port = free_port()
     settings = {"upstream_endpoints": vllm.base_url, "served_model_name": vllm.served_model_name}
     with gateway_process(port=port, **settings) as old:
-        streams = _start_streams(old.url, vllm.served_model_name, 3)
+        # in flight at the SIGTERM, and well within the 30 s graceful-shutdown limit
+        streams = _start_streams(old.url, vllm.served_model_name, 3, max_tokens=RESTART_ANSWER)
         signalled = time.monotonic()
         os.kill(old.pid, signal.SIGTERM)
         # the replacement starts as soon as the old one stopped listening (at once), on the same
