@@ -2,14 +2,23 @@
 
 from __future__ import annotations
 
+import sys
+
 import uvicorn
 
-from services.gateway.settings import load_settings
+from services.gateway.settings import SettingsError, load_settings
 
 
 def main() -> None:
-    """Run uvicorn in factory mode (uvloop and httptools, no access log: the app logs JSON)."""
-    settings = load_settings()
+    """Run uvicorn in factory mode (uvloop and httptools, no access log: the app logs JSON).
+
+    A bad GATEWAY_* variable ends the process with one line naming it and exit code 2.
+    """
+    try:
+        settings = load_settings()
+    except SettingsError as exc:
+        print(f"gateway: {exc}", file=sys.stderr)
+        sys.exit(2)
     uvicorn.run(
         "services.gateway.app:create_app",
         factory=True,

@@ -15,7 +15,9 @@ names come from :mod:`services.gateway.contract`.
 
 from __future__ import annotations
 
+import difflib
 import os
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -174,6 +176,14 @@ class GatewaySettings(BaseModel):
             raise ValueError(f"set at most one endpoint source, got {names}")
         return self
 
+    @field_validator("api_keys_file")
+    @classmethod
+    def _readable_file(cls, value: Path | None) -> Path | None:
+        # A missing key file would otherwise surface as a traceback inside the server's start.
+        if value is not None and not value.is_file():
+            raise ValueError(f"{str(value)!r} is not a readable file")
+        return value
+
     @field_validator("log_level", mode="before")
     @classmethod
     def _level(cls, value: Any) -> Any:
@@ -210,6 +220,31 @@ class SettingsError(ValueError):
     """Invalid GATEWAY_* environment; the message names each bad variable."""
 
 
+# Kubernetes injects <SERVICE>_SERVICE_HOST, <SERVICE>_PORT_<n>_TCP... for every Service of the
+# namespace (https://kubernetes.io/docs/concepts/services-networking/service/#environment-variables);
+# our Service is called "gateway", so those names are expected and are not settings.
+_SERVICE_LINK = re.compile(rf"^{ENV_PREFIX}(SERVICE_[A-Z_]+|PORT_\d+_[A-Z_]+)$")
+
+
+def _refuse_misspelt(environ: Mapping[str, str]) -> None:
+    """Refuse a GATEWAY_* variable that is no setting (a typo would otherwise be ignored silently).
+
+    Raises:
+        SettingsError: names the variable and the closest setting.
+    """
+    known = set(ENV_VARS.values())
+    unknown = sorted(
+        name for name in environ
+        if name.startswith(ENV_PREFIX) and name not in known and not _SERVICE_LINK.match(name)
+    )
+    if unknown:
+        hints = []
+        for name in unknown:
+            close = difflib.get_close_matches(name, sorted(known), n=1)
+            hints.append(f"{name} (did you mean {close[0]}?)" if close else name)
+        raise SettingsError(f"unknown gateway variable(s): {', '.join(hints)}")
+
+
 def load_settings(environ: Mapping[str, str] | None = None) -> GatewaySettings:
     """Build settings from ``environ`` (default ``os.environ``); unset variables keep defaults.
 
@@ -217,6 +252,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> GatewaySettings:
         SettingsError: a variable does not parse; names the variable and the reason.
     """
     source = os.environ if environ is None else environ
+    _refuse_misspelt(source)
     values = {field: source[var] for field, var in ENV_VARS.items() if var in source}
     try:
         return GatewaySettings(**values)

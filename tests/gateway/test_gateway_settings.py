@@ -77,3 +77,39 @@ def test_settings_env_round_trip() -> None:
         s.settings_env(nope=1)
     with pytest.raises(s.SettingsError):
         s.settings_env(max_in_flight=0)
+
+
+def test_a_misspelt_variable_is_refused_with_the_closest_name() -> None:
+    with pytest.raises(s.SettingsError, match=r"GATEWAY_MAX_INFLIGHT \(did you mean GATEWAY_MAX_IN_FLIGHT\?\)"):
+        s.load_settings({"GATEWAY_MAX_INFLIGHT": "5"})
+
+
+def test_kubernetes_service_link_variables_are_not_settings() -> None:
+    """Kubernetes injects these for our Service named "gateway"; they must not stop the pod."""
+    got = s.load_settings({
+        "GATEWAY_SERVICE_HOST": "172.20.0.10", "GATEWAY_SERVICE_PORT": "80",
+        "GATEWAY_PORT_80_TCP": "tcp://172.20.0.10:80", "GATEWAY_PORT_80_TCP_ADDR": "172.20.0.10",
+        "GATEWAY_PORT": "8000",
+    })
+    assert got.port == 8000
+
+
+def test_a_missing_key_file_is_named_at_load(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    with pytest.raises(s.SettingsError, match="GATEWAY_API_KEYS_FILE.*not a readable file"):
+        s.load_settings({"GATEWAY_API_KEYS_FILE": str(tmp_path / "absent")})
+
+
+@pytest.mark.parametrize("env", [{"GATEWAY_MAX_IN_FLIGHT": "-1"}, {"GATEWAY_MAX_INFLIGHT": "5"}])
+def test_python_m_gateway_says_one_line_and_exits_2(env) -> None:  # type: ignore[no-untyped-def]
+    import os
+    import subprocess
+    import sys
+
+    from tests.conftest import REPO_ROOT
+
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("GATEWAY_")}
+    out = subprocess.run([sys.executable, "-m", "services.gateway"], cwd=REPO_ROOT, env={**clean, **env},
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 2
+    assert out.stderr.strip().count("\n") == 0 and out.stderr.startswith("gateway: "), out.stderr
+    assert next(iter(env)) in out.stderr
