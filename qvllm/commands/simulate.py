@@ -102,7 +102,7 @@ def _local_max_num_seqs() -> int:
               help="CSV trace: arrival_s,prompt_tokens,output_tokens (instead of --profile).")
 @click.option("--profile", "profile_name", default="demo", show_default=True,
               help="Generated load: demo (5 -> 150 users, 30 min), short (2 min), diurnal (one day, bursts).")
-@click.option("--seed", type=int, default=1, show_default=True, help="Seed of generated profiles.")
+@click.option("--seed", type=click.IntRange(min=0), default=1, show_default=True, help="Seed of generated profiles (0 or more).")
 @click.option("--engine", "engine_file", type=click.Path(exists=True, dir_okay=False),
               help="A calibration file (from --calibrate): its simulation.engine replaces the config's.")
 @click.option("--png", "png", default=DEFAULT_PNG, show_default=True, help="Timeline plot to write ('' for none).")

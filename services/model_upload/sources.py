@@ -28,6 +28,7 @@ from urllib.parse import quote, urljoin, urlsplit
 
 import urllib3
 from urllib3.exceptions import HTTPError as Urllib3HTTPError
+from urllib3.exceptions import MaxRetryError, NameResolutionError
 from urllib3.util import Retry, Timeout
 
 from .errors import (
@@ -176,6 +177,14 @@ class HubSource:
                     decode_content=False,
                 )
             except Urllib3HTTPError as exc:
+                if _name_not_resolved(exc):
+                    # A host name that does not resolve will not resolve on the next attempt either:
+                    # say so at once rather than after the whole backoff (about 100 s).
+                    raise SourceNetworkError(
+                        f"could not resolve the Hugging Face hub's host {urlsplit(url).hostname!r} for {what} "
+                        f"(last error: {redact(str(exc), self.token)})",
+                        "check DNS and network access to the hub (proxy, NAT, firewall), or give a local "
+                        "folder, and run it again") from None
                 if attempts.wait():
                     continue
                 raise SourceNetworkError(
@@ -450,3 +459,10 @@ class _FileRange:
     def close(self) -> None:
         """Close the file."""
         self._fh.close()
+
+
+def _name_not_resolved(exc: Urllib3HTTPError) -> bool:
+    """Whether urllib3 failed because the host name does not resolve (directly or as the reason
+    of a ``MaxRetryError``)."""
+    reason = exc.reason if isinstance(exc, MaxRetryError) else exc
+    return isinstance(reason, NameResolutionError)

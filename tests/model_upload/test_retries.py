@@ -109,3 +109,18 @@ def test_parts_ask_the_resolver_once_and_the_token_never_reaches_the_cdn(
         assert len(cdn) >= big_file.size // (16 * 1024 * 1024)  # one ranged GET per part
         assert resolves == [("HEAD", resolves[0][1])] * len(resolves) and len(resolves) <= 2  # access check + location
         assert not any(auth for _, auth in cdn)
+
+
+def test_a_hub_host_that_does_not_resolve_fails_at_once_naming_it() -> None:
+    """A name that does not resolve (``.invalid`` never does, RFC 2606) is not retried: the
+    error names the host at once instead of after the whole backoff (about 100 s)."""
+    slept: list[float] = []
+
+    class Recording(Backoff):
+        def start(self, clock=None, sleep=None):  # type: ignore[no-untyped-def,override]
+            return super().start(sleep=slept.append)
+
+    source = HubSource("org/model", endpoint="http://hub.example.invalid", backoff=Recording())
+    with pytest.raises(SourceNetworkError, match="could not resolve the Hugging Face hub's host 'hub.example.invalid'"):
+        source.resolve()
+    assert slept == []
