@@ -270,6 +270,27 @@ def _engine_env(base: dict[str, str], opts: LocalOptions, index: int) -> dict[st
     return env
 
 
+def check_model_option(model: str) -> None:
+    """``--model`` names a known model, an existing folder, or a Hugging Face repo id ``org/name``.
+
+    A value written as a path (``/``, ``.`` or ``~`` first) must be a folder: otherwise it would be
+    taken for a repo id and fail only after S3 started, with a message about repo ids.
+
+    Raises:
+        LocalStackError: the folder does not exist, or the value is neither a folder nor ``org/name``.
+    """
+    if model in LOCAL_MODELS:
+        return
+    path = Path(model).expanduser()
+    if path.is_dir():
+        return
+    if model.startswith(("/", ".", "~")) or path.exists():
+        raise LocalStackError(f"--model {model!r}: no such model folder")
+    if model.count("/") != 1 or not all(model.split("/")):
+        raise LocalStackError(f"--model {model!r}: expected {', '.join(sorted(LOCAL_MODELS))}, "
+                              "a model folder, or a Hugging Face repo id like 'org/name'")
+
+
 def up(opts: LocalOptions, echo: Callable[[str], None] = print) -> RunState:
     """Start the stack; returns the saved state. Stops what it started if a step fails.
 
@@ -286,6 +307,7 @@ def up(opts: LocalOptions, echo: Callable[[str], None] = print) -> RunState:
         raise LocalStackError(f"replicas must be at least 1, got {opts.replicas}")
     check_host(opts.host)
     public_url(opts.host, 1)  # fail now, not after the engines started, when there is no LAN address
+    check_model_option(opts.model)  # before anything starts
     folder.mkdir(parents=True, exist_ok=True)
     logs = folder / "logs"
     logs.mkdir(exist_ok=True)
@@ -315,7 +337,8 @@ def up(opts: LocalOptions, echo: Callable[[str], None] = print) -> RunState:
         echo(f"S3 (moto) on {endpoint}")
 
         # 2. the model folder: prepared once, verified by sha256 on every start
-        echo(f"model {opts.model}: checking the prepared folder (first time: prepared, about a minute) ...")
+        if opts.model in LOCAL_MODELS:
+            echo(f"model {opts.model}: checking the prepared folder (first time: prepared, about a minute) ...")
         plan, prepared = plan_model(opts, logs)
         if prepared is not None:
             state.timings["prepare_s"] = prepared.seconds
@@ -392,6 +415,8 @@ def up(opts: LocalOptions, echo: Callable[[str], None] = print) -> RunState:
         return state
     except BaseException:
         stop_all(state)
+        state.pids = {}  # nothing of this run is left: `local status` says so, not "s3 stopped"
+        state.save()
         raise
 
 
