@@ -74,7 +74,11 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
     try:
         data = yaml.safe_load(file.read_text()) or {}
     except yaml.YAMLError as exc:
-        raise ConfigError(f"config_file {str(file)!r} is not valid YAML: {exc}") from None
+        # One line: the parser's own text spans several and names "<unicode string>", not the file.
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise ConfigError(f"config_file {str(file)!r} is not valid YAML{where}: {problem}") from None
     if not isinstance(data, dict):
         raise ConfigError(f"config_file {str(file)!r} must hold a mapping at top level")
     return data

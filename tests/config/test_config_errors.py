@@ -216,3 +216,15 @@ def test_formula_functions_of_keda_are_not_taken_for_trigger_names() -> None:
     assert config.scaling.formula.startswith("ceil(")
     with pytest.raises(ConfigError, match="'queued'"):
         config_from_dict({"scaling": {"formula": "ceil(queued / 2) + running"}})
+
+
+def test_bad_yaml_is_one_line_naming_the_file_and_line(tmp_path):
+    from app_config.loader import ConfigError, read_yaml
+
+    bad = tmp_path / "my.yaml"
+    bad.write_text("scaling:\n  min_replicas: [1\n")
+    with pytest.raises(ConfigError) as info:
+        read_yaml(bad)
+    text = str(info.value)
+    assert "\n" not in text and "<unicode string>" not in text
+    assert text.startswith(f"config_file {str(bad)!r} is not valid YAML at line 3, column 1: ")
