@@ -7,6 +7,7 @@ context key ``config_file`` (``cdk synth -c config_file=my.yaml``).
 
 from __future__ import annotations
 
+import difflib
 import json
 from collections.abc import Mapping
 from pathlib import Path
@@ -37,12 +38,31 @@ def _defaults() -> dict[str, Any]:
     return AppConfig().model_dump(mode="json")
 
 
+def _fields_at(loc: tuple[Any, ...]) -> list[str]:
+    """Field names of the config model that holds the last key of ``loc`` (empty if unknown)."""
+    model: Any = AppConfig
+    for part in loc[:-1]:
+        field = getattr(model, "model_fields", {}).get(part)
+        if field is None:
+            return []
+        model = field.annotation
+    return sorted(getattr(model, "model_fields", {}))
+
+
 def _format(error: ValidationError) -> str:
     lines = []
     for item in error.errors():
         path = ".".join(str(part) for part in item["loc"]) or "<root>"
         message = item["msg"].removeprefix("Value error, ")
-        lines.append(f"  - {path}: {message}")
+        if item["type"] == "extra_forbidden" and item["loc"]:
+            close = difflib.get_close_matches(str(item["loc"][-1]), _fields_at(tuple(item["loc"])), n=1)
+            if close:
+                message += f" (did you mean {close[0]!r}?)"
+        # A check across fields names its own field path; the section's path in front repeats it.
+        if message.startswith(path + "."):
+            lines.append(f"  - {message}")
+        else:
+            lines.append(f"  - {path}: {message}")
     return "invalid configuration:\n" + "\n".join(lines)
 
 

@@ -228,3 +228,14 @@ def test_bad_yaml_is_one_line_naming_the_file_and_line(tmp_path):
     text = str(info.value)
     assert "\n" not in text and "<unicode string>" not in text
     assert text.startswith(f"config_file {str(bad)!r} is not valid YAML at line 3, column 1: ")
+
+
+def test_a_misspelt_key_gets_the_closest_field_and_a_cross_field_check_names_its_field_once():
+    from app_config.loader import ConfigError, config_from_dict
+
+    with pytest.raises(ConfigError, match=r"scaling\.min_replicass: Extra inputs are not permitted \(did you mean 'min_replicas'\?\)"):
+        config_from_dict({"scaling": {"min_replicass": 1}})
+    with pytest.raises(ConfigError) as info:
+        config_from_dict({"scaling": {"min_replicas": 5, "max_replicas": 2}})
+    assert "  - scaling.max_replicas (2) must be >= scaling.min_replicas (5)" in str(info.value)
+    assert "scaling: scaling." not in str(info.value)
