@@ -25,8 +25,8 @@ DATA = Path(__file__).resolve().parent / "data"
 PHASES = {"process_start_s": 40.86, "weight_loading_s": 8.27, "engine_init_s": 131.22, "api_start_s": 2.53}
 
 
-def _metrics_server(page: str) -> ThreadingHTTPServer:
-    body = (DATA / page).read_bytes()
+def _metrics_server(page: str | bytes) -> ThreadingHTTPServer:
+    body = page if isinstance(page, bytes) else (DATA / page).read_bytes()
 
     class Handler(BaseHTTPRequestHandler):
         def log_message(self, *args):  # silence
@@ -105,3 +105,25 @@ def test_an_engine_that_does_not_answer_is_shown_as_such(local_stack):
     rows = {e.name: e for e in snap.engines}
     assert not rows["vllm-1"].up and rows["vllm-1"].in_flight is None
     assert snap.current_replicas == 1 and snap.metrics.waiting == 10
+
+
+def test_the_gateways_held_requests_reach_the_activation_trigger(local_stack):
+    """The local gateway's /metrics (rendered by the gateway's own metrics code) is scraped too,
+    as the collector scrapes it in the cluster: the held trigger reads its gauge, not "no value"."""
+    from services.gateway.metrics import GatewayMetrics
+
+    metrics = GatewayMetrics()
+    metrics.held.set(3)
+    gateway = _metrics_server(metrics.render()[0])
+    from qvllm.local.state import read_state
+
+    state = read_state(local_stack)
+    state.urls["gateway"] = f"http://127.0.0.1:{gateway.server_address[1]}"
+    state.save()
+    try:
+        snap = _poller(local_stack).poll()
+    finally:
+        gateway.shutdown()
+    assert snap.trigger_values["held"] == 3
+    assert not any("no value for" in step for step in snap.decision.steps), snap.decision.steps
+

@@ -98,4 +98,15 @@ class LocalEngines:
         answered = [p for p in scrapes.values() if p is not None]
         if not answered:
             return rows, None, "no local engine answers /metrics"
-        return rows, merge(answered), None
+        gateway = self._scrape(state.urls.get("gateway"))
+        # The gateway's held-requests gauge feeds the activation trigger, as the collector's
+        # scrape of the gateway does in the cluster.
+        return rows, merge(answered + ([gateway] if gateway is not None else [])), None
+
+    def _scrape(self, url: str | None) -> ParsedMetrics | None:
+        if not url:
+            return None
+        try:
+            return ParsedMetrics.from_text(self.client.get(url + "/metrics").text)
+        except (httpx.HTTPError, ValueError):
+            return None
