@@ -18,10 +18,11 @@ SYNTH_STAMP := $(VENV)/.synth-installed
 DEV_STAMP := $(VENV)/.dev-installed
 NODE_STAMP := node_modules/.installed
 VLLM_STAMP := .venv-vllm/.installed
+CHECKOV_STAMP := .venv-checkov/.installed
 CONFIG ?=
 CDK_CONTEXT := $(if $(CONFIG),-c config_file=$(CONFIG))
 
-.PHONY: help synth test local manifests bench-synth bench-gateway bench-routing bench-upload bench-local bench-overload deps deps-dev deps-engine deps-browser deps-promtool deps-registry clean chart-imports metrics test-fast gateway-lambda
+.PHONY: help synth test local manifests bench-synth bench-gateway bench-routing bench-upload bench-local bench-overload deps deps-dev deps-engine deps-browser deps-promtool deps-registry deps-checkov clean chart-imports metrics test-fast gateway-lambda
 
 help:
 	@echo "make synth   install and synthesize the app (CONFIG=my.yaml to override the default config)"
@@ -51,9 +52,16 @@ $(VLLM_STAMP): requirements-vllm.txt requirements-vllm-model.txt scripts/install
 	bash scripts/install-vllm-venv.sh .venv-vllm
 	@touch $@
 
+# checkov in its own venv: its pins (boto3, botocore, packaging) conflict with requirements-dev.txt.
+$(CHECKOV_STAMP): requirements-checkov.txt
+	$(PYTHON) -m venv .venv-checkov
+	.venv-checkov/bin/python -m pip --disable-pip-version-check install -q -r requirements-checkov.txt
+	@touch $@
+
 deps: $(SYNTH_STAMP) $(NODE_STAMP)
 deps-dev: deps $(DEV_STAMP)
 deps-engine: $(VLLM_STAMP)
+deps-checkov: $(CHECKOV_STAMP)
 # The browser test drives $(CHROMIUM_PATH) (any Chromium or Chrome); Debian's chromium by default.
 CHROMIUM_PATH ?= /usr/bin/chromium
 deps-browser:
@@ -79,7 +87,7 @@ deps-promtool:
 	  { apt-get download prometheus 2>/dev/null || { apt-get update -q && apt-get download prometheus; }; } && \
 	  dpkg-deb -x prometheus_*.deb root && cp root/usr/bin/promtool ../promtool && cd .. && rm -rf deb; }
 
-test: deps-dev deps-engine deps-browser deps-promtool deps-registry
+test: deps-dev deps-engine deps-browser deps-promtool deps-registry deps-checkov
 	$(PY) -m pytest
 
 # The inner loop: everything but the tests that start the vLLM engine, drive a browser or run a
@@ -87,7 +95,7 @@ test: deps-dev deps-engine deps-browser deps-promtool deps-registry
 # Four pytest-xdist workers (many tests wait on sockets and timers); the tests of the synthesized
 # app share one worker (tests/conftest.py), so the app is synthesized once.
 FAST_MARKERS := not engine and not browser and not registry
-test-fast: deps-dev deps-promtool
+test-fast: deps-dev deps-promtool deps-checkov
 	@TIMEFORMAT='test-fast wall time: %R s'; time $(PY) -m pytest -q -m "$(FAST_MARKERS)" -n 4 --dist loadgroup
 
 local: deps-dev deps-engine

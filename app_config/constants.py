@@ -110,6 +110,7 @@ PROJECT_TAG_KEY = "qvllm:project"
 
 # --- Edge (CloudFront -> internal ALB) --------------------------------------------
 ALB_LISTENER_PORT = 80  # HTTP listener of the internal ALB; CloudFront's VPC origin dials it privately
+ALB_HTTPS_LISTENER_PORT = 443  # its HTTPS listener instead, with edge.origin_tls
 # Security group CloudFront creates in the VPC for its VPC-origin ENIs (AWS CloudFront Developer
 # Guide, "Restrict access with VPC origins"; its id is not a CloudFormation attribute).
 CLOUDFRONT_VPC_ORIGINS_SG_NAME = "CloudFront-VPCOrigins-Service-SG"

@@ -818,6 +818,51 @@ CLOUDFRONT_VPC_ORIGIN_TIMEOUT_MAX_SECONDS = 120
 CLOUDFRONT_RESPONSE_COMPLETION_MAX_SECONDS = 3600
 
 
+DOMAIN_NAME_RE = r"^([a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$"  # lower-case DNS name
+ACM_CERTIFICATE_ARN_RE = r"^arn:aws[a-z-]*:acm:[a-z0-9-]+:\d{12}:certificate/[0-9a-f-]+$"
+CLOUDFRONT_CERTIFICATE_REGION = "us-east-1"  # CloudFront takes ACM certificates only from us-east-1
+
+
+class CustomDomainConfig(_Model):
+    """The distribution's own domain name instead of ``*.cloudfront.net``, served with the
+    ``TLSv1.2_2021`` viewer security policy. Give a Route 53 public hosted zone (id and name: no
+    lookup at synth) to get a DNS-validated certificate in us-east-1 and alias records, or an
+    existing us-east-1 certificate (then point the name at the distribution yourself), or both.
+    """
+
+    name: str = Field(pattern=DOMAIN_NAME_RE, max_length=253)  # e.g. api.example.com
+    hosted_zone_id: str | None = Field(default=None, pattern=r"^Z[A-Z0-9]{1,31}$")  # Route 53 public hosted zone id
+    hosted_zone_name: str | None = Field(default=None, pattern=DOMAIN_NAME_RE, max_length=253)  # its name, e.g. example.com
+    certificate_arn: str | None = Field(
+        default=None, pattern=ACM_CERTIFICATE_ARN_RE,
+        description="existing ACM certificate in us-east-1 covering name; unset: one is created (needs the hosted zone)",
+    )
+
+    @model_validator(mode="after")
+    def _zone_or_certificate(self) -> "CustomDomainConfig":
+        if (self.hosted_zone_id is None) != (self.hosted_zone_name is None):
+            raise ValueError("hosted_zone_id and hosted_zone_name go together (the zone is not looked up at synth)")
+        if self.hosted_zone_id is None and self.certificate_arn is None:
+            raise ValueError(
+                "give hosted_zone_id + hosted_zone_name (a DNS-validated certificate is created) or certificate_arn "
+                f"(an ACM certificate in {CLOUDFRONT_CERTIFICATE_REGION})"
+            )
+        zone = self.hosted_zone_name
+        if zone is not None and self.name != zone and not self.name.endswith(f".{zone}"):
+            raise ValueError(f"name {self.name!r} is not inside hosted zone {zone!r}")
+        if self.certificate_arn is not None and f":acm:{CLOUDFRONT_CERTIFICATE_REGION}:" not in self.certificate_arn:
+            raise ValueError(f"certificate_arn must be in {CLOUDFRONT_CERTIFICATE_REGION}: CloudFront reads certificates only there")
+        return self
+
+
+class OriginTlsConfig(_Model):
+    """HTTPS from CloudFront to the internal ALB: an HTTPS listener with this certificate, and
+    CloudFront's VPC origin set to HTTPS only, validating the certificate against ``domain_name``."""
+
+    certificate_arn: str = Field(pattern=ACM_CERTIFICATE_ARN_RE)  # ACM certificate in the deploy region
+    domain_name: str = Field(pattern=DOMAIN_NAME_RE, max_length=253)  # a name on that certificate; must resolve to the ALB
+
+
 class EdgeConfig(_Model):
     """CloudFront, WAF and the internal ALB.
 
@@ -867,6 +912,16 @@ class EdgeConfig(_Model):
     )
     price_class: Literal["PriceClass_100", "PriceClass_200", "PriceClass_All"] = Field(
         default="PriceClass_100", description="CloudFront price class (which edge locations serve)",
+    )
+    custom_domain: CustomDomainConfig | None = Field(
+        default=None,
+        description="serve the API on your own domain (TLSv1.2_2021); unset: the distribution's *.cloudfront.net "
+        "name, whose certificate CloudFront serves with its fixed TLSv1 policy (TLS 1.0-1.3)",
+    )
+    origin_tls: OriginTlsConfig | None = Field(
+        default=None,
+        description="HTTPS between CloudFront and the internal ALB; unset: HTTP inside the VPC (the hop stays on "
+        "CloudFront's VPC-origin ENIs and the ALB admits nothing else)",
     )
     log_retention_days: PositiveInt = 90  # days objects stay in the edge log bucket (CloudFront + ALB logs)
     logs_removal_policy: Literal["retain", "destroy"] = Field(

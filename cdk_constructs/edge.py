@@ -11,15 +11,19 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import aws_cdk as cdk
+from aws_cdk import aws_certificatemanager as acm
 from aws_cdk import aws_cloudfront as cloudfront
 from aws_cdk import aws_cloudfront_origins as origins
 from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_elasticloadbalancingv2 as elbv2
+from aws_cdk import aws_route53 as route53
+from aws_cdk import aws_route53_targets as route53_targets
 from aws_cdk import aws_s3 as s3
 from aws_cdk import custom_resources as cr
 from constructs import Construct
 
 from app_config.constants import (
+    ALB_HTTPS_LISTENER_PORT,
     ALB_LISTENER_PORT,
     CLOUDFRONT_VPC_ORIGINS_SG_NAME,
     EDGE_LOG_PREFIX_ALB,
@@ -27,7 +31,8 @@ from app_config.constants import (
     GATEWAY_HEALTH_PATH,
     GATEWAY_PORT,
 )
-from app_config.model import EdgeConfig
+from app_config.model import CustomDomainConfig, EdgeConfig, OriginTlsConfig
+from cdk_constructs.checkov import acknowledge_log_bucket, skip_checks
 from cdk_constructs.vpc_origin_wait import VpcOriginWait, VpcOriginWaitProps
 
 _PRICE_CLASS = {
@@ -46,6 +51,8 @@ class EdgeProps:
         vpc: the VPC; the ALB goes into its private (egress) subnets.
         web_acl_arn: ARN of a CLOUDFRONT-scope WAFv2 web ACL (from the us-east-1 stack), or
             ``None`` to run without WAF.
+        viewer_certificate_arn: the us-east-1 ACM certificate of ``config.custom_domain`` (from the
+            config, or from the us-east-1 certificate stack; may be a token), or ``None``.
         teardown_wait_seconds: how long ``cdk destroy`` waits, after deleting the VPC origin,
             for CloudFront to remove its ENIs and security group from the VPC (seconds).
     """
@@ -53,6 +60,7 @@ class EdgeProps:
     config: EdgeConfig
     vpc: ec2.IVpc
     web_acl_arn: str | None
+    viewer_certificate_arn: str | None
     teardown_wait_seconds: int
 
 
@@ -62,11 +70,13 @@ class Edge(Construct):
     Attributes exposed to other stacks:
         ``alb`` (internal ``ApplicationLoadBalancer`` in the private subnets),
         ``alb_security_group`` (ingress only from CloudFront's VPC-origin security group),
-        ``listener`` (HTTP :data:`ALB_LISTENER_PORT`, default action: forward to the gateway),
+        ``listener`` (HTTP :data:`ALB_LISTENER_PORT`, or HTTPS :data:`ALB_HTTPS_LISTENER_PORT` with
+        ``config.origin_tls``; default action: forward to the gateway),
         ``target_group`` (IP targets, port ``gateway_port``, HTTP health check ``health_check_path``),
         ``distribution`` (caching disabled, all viewer headers except Host forwarded, all methods,
         origin read, keep-alive and (optional) response completion timeouts from ``config``,
-        standard logging on),
+        standard logging on; with ``config.custom_domain`` its name, certificate and the
+        ``TLSv1.2_2021`` viewer policy, plus Route 53 alias records when a hosted zone is given),
         ``log_bucket`` (CloudFront and ALB access logs),
         ``vpc_origin_wait`` (on delete, waits after the VPC origin until CloudFront has removed
         its ENIs and security group from the VPC, so the network stack can delete it).
@@ -101,6 +111,7 @@ class Edge(Construct):
             removal_policy=cdk.RemovalPolicy.DESTROY if destroy else cdk.RemovalPolicy.RETAIN,
             auto_delete_objects=destroy,
         )
+        acknowledge_log_bucket(self.log_bucket)
         cdk.Validations.of(self.log_bucket).acknowledge(
             cdk.Acknowledgment(
                 id="AwsSolutions-S1",
@@ -152,18 +163,35 @@ class Edge(Construct):
                 unhealthy_threshold_count=3,
             ),
         )
+        origin_tls = cfg.origin_tls
+        self.listener_port = ALB_HTTPS_LISTENER_PORT if origin_tls else ALB_LISTENER_PORT
         self.listener = self.alb.add_listener(
-            "Http",
-            port=ALB_LISTENER_PORT,
-            protocol=elbv2.ApplicationProtocol.HTTP,
+            "Https" if origin_tls else "Http",
+            port=self.listener_port,
+            protocol=elbv2.ApplicationProtocol.HTTPS if origin_tls else elbv2.ApplicationProtocol.HTTP,
+            certificates=[elbv2.ListenerCertificate.from_arn(origin_tls.certificate_arn)] if origin_tls else None,
+            ssl_policy=elbv2.SslPolicy.RECOMMENDED_TLS if origin_tls else None,
             open=False,  # no 0.0.0.0/0 rule: ingress comes only from the VPC-origin security group
             default_action=elbv2.ListenerAction.forward([self.target_group]),
         )
+        if origin_tls is None:
+            skip_checks(
+                self.listener,
+                "HTTP by default on purpose (edge.origin_tls unset): the ALB is internal and admits only "
+                "CloudFront's VPC-origin ENIs in this VPC, so the hop never leaves the VPC; set "
+                "edge.origin_tls (a certificate for the ALB) to encrypt it too.",
+                "CKV_AWS_2", "CKV_AWS_103",
+            )
 
         origin = origins.VpcOrigin.with_application_load_balancer(
             self.alb,
+            domain_name=origin_tls.domain_name if origin_tls else None,
             http_port=ALB_LISTENER_PORT,
-            protocol_policy=cloudfront.OriginProtocolPolicy.HTTP_ONLY,
+            https_port=ALB_HTTPS_LISTENER_PORT,
+            protocol_policy=(
+                cloudfront.OriginProtocolPolicy.HTTPS_ONLY if origin_tls else cloudfront.OriginProtocolPolicy.HTTP_ONLY
+            ),
+            origin_ssl_protocols=[cloudfront.OriginSslPolicy.TLS_V1_2] if origin_tls else None,
             read_timeout=cdk.Duration.seconds(cfg.origin_read_timeout_seconds),
             keepalive_timeout=cdk.Duration.seconds(cfg.origin_keepalive_timeout_seconds),
             response_completion_timeout=(
@@ -172,6 +200,9 @@ class Edge(Construct):
                 else None
             ),
         )
+        domain = cfg.custom_domain
+        if domain is not None and props.viewer_certificate_arn is None:
+            raise ValueError("EdgeProps.viewer_certificate_arn is required with edge.custom_domain")
         self.distribution = cloudfront.Distribution(
             self,
             "Distribution",
@@ -191,9 +222,43 @@ class Edge(Construct):
             log_file_prefix=EDGE_LOG_PREFIX_CLOUDFRONT,
             price_class=_PRICE_CLASS[cfg.price_class],
             web_acl_id=props.web_acl_arn,
+            domain_names=[domain.name] if domain else None,
+            certificate=(
+                acm.Certificate.from_certificate_arn(self, "ViewerCertificate", props.viewer_certificate_arn)
+                if domain and props.viewer_certificate_arn
+                else None
+            ),
+            # Settable with a custom certificate only: with the default one CloudFront fixes TLSv1.
+            minimum_protocol_version=cloudfront.SecurityPolicyProtocol.TLS_V1_2_2021 if domain else None,
         )
+        if domain is None:
+            skip_checks(
+                self.distribution,
+                "No custom domain configured (edge.custom_domain): with the default *.cloudfront.net certificate "
+                "CloudFront fixes the viewer policy at TLSv1 and accepts no minimum; a custom domain gets TLSv1.2_2021.",
+                "CKV_AWS_174",
+            )
+        self._alias_records(domain, origin_tls)
         self._admit_only_vpc_origin(vpc)
         self._wait_for_vpc_origin_removal(vpc, props.teardown_wait_seconds)
+
+    def _alias_records(self, domain: CustomDomainConfig | None, origin_tls: OriginTlsConfig | None) -> None:
+        """With a hosted zone: A and AAAA aliases of the custom domain to the distribution, and a
+        CNAME of ``origin_tls.domain_name`` to the ALB when that name is in the zone too."""
+        self.hosted_zone: route53.IHostedZone | None = None
+        if domain is None or domain.hosted_zone_id is None or domain.hosted_zone_name is None:
+            return
+        zone = self.hosted_zone = route53.HostedZone.from_hosted_zone_attributes(
+            self, "HostedZone", hosted_zone_id=domain.hosted_zone_id, zone_name=domain.hosted_zone_name
+        )
+        target = route53.RecordTarget.from_alias(route53_targets.CloudFrontTarget(self.distribution))
+        route53.ARecord(self, "AliasA", zone=zone, record_name=domain.name, target=target)
+        route53.AaaaRecord(self, "AliasAaaa", zone=zone, record_name=domain.name, target=target)
+        if origin_tls and origin_tls.domain_name.endswith(f".{domain.hosted_zone_name}"):
+            route53.CnameRecord(
+                self, "OriginName", zone=zone, record_name=origin_tls.domain_name,
+                domain_name=self.alb.load_balancer_dns_name,
+            )
 
     def _wait_for_vpc_origin_removal(self, vpc: ec2.IVpc, timeout_seconds: int) -> None:
         """Delete order: the VPC origin, then a wait until CloudFront has removed its ENIs and
@@ -247,8 +312,8 @@ class Edge(Construct):
             "AlbIngressFromVpcOrigin",
             group_id=self.alb_security_group.security_group_id,
             ip_protocol="tcp",
-            from_port=ALB_LISTENER_PORT,
-            to_port=ALB_LISTENER_PORT,
+            from_port=self.listener_port,
+            to_port=self.listener_port,
             source_security_group_id=self.vpc_origin_security_group_id,
             description="CloudFront VPC origin to the ALB listener",
         )

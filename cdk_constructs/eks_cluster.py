@@ -31,6 +31,7 @@ from app_config.constants import (
     SYSTEM_TAINT_VALUE,
 )
 from app_config.model import ClusterConfig
+from cdk_constructs.checkov import acknowledge_handler_functions, skip_checks
 from cdk_constructs.nag import (
     acknowledge,
     acknowledge_managed_policies,
@@ -90,8 +91,54 @@ def endpoint_access_for(config: ClusterConfig) -> eks.EndpointAccess:
 
 
 def load_alb_controller_policy() -> dict[str, Any]:
-    """The controller's IAM policy document (``{"Version", "Statement": [...]}``)."""
+    """The controller's IAM policy document (``{"Version", "Statement": [...]}``), as upstream ships it."""
     return json.loads(ALB_CONTROLLER_POLICY_FILE.read_text())
+
+
+# Upstream's two EC2 write statements that name no resource and carry no condition.
+_SG_INGRESS_ACTIONS = ["ec2:AuthorizeSecurityGroupIngress", "ec2:RevokeSecurityGroupIngress"]
+_CREATE_SG_ACTIONS = ["ec2:CreateSecurityGroup"]
+# Tag the controller puts on every security group it creates (upstream's CreateTags statement
+# requires it on CreateSecurityGroup).
+ALB_CONTROLLER_RESOURCE_TAG = "elbv2.k8s.aws/cluster"
+
+
+def narrow_alb_controller_policy(policy: dict[str, Any], *, cluster_name: str, vpc_arn: str) -> dict[str, Any]:
+    """Upstream's policy with its two unconstrained EC2 write statements narrowed.
+
+    * Security-group ingress rules (``Authorize``/``RevokeSecurityGroupIngress`` on any group):
+      only on groups tagged ``kubernetes.io/cluster/<cluster_name>``. For a TargetGroupBinding the
+      controller edits the security group of the pod's ENI, which it requires to be the one group
+      with that tag when an ENI has several (``resolveEndpointSGForENI`` in
+      https://github.com/kubernetes-sigs/aws-load-balancer-controller/blob/main/pkg/targetgroupbinding/networking_manager.go);
+      Karpenter's node group and the EKS cluster group carry it. Its own groups carry
+      ``elbv2.k8s.aws/cluster`` and stay covered by upstream's tag-conditioned statement.
+    * ``CreateSecurityGroup``: only in ``vpc_arn``, and only with the controller's own tag
+      (upstream's CreateTags statement already demands that tag at creation).
+
+    Every other statement is upstream's, unchanged.
+
+    Raises:
+        ValueError: upstream's policy no longer has the two statements (re-check this narrowing).
+    """
+    statements = [dict(s) for s in policy["Statement"]]
+    narrowed = {"ingress": False, "create": False}
+    out: list[dict[str, Any]] = []
+    for statement in statements:
+        unconstrained = statement.get("Resource") == "*" and "Condition" not in statement
+        if unconstrained and statement.get("Action") == _SG_INGRESS_ACTIONS:
+            statement["Condition"] = {"Null": {f"aws:ResourceTag/kubernetes.io/cluster/{cluster_name}": "false"}}
+            narrowed["ingress"] = True
+        elif unconstrained and statement.get("Action") == _CREATE_SG_ACTIONS:
+            statement["Resource"] = "arn:aws:ec2:*:*:security-group/*"
+            statement["Condition"] = {"Null": {f"aws:RequestTag/{ALB_CONTROLLER_RESOURCE_TAG}": "false"}}
+            out.append({"Effect": "Allow", "Action": _CREATE_SG_ACTIONS, "Resource": vpc_arn})
+            narrowed["create"] = True
+        out.append(statement)
+    missing = [name for name, done in narrowed.items() if not done]
+    if missing:
+        raise ValueError(f"the load balancer controller policy changed upstream: no unconstrained {missing} statement")
+    return {**policy, "Statement": out}
 
 
 @dataclass(frozen=True)
@@ -162,7 +209,11 @@ class EksCluster(Construct):
                     versions.AWS_LOAD_BALANCER_CONTROLLER_IMAGE_TAG,
                     versions.AWS_LOAD_BALANCER_CONTROLLER.version,
                 ),
-                policy=load_alb_controller_policy(),
+                policy=narrow_alb_controller_policy(
+                    load_alb_controller_policy(),
+                    cluster_name=props.cluster_name,
+                    vpc_arn=cdk.Stack.of(self).format_arn(service="ec2", resource="vpc", resource_name=props.vpc.vpc_id),
+                ),
                 repository=props.alb_controller_repository,
                 additional_helm_chart_values={
                     "replicaCount": ALB_CONTROLLER_REPLICAS,
@@ -335,9 +386,19 @@ class EksCluster(Construct):
             "AwsSolutions-L1",
         )
         alb_role = self.alb_controller.node.find_child("alb-sa").role  # type: ignore[attr-defined]
+        alb_policy = alb_role.node.find_child("DefaultPolicy")
         acknowledge_wildcard_resources(
-            alb_role.node.find_child("DefaultPolicy"),
-            "AWS Load Balancer Controller IAM policy, copied unchanged from upstream (aws-cdk-lib's "
-            "alb-iam_policy-v3.2.2.json, same as v3.5.0): Describe* calls take no resource, and the "
-            "mutating statements are limited by the elbv2.k8s.aws/cluster tag conditions.",
+            alb_policy,
+            "AWS Load Balancer Controller IAM policy from upstream (aws-cdk-lib's alb-iam_policy-v3.2.2.json, "
+            "same as v3.5.0), its security-group writes narrowed to this cluster's tagged groups and VPC: "
+            "Describe* calls take no resource, and the mutating statements are limited by tag conditions.",
         )
+        skip_checks(
+            alb_policy,
+            "Left as upstream: listener, rule, certificate, WAF and Shield writes act on load balancers the "
+            "controller creates for Ingress or Service objects, whose ARNs no policy can name in advance "
+            "(this app creates neither; it only binds pods to a CDK-made target group); the security-group "
+            "writes are narrowed to this cluster's tagged groups.",
+            "CKV_AWS_111",
+        )
+        acknowledge_handler_functions(provider)

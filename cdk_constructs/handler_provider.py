@@ -20,6 +20,7 @@ from aws_cdk import aws_logs as logs
 from aws_cdk import custom_resources as cr
 from constructs import Construct
 
+from cdk_constructs.checkov import acknowledge_handler_functions
 from cdk_constructs.lambda_defaults import ARCHITECTURE, PYTHON_RUNTIME
 from cdk_constructs.nag import acknowledge_provider_framework
 
@@ -68,8 +69,8 @@ class HandlerProviderProps:
 
 def handler_provider(scope: Construct, props: HandlerProviderProps) -> cr.Provider:
     """Create ``OnEventLogs``/``OnEvent``, ``IsCompleteLogs``/``IsComplete`` and ``ProviderLogs``/
-    ``Provider`` on ``scope``, acknowledge the Provider framework's own cdk-nag findings, and
-    return the Provider (its ``service_token`` goes to the ``CustomResource``).
+    ``Provider`` on ``scope``, acknowledge the Provider framework's own cdk-nag findings and the
+    checkov findings that do not fit a custom-resource handler, and return the Provider (its ``service_token`` goes to the ``CustomResource``).
 
     Raises:
         ValueError: ``sizes`` does not name exactly ``on_event`` and ``is_complete``.
@@ -88,11 +89,13 @@ def handler_provider(scope: Construct, props: HandlerProviderProps) -> cr.Provid
             "security_groups": list(props.security_groups),
         }
     functions: dict[str, lambda_.Function] = {}
+    log_groups: list[logs.LogGroup] = []
     for name in HANDLER_NAMES:
         pascal = name.title().replace("_", "")
         log_group = logs.LogGroup(
             scope, f"{pascal}Logs", retention=LOG_RETENTION, removal_policy=cdk.RemovalPolicy.DESTROY,
         )
+        log_groups.append(log_group)
         if props.grant_log_write:
             log_group.grant_write(props.role)
         functions[name] = lambda_.Function(
@@ -109,15 +112,18 @@ def handler_provider(scope: Construct, props: HandlerProviderProps) -> cr.Provid
             description=props.describe(name),
             **in_vpc,
         )
+    log_groups.append(
+        logs.LogGroup(scope, "ProviderLogs", retention=LOG_RETENTION, removal_policy=cdk.RemovalPolicy.DESTROY)
+    )
     provider = cr.Provider(
         scope, "Provider",
         on_event_handler=functions["on_event"],
         is_complete_handler=functions["is_complete"],
         query_interval=props.query_interval,
         total_timeout=props.total_timeout,
-        log_group=logs.LogGroup(
-            scope, "ProviderLogs", retention=LOG_RETENTION, removal_policy=cdk.RemovalPolicy.DESTROY,
-        ),
+        log_group=log_groups[-1],
     )
     acknowledge_provider_framework(provider)
+    for handler_part in (*functions.values(), *log_groups, provider):
+        acknowledge_handler_functions(handler_part)
     return provider

@@ -8,7 +8,8 @@ website/content/en/v1.14/getting-started/getting-started-with-karpenter/cloudfor
 NodeLifecycle, IAMIntegration, EKSIntegration, Interruption, ZonalShift, ResourceDiscovery; the two
 instance-profile read statements sit in IAMIntegration here). Differences, on purpose: the queue
 name is generated (we pass the name to the chart), EventBridge may send only from our five rules
-(``aws:SourceArn``), the node role trusts EC2 only (upstream's template also lets
+(``aws:SourceArn``), the queue is encrypted with a customer-managed KMS key (upstream uses SSE-SQS,
+which EventBridge cannot be scoped on and scanners do not read as encryption), the node role trusts EC2 only (upstream's template also lets
 ``pods.eks.amazonaws.com`` assume it, which nodes do not need), and it gets an ``EC2_LINUX``
 access entry instead of an ``aws-auth`` mapping.
 """
@@ -19,10 +20,11 @@ from dataclasses import dataclass
 from typing import Any
 
 import aws_cdk as cdk
+import jsii
 from aws_cdk import aws_eks_v2 as eks
 from aws_cdk import aws_events as events
-from aws_cdk import aws_events_targets as targets
 from aws_cdk import aws_iam as iam
+from aws_cdk import aws_kms as kms
 from aws_cdk import aws_sqs as sqs
 from constructs import Construct, IConstruct
 
@@ -130,21 +132,56 @@ class Karpenter(Construct):
         )
 
         # --- Interruption queue ----------------------------------------------------------
+        # A customer-managed key: EventBridge can write to a KMS-encrypted queue only with a key
+        # whose policy admits events.amazonaws.com (the AWS managed alias/aws/sqs key cannot be
+        # changed), and the controller needs kms:Decrypt to receive (Amazon SQS Developer Guide,
+        # "Key management": https://docs.aws.amazon.com/AWSSimpleQueueService/latest/SQSDeveloperGuide/sqs-key-management.html).
+        self.queue_key = kms.Key(
+            self,
+            "InterruptionQueueKey",
+            enable_key_rotation=True,
+            description=f"Karpenter interruption queue of EKS cluster {name}",
+            removal_policy=cdk.RemovalPolicy.DESTROY,
+            pending_window=cdk.Duration.days(7),  # the shortest KMS allows: little left after destroy
+        )
         self.queue = sqs.Queue(
             self,
             "InterruptionQueue",
             retention_period=INTERRUPTION_MESSAGE_RETENTION,
-            encryption=sqs.QueueEncryption.SQS_MANAGED,
+            encryption=sqs.QueueEncryption.KMS,
+            encryption_master_key=self.queue_key,
             enforce_ssl=True,
+        )
+        # EventBridge uses the key only for this account's rules (a key policy naming the rule ARNs
+        # would be a cycle: rule -> queue -> key -> rule).
+        self.queue_key.add_to_resource_policy(
+            iam.PolicyStatement(
+                sid="EventBridgeEncryptsInterruptionNotices",
+                principals=[iam.ServicePrincipal("events.amazonaws.com")],
+                actions=["kms:GenerateDataKey", "kms:Decrypt"],
+                resources=["*"],  # in a key policy, "*" is this key
+                conditions={"StringEquals": {"aws:SourceAccount": cdk.Aws.ACCOUNT_ID}},
+            )
         )
         self.rules: dict[str, events.Rule] = {}
         for rule_id, source, detail_type in INTERRUPTION_EVENTS:
-            self.rules[detail_type] = events.Rule(
+            rule = events.Rule(
                 self,
                 rule_id,
                 event_pattern=events.EventPattern(source=[source], detail_type=[detail_type]),
-                targets=[targets.SqsQueue(self.queue)],
+                targets=[_QueueTarget(self.queue)],
             )
+            # Only our rules may send (aws-events-targets' SqsQueue drops this condition on an
+            # encrypted queue, to avoid a cycle it would create with its own key grant).
+            self.queue.add_to_resource_policy(
+                iam.PolicyStatement(
+                    principals=[iam.ServicePrincipal("events.amazonaws.com")],
+                    actions=["sqs:SendMessage", "sqs:GetQueueAttributes", "sqs:GetQueueUrl"],
+                    resources=[self.queue.queue_arn],
+                    conditions={"ArnEquals": {"aws:SourceArn": rule.rule_arn}},
+                )
+            )
+            self.rules[detail_type] = rule
 
         # --- Controller ------------------------------------------------------------------
         self.policies = self._controller_policies(name)
@@ -161,6 +198,7 @@ class Karpenter(Construct):
         for policy in self.policies.values():
             controller.role.add_managed_policy(policy)
         self.controller_role, self.pod_identity = controller.role, controller.association
+        self.queue_key.grant_decrypt(self.controller_role)  # ReceiveMessage on the encrypted queue
 
         self.crd_chart = cluster.add_helm_chart(
             "KarpenterCrd",
@@ -192,6 +230,7 @@ class Karpenter(Construct):
             self.node_role,  # its instance profiles, which Karpenter creates, hold it
             self.node_access_entry,  # nodes authenticate to the API server while they drain
             self.queue,  # with its policy: interruption notices until the last node is gone
+            self.queue_key,
             *self.rules.values(),
         )
         self._acknowledge_nag_findings()
@@ -434,3 +473,14 @@ class Karpenter(Construct):
             )
             for group, statements in groups.items()
         }
+
+
+@jsii.implements(events.IRuleTarget)
+class _QueueTarget:
+    """An EventBridge target that only names the queue; the queue and key policies are ours."""
+
+    def __init__(self, queue: sqs.IQueue) -> None:
+        self._queue = queue
+
+    def bind(self, _rule: events.IRule, _id: str | None = None) -> events.RuleTargetConfig:
+        return events.RuleTargetConfig(arn=self._queue.queue_arn)

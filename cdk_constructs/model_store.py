@@ -12,6 +12,7 @@ from constructs import Construct
 
 from app_config.constants import MODELS_PREFIX
 from app_config.model import ModelStoreConfig
+from cdk_constructs.checkov import acknowledge_log_bucket
 
 
 @dataclass(frozen=True)
@@ -59,6 +60,7 @@ class ModelStore(Construct):
             removal_policy=removal,
             auto_delete_objects=cfg.auto_delete_objects,
         )
+        acknowledge_log_bucket(self.log_bucket)
         self.bucket = s3.Bucket(
             self,
             "Bucket",

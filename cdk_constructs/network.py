@@ -11,6 +11,7 @@ from constructs import Construct
 
 from app_config.constants import KARPENTER_DISCOVERY_TAG
 from app_config.model import NetworkConfig
+from cdk_constructs.checkov import LOG_GROUP_NOT_KMS, skip_checks
 
 # Subnet role tags the AWS Load Balancer Controller reads (kubernetes-sigs/aws-load-balancer-controller
 # docs, "Subnet auto-discovery").
@@ -61,6 +62,12 @@ class Network(Construct):
             "FlowLogs",
             retention=retention_for(cfg.flow_log_retention_days),
             removal_policy=cdk.RemovalPolicy.DESTROY,
+        )
+        skip_checks(
+            flow_log_group,
+            "Flow log records of rejected traffic hold addresses, ports and counts, no payload; CloudWatch "
+            "Logs encrypts them at rest, and a customer key would add a key policy to keep for no secret.",
+            LOG_GROUP_NOT_KMS,
         )
         self.vpc.add_flow_log(
             "FlowLog",

@@ -1,4 +1,4 @@
-"""The CloudFront web ACL: AWS managed common rules + a per-IP rate limit.
+"""The CloudFront web ACL: AWS managed common rules, known bad inputs and a per-IP rate limit.
 
 CLOUDFRONT-scope web ACLs must be created in us-east-1; the Edge stack (any region) receives
 the ARN through a cross-region reference and passes it to ``Distribution(web_acl_id=...)``,
@@ -19,6 +19,12 @@ from app_config.constants import WAF_COMMON_RULE_SET, WAF_COMMON_RULES
 # the reference demo's limit is "2000 requests / 5 min".
 RATE_WINDOW_SECONDS = 300
 COMMON_RULE_SET = WAF_COMMON_RULE_SET
+# Known bad inputs (AWS WAF Developer Guide, "Baseline rule groups":
+# https://docs.aws.amazon.com/waf/latest/developerguide/aws-managed-rule-groups-baseline.html):
+# Log4j (CVE-2021-44228) and Java deserialization exploits, localhost Host headers, exploitable
+# paths. Every rule blocks; a prompt that quotes an exploit string (``${jndi:ldap://...}``) is
+# blocked too, which is the price of screening the paths and headers no client of this API sends.
+KNOWN_BAD_INPUTS_RULE_SET = "AWSManagedRulesKnownBadInputsRuleSet"
 AWS_VENDOR = "AWS"
 _ACTIONS = {"count": wafv2.CfnWebACL.RuleActionProperty(count={}), "block": wafv2.CfnWebACL.RuleActionProperty(block={})}
 
@@ -44,8 +50,8 @@ class CloudFrontWebAcl(Construct):
     """A ``CfnWebACL`` with scope CLOUDFRONT; default action allow.
 
     Rules (priority order): ``AWSManagedRulesCommonRuleSet`` (with ``common_rule_actions`` as
-    rule action overrides; by default its five body rules count, as the body is the prompt), then
-    ``RateLimitPerIp`` (rate-based, key IP, limit ``rate_limit_per_5min``, window
+    rule action overrides; by default its five body rules count, as the body is the prompt),
+    :data:`KNOWN_BAD_INPUTS_RULE_SET` (its own actions, no overrides), then ``RateLimitPerIp`` (rate-based, key IP, limit ``rate_limit_per_5min``, window
     :data:`RATE_WINDOW_SECONDS`, action block). CloudWatch metrics and sampled requests are on
     for the ACL and every rule. Exposes ``web_acl`` and ``web_acl_arn``.
     """
@@ -76,9 +82,20 @@ class CloudFrontWebAcl(Construct):
             ),
             visibility_config=visibility("common"),
         )
+        known_bad_inputs = wafv2.CfnWebACL.RuleProperty(
+            name=KNOWN_BAD_INPUTS_RULE_SET,
+            priority=1,
+            override_action=wafv2.CfnWebACL.OverrideActionProperty(none={}),
+            statement=wafv2.CfnWebACL.StatementProperty(
+                managed_rule_group_statement=wafv2.CfnWebACL.ManagedRuleGroupStatementProperty(
+                    vendor_name=AWS_VENDOR, name=KNOWN_BAD_INPUTS_RULE_SET
+                )
+            ),
+            visibility_config=visibility("known-bad-inputs"),
+        )
         rate = wafv2.CfnWebACL.RuleProperty(
             name="RateLimitPerIp",
-            priority=1,
+            priority=2,
             action=wafv2.CfnWebACL.RuleActionProperty(block={}),
             statement=wafv2.CfnWebACL.StatementProperty(
                 rate_based_statement=wafv2.CfnWebACL.RateBasedStatementProperty(
@@ -94,9 +111,9 @@ class CloudFrontWebAcl(Construct):
             "WebAcl",
             scope="CLOUDFRONT",
             default_action=wafv2.CfnWebACL.DefaultActionProperty(allow={}),
-            description="qvllm edge: AWS managed common rules + per-IP rate limit",
+            description="qvllm edge: AWS managed common rules and known bad inputs + per-IP rate limit",
             visibility_config=visibility("web-acl"),
-            rules=[common, rate],
+            rules=[common, known_bad_inputs, rate],
         )
         self.web_acl_arn: str = self.web_acl.attr_arn
 

@@ -5,6 +5,7 @@ Dependency order (CloudFormation deploys left to right, destroys right to left):
     Network ─┬─> ModelStore ─┐
              ├─> Edge ───────┼─> Cluster
     Waf (us-east-1) ─> Edge ─┘
+    Certificate (us-east-1, only for a custom domain with a hosted zone) ─> Edge
 
 The Edge stack owns the internal ALB and the gateway target group, so CloudFront's VPC
 origin references an ALB that exists in the same deploy; the cluster binds the gateway
@@ -23,13 +24,15 @@ from constructs import Construct
 from app_config import AppConfig
 from app_config.constants import PROJECT_TAG_KEY
 from app_config.model import DEFAULT_REGION
+from cdk_constructs.checkov import acknowledge_cdk_singleton_handlers
+from stacks.certificate_stack import CertificateStack
 from stacks.cluster_stack import ClusterStack
 from stacks.edge_stack import EdgeStack
 from stacks.model_store_stack import ModelStoreStack
 from stacks.network_stack import NetworkStack
 from stacks.waf_stack import WafStack
 
-WAF_REGION = "us-east-1"  # CloudFront-scope web ACLs must live in us-east-1
+WAF_REGION = "us-east-1"  # CloudFront-scope web ACLs (and CloudFront's certificates) must live in us-east-1
 
 
 @dataclass(frozen=True)
@@ -39,6 +42,7 @@ class AppStacks:
     network: NetworkStack
     model_store: ModelStoreStack
     waf: WafStack | None
+    certificate: CertificateStack | None
     edge: EdgeStack
     cluster: ClusterStack
 
@@ -81,15 +85,30 @@ def build_app(scope: Construct, config: AppConfig, *, nag: bool = True) -> AppSt
             tags=tags,
             cross_region_references=True,
         )
+    # The custom domain's certificate: the configured one, or one validated in its hosted zone.
+    domain = config.edge.custom_domain
+    certificate: CertificateStack | None = None
+    viewer_certificate_arn = domain.certificate_arn if domain else None
+    if domain is not None and viewer_certificate_arn is None:
+        certificate = CertificateStack(
+            scope,
+            f"{prefix}-Certificate",
+            domain=domain,
+            env=cdk.Environment(account=env.account, region=WAF_REGION),
+            tags=tags,
+            cross_region_references=True,
+        )
+        viewer_certificate_arn = certificate.certificate_arn
     edge = EdgeStack(
         scope,
         f"{prefix}-Edge",
         config=config,
         vpc=network.vpc,
         web_acl_arn=waf.web_acl_arn if waf else None,
+        viewer_certificate_arn=viewer_certificate_arn,
         env=env,
         tags=tags,
-        cross_region_references=waf is not None,
+        cross_region_references=waf is not None or certificate is not None,
     )
     cluster = ClusterStack(
         scope,
@@ -101,8 +120,11 @@ def build_app(scope: Construct, config: AppConfig, *, nag: bool = True) -> AppSt
         env=env,
         tags=tags,
     )
-    for stack in (network, model_store, edge, cluster, *([waf] if waf else [])):
+    for stack in (network, model_store, edge, cluster, *(s for s in (waf, certificate) if s)):
         cdk.Tags.of(stack).add(PROJECT_TAG_KEY, config.project_name)
+        acknowledge_cdk_singleton_handlers(stack)
     if nag:
         cdk.Validations.of(scope).add_plugins(AwsSolutionsChecks(scope))  # type: ignore[arg-type]
-    return AppStacks(network=network, model_store=model_store, waf=waf, edge=edge, cluster=cluster)
+    return AppStacks(
+        network=network, model_store=model_store, waf=waf, certificate=certificate, edge=edge, cluster=cluster
+    )

@@ -23,7 +23,9 @@ class EdgeStack(cdk.Stack):
 
     Exposes ``alb``, ``alb_security_group``, ``listener``, ``target_group`` (the cluster binds
     the gateway pods to it with a TargetGroupBinding) and ``distribution``; outputs the public
-    URL. ``web_acl_arn`` (from :class:`stacks.waf_stack.WafStack`) or ``None`` without WAF.
+    URL. ``web_acl_arn`` (from :class:`stacks.waf_stack.WafStack`) or ``None`` without WAF;
+    ``viewer_certificate_arn`` (``edge.custom_domain``'s certificate, from the config or from
+    :class:`stacks.certificate_stack.CertificateStack`) or ``None`` without a custom domain.
     """
 
     def __init__(
@@ -34,11 +36,12 @@ class EdgeStack(cdk.Stack):
         config: AppConfig,
         vpc: ec2.IVpc,
         web_acl_arn: str | None,
+        viewer_certificate_arn: str | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(scope, construct_id, description="qvllm: CloudFront, internal ALB, gateway target group", **kwargs)
         edge = Edge(self, "Edge", EdgeProps(
-            config=config.edge, vpc=vpc, web_acl_arn=web_acl_arn,
+            config=config.edge, vpc=vpc, web_acl_arn=web_acl_arn, viewer_certificate_arn=viewer_certificate_arn,
             teardown_wait_seconds=config.teardown.wait_timeout_seconds,
         ))
         self.edge = edge
@@ -68,13 +71,18 @@ class EdgeStack(cdk.Stack):
                 reason="An API for a worldwide audience: no geo restriction by design; abuse is "
                 "limited by the WAF rate rule.",
             ),
-            cdk.Acknowledgment(
-                id="AwsSolutions-CFR4",
-                reason="The distribution uses the default *.cloudfront.net certificate, whose viewer "
-                "TLS policy CloudFront fixes; a custom domain and ACM certificate are out of scope.",
-            ),
         )
-        cdk.CfnOutput(self, "ApiUrl", value=f"https://{edge.distribution.distribution_domain_name}",
+        domain = config.edge.custom_domain
+        if domain is None:
+            cdk.Validations.of(edge.distribution).acknowledge(
+                cdk.Acknowledgment(
+                    id="AwsSolutions-CFR4",
+                    reason="No custom domain configured (edge.custom_domain): the default *.cloudfront.net "
+                    "certificate's viewer TLS policy is fixed by CloudFront; a custom domain gets TLSv1.2_2021.",
+                ),
+            )
+        host = domain.name if domain else edge.distribution.distribution_domain_name
+        cdk.CfnOutput(self, "ApiUrl", value=f"https://{host}",
                       description="Public OpenAI-compatible endpoint (CloudFront)")
         cdk.CfnOutput(self, "AlbDnsName", value=edge.alb.load_balancer_dns_name,
                       description="Internal ALB (reachable only from CloudFront's VPC origin)")

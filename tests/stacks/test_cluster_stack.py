@@ -180,8 +180,26 @@ def test_interruption_rules_use_upstream_event_names(resources) -> None:
         assert rule["Properties"]["Targets"][0]["Arn"]["Fn::GetAtt"][1] == "Arn"
 
 
-def test_interruption_queue_is_encrypted_and_short_lived(template) -> None:
-    template.has_resource_properties("AWS::SQS::Queue", {"SqsManagedSseEnabled": True, "MessageRetentionPeriod": 300})
+def test_interruption_queue_is_encrypted_and_short_lived(resources) -> None:
+    """A customer-managed key (with rotation) that EventBridge of this account may use; the
+    controller may decrypt; only our five rules may send."""
+    (queue,) = of_type(resources, "AWS::SQS::Queue").values()
+    assert queue["Properties"]["MessageRetentionPeriod"] == 300
+    key_id = queue["Properties"]["KmsMasterKeyId"]["Fn::GetAtt"][0]
+    key = resources[key_id]["Properties"]
+    assert key["EnableKeyRotation"] is True
+    events = [s for s in key["KeyPolicy"]["Statement"] if s.get("Principal") == {"Service": "events.amazonaws.com"}]
+    assert len(events) == 1 and "aws:SourceAccount" in events[0]["Condition"]["StringEquals"]
+    (queue_policy,) = of_type(resources, "AWS::SQS::QueuePolicy").values()
+    senders = [s for s in queue_policy["Properties"]["PolicyDocument"]["Statement"] if s["Effect"] == "Allow"]
+    assert len(senders) == len(INTERRUPTION_EVENTS)
+    assert all("aws:SourceArn" in s["Condition"]["ArnEquals"] for s in senders)
+    decrypt = [
+        p for p in of_type(resources, "AWS::IAM::Policy").values()
+        if any(s["Action"] == "kms:Decrypt" and s["Resource"] == {"Fn::GetAtt": [key_id, "Arn"]}
+               for s in p["Properties"]["PolicyDocument"]["Statement"])
+    ]
+    assert len(decrypt) == 1 and "Controller" in json.dumps(decrypt[0]["Properties"]["Roles"])
 
 
 def test_karpenter_node_role_access_entry_is_ec2_linux(template) -> None:

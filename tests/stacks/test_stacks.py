@@ -324,7 +324,8 @@ class TestWaf:
 
     def test_managed_common_rules(self, templates):
         _, acl = only(templates["Waf"], "AWS::WAFv2::WebACL")
-        (common,) = [r for r in acl["Properties"]["Rules"] if "ManagedRuleGroupStatement" in r["Statement"]]
+        (common,) = [r for r in acl["Properties"]["Rules"]
+                     if r["Statement"].get("ManagedRuleGroupStatement", {}).get("Name") == "AWSManagedRulesCommonRuleSet"]
         group = common["Statement"]["ManagedRuleGroupStatement"]
         assert (group["VendorName"], group["Name"]) == ("AWS", "AWSManagedRulesCommonRuleSet")
         assert common["OverrideAction"] == {"None": {}}

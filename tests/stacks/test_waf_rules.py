@@ -9,20 +9,39 @@ import pytest
 
 from app_config import ConfigError, config_from_dict
 from app_config.constants import WAF_COMMON_RULE_SET, WAF_COMMON_RULES, WAF_PROMPT_BODY_RULES
+from cdk_constructs.waf import KNOWN_BAD_INPUTS_RULE_SET
 from stacks.waf_stack import WafStack
 
 BODY_RULES = ["SizeRestrictions_BODY", "EC2MetaDataSSRF_BODY", "GenericLFI_BODY", "GenericRFI_BODY",
               "CrossSiteScripting_BODY"]  # documented order
 
 
-def _common_rule_group(overrides: dict | None = None) -> tuple[dict, dict]:
+def _web_acl_rules(overrides: dict | None = None) -> list[dict]:
     config = config_from_dict({"edge": {"waf_common_rule_actions": overrides}} if overrides else {})
     app = cdk.App()
     stack = WafStack(app, "Waf", config=config, env=cdk.Environment(region="us-east-1"))
     template = app.synth().get_stack_by_name(stack.stack_name).template
     (acl,) = [r for r in template["Resources"].values() if r["Type"] == "AWS::WAFv2::WebACL"]
-    (rule,) = [r for r in acl["Properties"]["Rules"] if "ManagedRuleGroupStatement" in r["Statement"]]
+    return acl["Properties"]["Rules"]
+
+
+def _common_rule_group(overrides: dict | None = None) -> tuple[dict, dict]:
+    (rule,) = [
+        r for r in _web_acl_rules(overrides)
+        if r["Statement"].get("ManagedRuleGroupStatement", {}).get("Name") == WAF_COMMON_RULE_SET
+    ]
     return rule, rule["Statement"]["ManagedRuleGroupStatement"]
+
+
+def test_known_bad_inputs_group_blocks_with_its_own_actions():
+    """AWS's known-bad-inputs group (Log4j, Java deserialization) runs after the common rules and
+    before the rate rule, with no override: checkov's CKV_AWS_192 asks for exactly this."""
+    rules = _web_acl_rules()
+    names = [r["Name"] for r in sorted(rules, key=lambda r: r["Priority"])]
+    assert names == [WAF_COMMON_RULE_SET, KNOWN_BAD_INPUTS_RULE_SET, "RateLimitPerIp"]
+    (rule,) = [r for r in rules if r["Name"] == KNOWN_BAD_INPUTS_RULE_SET]
+    assert rule["OverrideAction"] == {"None": {}}
+    assert rule["Statement"]["ManagedRuleGroupStatement"] == {"VendorName": "AWS", "Name": KNOWN_BAD_INPUTS_RULE_SET}
 
 
 def test_default_counts_exactly_the_five_body_rules_and_blocks_the_rest():
