@@ -180,6 +180,12 @@ class ClusterConfig(_Model):
         "AmazonEKSClusterAdminPolicy, cluster scope) for kubectl, port-forward and qvllm dashboard; "
         "empty: only the CloudFormation deploy role and the CDK's kubectl handler can reach the cluster",
     )
+    service_ipv4_cidr: str = Field(
+        default="172.20.0.0/16",
+        description="the cluster's Service IP range (EKS: a /12-/24 inside 10.0.0.0/8, 172.16.0.0/12 or "
+        "192.168.0.0/16, not overlapping network.vpc_cidr); explicit so that the NetworkPolicies can name "
+        "the API server's and DNS's Service addresses. Changing it replaces the cluster",
+    )
     log_types: list[Literal["api", "audit", "authenticator", "controllerManager", "scheduler"]] = (
         Field(
             default_factory=lambda: ["api", "audit", "authenticator", "controllerManager", "scheduler"],
@@ -192,6 +198,17 @@ class ClusterConfig(_Model):
     def _cidrs(cls, value: list[str]) -> list[str]:
         for cidr in value:
             _check_cidr(cidr)
+        return value
+
+    @field_validator("service_ipv4_cidr")
+    @classmethod
+    def _service_cidr(cls, value: str) -> str:
+        # EKS User Guide, CreateCluster kubernetesNetworkConfig.serviceIpv4Cidr: within the three
+        # private ranges, a block between /24 and /12.
+        network = ipaddress.ip_network(_check_cidr(value))
+        private = [ipaddress.ip_network(c) for c in ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16")]
+        if network.version != 4 or not any(network.subnet_of(p) for p in private) or not 12 <= network.prefixlen <= 24:
+            raise ValueError(f"{value} must be a /12 to /24 inside 10.0.0.0/8, 172.16.0.0/12 or 192.168.0.0/16")
         return value
 
     @field_validator("hpa_sync_period_seconds")
@@ -1186,6 +1203,17 @@ class AppConfig(_Model):
     teardown: TeardownConfig = TeardownConfig()
     images: ImagesConfig = ImagesConfig()
     simulation: SimulationConfig = SimulationConfig()  # `qvllm simulate` only: prices, cold start, engine curve
+
+    @model_validator(mode="after")
+    def _service_range_outside_vpc(self) -> "AppConfig":
+        service, vpc = ipaddress.ip_network(self.cluster.service_ipv4_cidr), ipaddress.ip_network(self.network.vpc_cidr)
+        if service.overlaps(vpc):
+            raise field_error(
+                ("cluster", "service_ipv4_cidr"),
+                self.cluster.service_ipv4_cidr,
+                f"{service} overlaps network.vpc_cidr {vpc}: Service addresses must not be VPC addresses",
+            )
+        return self
 
     @model_validator(mode="after")
     def _cache_prefixes_fit(self) -> "AppConfig":

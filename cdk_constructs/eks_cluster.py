@@ -55,6 +55,12 @@ CLUSTER_ADMIN_POLICY = "AmazonEKSClusterAdminPolicy"
 # EKS managed add-ons installed on every cluster (their versions: EKS's default for the cluster version).
 CORE_ADDONS = ("vpc-cni", "kube-proxy", "coredns")  # + eks-pod-identity-agent via cluster.eks_pod_identity_agent
 
+# Configuration values of the core add-ons. The VPC CNI enforces Kubernetes NetworkPolicies only
+# with enableNetworkPolicy (EKS User Guide, "Restrict Pod network traffic with Kubernetes network
+# policies", step "Enable the network policy parameter for the add-on"): it then runs its
+# network-policy agent on every node, and our charts' NetworkPolicies take effect.
+ADDON_CONFIGURATION: dict[str, dict[str, Any]] = {"vpc-cni": {"enableNetworkPolicy": "true"}}
+
 # Provisioned Control Plane tiers; "standard" sets no ControlPlaneScalingConfig (EKS's default).
 _PROVISIONED_CONTROL_PLANE_TIERS = {
     "tier-xl": eks.ControlPlaneScalingTier.TIER_XL,
@@ -195,6 +201,7 @@ class EksCluster(Construct):
             version=eks.KubernetesVersion.of(cfg.kubernetes_version),
             vpc=props.vpc,
             vpc_subnets=[private],
+            service_ipv4_cidr=cfg.service_ipv4_cidr,
             default_capacity_type=eks.DefaultCapacityType.NODEGROUP,
             default_capacity=0,
             endpoint_access=endpoint_access_for(cfg),
@@ -275,7 +282,10 @@ class EksCluster(Construct):
         # vpc-cni, kube-proxy and coredns; OVERWRITE lets the managed add-on adopt them.
         self.addons: dict[str, eks.IAddon] = {}
         for name in CORE_ADDONS:
-            addon = eks.Addon(self, f"Addon-{name}", cluster=self.cluster, addon_name=name)
+            addon = eks.Addon(
+                self, f"Addon-{name}", cluster=self.cluster, addon_name=name,
+                configuration_values=ADDON_CONFIGURATION.get(name),
+            )
             cfn = addon.node.default_child
             assert isinstance(cfn, eks.CfnAddon)
             cfn.resolve_conflicts = "OVERWRITE"

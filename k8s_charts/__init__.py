@@ -6,6 +6,7 @@ Charts (one module each; apply in this order, each after the add-on it needs):
 key                    chart class                   props type                      apply after
 =====================  ============================  ==============================  =========================
 ``namespaces``         :class:`NamespacesChart`      :class:`NamespacesProps`        cluster
+``network_policies``   :class:`NetworkPoliciesChart` :class:`NetworkPoliciesProps`   namespaces, OTel add-on
 ``karpenter_nodepools`` :class:`KarpenterNodePoolsChart` :class:`KarpenterNodePoolsProps` Karpenter chart (CRDs)
 ``otel_collector``     :class:`OtelCollectorChart`   :class:`OtelCollectorProps`     namespaces
 ``compile_cache``      :class:`CompileCacheChart`    :class:`CompileCacheProps`      namespaces, EFS CSI add-on
@@ -46,6 +47,7 @@ from k8s_charts.compile_cache import CompileCacheChart, CompileCacheProps
 from k8s_charts.gateway import GatewayChart, GatewayProps
 from k8s_charts.karpenter_nodepools import KarpenterNodePoolsChart, KarpenterNodePoolsProps
 from k8s_charts.namespaces import NamespacesChart, NamespacesProps
+from k8s_charts.network_policies import NetworkPoliciesChart, NetworkPoliciesProps
 from app_config.scaled_object import scaler_metrics as _trigger_metrics
 from k8s_charts.otel_collector import DEFAULT_SCALER_METRICS, OtelCollectorChart, OtelCollectorProps
 from k8s_charts.scaled_object import ScaledObjectChart, ScaledObjectError, ScaledObjectProps, TriggerSpec
@@ -78,6 +80,10 @@ def chart_props(config: AppConfig, values: DeployValues) -> dict[str, ChartSpec]
     vllm = config.vllm.model_copy(update={"image": images.image(config.vllm.image)})
     specs: dict[str, ChartSpec] = {
         "namespaces": ChartSpec(NamespacesChart, NamespacesProps()),
+        "network_policies": ChartSpec(
+            NetworkPoliciesChart,
+            NetworkPoliciesProps(vpc_cidr=config.network.vpc_cidr, service_cidr=config.cluster.service_ipv4_cidr),
+        ),
         "karpenter_nodepools": ChartSpec(
             KarpenterNodePoolsChart,
             KarpenterNodePoolsProps(
@@ -175,6 +181,8 @@ __all__ = [
     "ManifestCheckError",
     "NamespacesChart",
     "NamespacesProps",
+    "NetworkPoliciesChart",
+    "NetworkPoliciesProps",
     "OtelCollectorChart",
     "OtelCollectorProps",
     "ScaledObjectChart",

@@ -152,9 +152,11 @@ class QvllmChart(cdk8s.Chart):
         check_no_removed_metrics(self.manifests())
 
 
-def object_meta(name: str, labels: Mapping[str, str], namespace: str | None = None) -> k8s.ObjectMeta:
-    """``metadata`` of a built-in object: its name, labels and (for namespaced kinds) namespace."""
-    return k8s.ObjectMeta(name=name, namespace=namespace, labels=dict(labels))
+def object_meta(
+    name: str, labels: Mapping[str, str], namespace: str | None = None, annotations: Mapping[str, str] | None = None
+) -> k8s.ObjectMeta:
+    """``metadata`` of a built-in object: its name, labels, (for namespaced kinds) namespace and annotations."""
+    return k8s.ObjectMeta(name=name, namespace=namespace, labels=dict(labels), annotations=dict(annotations) if annotations else None)
 
 
 def custom_meta(name: str, labels: Mapping[str, str], namespace: str | None = None) -> cdk8s.ApiObjectMetadata:
@@ -253,17 +255,18 @@ def deployment(
     pod_spec: k8s.PodSpec,
     replicas: int | None,
     strategy: k8s.DeploymentStrategy | None = None,
+    annotations: Mapping[str, str] | None = None,
 ) -> k8s.KubeDeployment:
     """An apps/v1 Deployment of ``pod_spec`` (pods labelled ``labels``, selected by ``selector``).
 
     ``replicas=None`` leaves the field out, for a Deployment whose replicas an autoscaler owns
     (KEDA's HPA): a value here would be reset on every apply. ``strategy`` defaults to
-    :func:`surge_one_strategy`.
+    :func:`surge_one_strategy`. ``annotations`` go on the Deployment (e.g. :func:`skip_annotations`).
     """
     return k8s.KubeDeployment(
         scope,
         "deployment",
-        metadata=object_meta(name, labels, namespace),
+        metadata=object_meta(name, labels, namespace, annotations),
         spec=k8s.DeploymentSpec(
             replicas=replicas,
             selector=k8s.LabelSelector(match_labels=dict(selector)),
@@ -291,3 +294,65 @@ def pod_disruption_budget(
         ),
     )
 
+
+
+# --- Pod security -----------------------------------------------------------------------
+# Our pods run as this user and group: a high UID (no clash with a node's own users; checkov
+# CKV_K8S_40 asks for >= 10000), the UID the gateway and collector images already declare
+# (docker/gateway/Dockerfile `USER 10001`; the collector-contrib image's `USER 10001`).
+RUN_AS_USER = 10001
+RUN_AS_GROUP = 10001
+RUNTIME_DEFAULT_SECCOMP = "RuntimeDefault"
+TMP_VOLUME = "tmp"
+TMP_PATH = "/tmp"
+
+
+def restricted_pod_security_context(*, fs_group: bool = False) -> k8s.PodSecurityContext:
+    """The pod-level part of the ``restricted`` Pod Security Standard: non-root UID/GID
+    :data:`RUN_AS_USER`, the container runtime's default seccomp profile; ``fs_group`` also makes
+    mounted volumes group-writable for that GID."""
+    return k8s.PodSecurityContext(
+        run_as_non_root=True,
+        run_as_user=RUN_AS_USER,
+        run_as_group=RUN_AS_GROUP,
+        fs_group=RUN_AS_GROUP if fs_group else None,
+        seccomp_profile=k8s.SeccompProfile(type=RUNTIME_DEFAULT_SECCOMP),
+    )
+
+
+def restricted_container_security_context() -> k8s.SecurityContext:
+    """The container-level part of ``restricted`` plus a read-only root filesystem: no privilege
+    escalation, every Linux capability dropped; writable paths are mounted volumes."""
+    return k8s.SecurityContext(
+        allow_privilege_escalation=False,
+        read_only_root_filesystem=True,
+        run_as_non_root=True,
+        capabilities=k8s.Capabilities(drop=["ALL"]),
+        seccomp_profile=k8s.SeccompProfile(type=RUNTIME_DEFAULT_SECCOMP),
+    )
+
+
+def empty_dir(name: str, *, size_limit: str | None = None, medium: str | None = None) -> k8s.Volume:
+    """An ``emptyDir`` volume (the pod's writable scratch space; ``size_limit`` a quantity)."""
+    return k8s.Volume(
+        name=name,
+        empty_dir=k8s.EmptyDirVolumeSource(
+            medium=medium, size_limit=k8s.Quantity.from_string(size_limit) if size_limit else None
+        ),
+    )
+
+
+def skip_annotations(reasons: Mapping[str, str]) -> dict[str, str]:
+    """checkov inline suppressions as object annotations: ``checkov.io/skip<n>: <check>=<reason>``
+    (checkov ``kubernetes/kubernetes_utils.py``, ``get_skipped_checks``, splits the value at ``=``,
+    so a reason must not contain one).
+
+    Raises:
+        ValueError: a reason that is empty or contains ``=``.
+    """
+    annotations = {}
+    for n, (check, reason) in enumerate(sorted(reasons.items()), start=1):
+        if not reason.strip() or "=" in reason:
+            raise ValueError(f"checkov skip {check}: the reason must be non-empty text without '=': {reason!r}")
+        annotations[f"checkov.io/skip{n}"] = f"{check}={reason}"
+    return annotations

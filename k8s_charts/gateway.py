@@ -6,6 +6,9 @@ Balancer Controller registers the gateway pods in it through the TargetGroupBind
 the pods' port to the ALB's security group (``networking.ingress``). The container env is built
 with :func:`services.gateway.settings.settings_env`, the gateway's own settings module, so the
 variable names cannot drift.
+
+Pod security: ``restricted`` (UID 10001, the image's own user) with a read-only root filesystem;
+``/tmp`` is the one writable path (an emptyDir).
 """
 
 from __future__ import annotations
@@ -31,18 +34,24 @@ from k8s_charts.vllm import PORT_NAME as VLLM_PORT_NAME
 from k8s_charts.common import (
     ARCH_LABEL_KEY,
     NODEPOOL_LABEL_KEY,
+    TMP_PATH,
+    TMP_VOLUME,
     ZONE_LABEL_KEY,
     QvllmChart,
     cluster_ip_service,
     common_labels,
     custom_meta,
     deployment,
+    empty_dir,
     http_get_probe,
     object_meta,
     pod_disruption_budget,
     quantities,
+    restricted_container_security_context,
+    restricted_pod_security_context,
     selector_labels,
     service_host,
+    skip_annotations,
     tcp_container_port,
 )
 from k8s_charts.imports.aws.k8s import elbv2
@@ -52,7 +61,19 @@ CONTAINER_NAME = "gateway"
 PORT_NAME = "http"
 PRE_STOP_SECONDS = 10  # ALB deregistration is asynchronous: keep serving while it happens
 TERMINATION_GRACE_SECONDS = 60
+TMP_SIZE_LIMIT = "256Mi"
 
+# checkov findings the gateway Deployment keeps, with the reasons (object annotations).
+SCANNER_SKIPS = {
+    "CKV_K8S_11": "No CPU limit on purpose: CFS quota throttling would pause every open token stream for the "
+    "rest of a 100 ms period; the request reserves the CPU and admission control bounds the work",
+    "CKV_K8S_15": "IfNotPresent on purpose: the tag is the CDK asset hash of the build context in the bootstrap "
+    "repository, which refuses to overwrite a tag, so Always would only add a registry round trip per start",
+    "CKV_K8S_38": "The gateway needs its ServiceAccount token: it watches the vLLM EndpointSlices through the "
+    "Kubernetes API (Role endpointslice-reader: list and watch only)",
+    "CKV_K8S_43": "The image is a CDK DockerImageAsset whose tag is the hash of its build context, pushed to "
+    "the bootstrap repository with ImageTagMutability IMMUTABLE, so the tag names one image",
+}
 
 @dataclass(frozen=True)
 class GatewayProps:
@@ -150,23 +171,19 @@ class GatewayChart(QvllmChart):
             readiness_probe=http_get_probe(GATEWAY_READY_PATH, PORT_NAME, period_seconds=5, failure_threshold=2),
             liveness_probe=http_get_probe(GATEWAY_HEALTH_PATH, PORT_NAME, period_seconds=10, failure_threshold=3),
             lifecycle=k8s.Lifecycle(pre_stop=k8s.LifecycleHandler(sleep=k8s.SleepAction(seconds=PRE_STOP_SECONDS))),
-            security_context=k8s.SecurityContext(
-                allow_privilege_escalation=False,
-                capabilities=k8s.Capabilities(drop=["ALL"]),
-                seccomp_profile=k8s.SeccompProfile(type="RuntimeDefault"),
-            ),
+            security_context=restricted_container_security_context(),
             # Bearer keys from a Secret the operator creates (kubectl create secret generic ...);
             # mounted read-only, read by the gateway at start (GATEWAY_API_KEYS_FILE).
-            volume_mounts=(
-                [k8s.VolumeMount(name=API_KEYS_VOLUME, mount_path=API_KEYS_MOUNT_DIR, read_only=True)]
-                if api_keys
-                else None
-            ),
+            volume_mounts=[
+                k8s.VolumeMount(name=TMP_VOLUME, mount_path=TMP_PATH),
+                *([k8s.VolumeMount(name=API_KEYS_VOLUME, mount_path=API_KEYS_MOUNT_DIR, read_only=True)] if api_keys else []),
+            ],
         )
         self._endpoint_slice_reader(ns, props.upstream_namespace, labels)
         pod_spec = k8s.PodSpec(
             service_account_name=GATEWAY_NAME,
             automount_service_account_token=True,  # the Kubernetes API token for the EndpointSlice watch
+            security_context=restricted_pod_security_context(),
             termination_grace_period_seconds=TERMINATION_GRACE_SECONDS,
             node_selector={NODEPOOL_LABEL_KEY: CPU_NODEPOOL_NAME},
             affinity=k8s.Affinity(
@@ -193,22 +210,25 @@ class GatewayChart(QvllmChart):
                 )
             ],
             containers=[container],
-            volumes=(
-                [
-                    k8s.Volume(
-                        name=API_KEYS_VOLUME,
-                        secret=k8s.SecretVolumeSource(
-                            secret_name=api_keys,
-                            items=[k8s.KeyToPath(key=API_KEYS_SECRET_KEY, path=API_KEYS_SECRET_KEY)],
-                        ),
-                    )
-                ]
-                if api_keys
-                else None
-            ),
+            volumes=[
+                empty_dir(TMP_VOLUME, size_limit=TMP_SIZE_LIMIT),
+                *(
+                    [
+                        k8s.Volume(
+                            name=API_KEYS_VOLUME,
+                            secret=k8s.SecretVolumeSource(
+                                secret_name=api_keys,
+                                items=[k8s.KeyToPath(key=API_KEYS_SECRET_KEY, path=API_KEYS_SECRET_KEY)],
+                            ),
+                        )
+                    ]
+                    if api_keys
+                    else []
+                ),
+            ],
         )
         deployment(self, name=GATEWAY_NAME, namespace=ns, labels=labels, selector=selector, pod_spec=pod_spec,
-                   replicas=gw.replicas)
+                   replicas=gw.replicas, annotations=skip_annotations(SCANNER_SKIPS))
         cluster_ip_service(
             self, name=GATEWAY_NAME, namespace=ns, labels=labels, selector=selector,
             port=GATEWAY_PORT, port_name=PORT_NAME,

@@ -8,10 +8,12 @@ Apply order (CloudFormation creates along dependencies, deletes in reverse):
       admitting them, node role, node access entry, interruption queue and rules)
       -> teardown cleanup custom resource
         -> LB controller -> controllers: Karpenter (CRDs, then controller), KEDA, OTel add-on, metrics-server
-          -> namespaces -> NodePools/EC2NodeClasses -> vLLM -> ScaledObject
+          -> namespaces -> NetworkPolicies (after the OTel add-on: one sits in its namespace)
+                        -> NodePools/EC2NodeClasses -> vLLM -> ScaledObject
                                                     -> warm headroom placeholders
                                                     -> gateway (+ TargetGroupBinding)
                         -> OTel collector
+             (vLLM, gateway and collector after the NetworkPolicies: their pods start confined)
     + compile cache (EFS file system, access point, mount targets, node mount policy, EFS CSI add-on)
       -> compile cache volume and claim -> vLLM
 
@@ -72,6 +74,7 @@ class Workloads:
     """The embedded cdk8s charts (each a ``KubernetesManifest``), by role."""
 
     namespaces: eks.KubernetesManifest
+    network_policies: eks.KubernetesManifest
     nodepools: eks.KubernetesManifest
     vllm: eks.KubernetesManifest
     scaled_object: eks.KubernetesManifest
@@ -82,7 +85,10 @@ class Workloads:
 
     def all(self) -> tuple[eks.KubernetesManifest, ...]:
         optional = tuple(m for m in (self.compile_cache, self.warm_headroom) if m is not None)
-        return (self.namespaces, self.nodepools, self.vllm, self.scaled_object, self.gateway, self.collector, *optional)
+        return (
+            self.namespaces, self.network_policies, self.nodepools, self.vllm, self.scaled_object, self.gateway,
+            self.collector, *optional,
+        )
 
 
 class ClusterStack(cdk.Stack):
@@ -300,6 +306,8 @@ class ClusterStack(cdk.Stack):
             return spec.chart_class(app, key.replace("_", "-"), spec.props)
 
         namespaces = add("NamespacesManifest", chart("namespaces"))
+        # NetworkPolicies: one sits in the add-on's namespace, which its Helm release creates.
+        network_policies = add("NetworkPoliciesManifest", chart("network_policies"), namespaces, keda.otel_addon_chart)
         # NodePools/EC2NodeClasses: after the Karpenter chart (CRDs + controller) and its node role's access entry.
         nodepools = add(
             "NodePoolsManifest",
@@ -319,6 +327,7 @@ class ClusterStack(cdk.Stack):
             "VllmManifest",
             chart("vllm"),
             namespaces,
+            network_policies,
             nodepools,
             self.vllm_identity.association,
             *([compile_cache] if compile_cache else []),
@@ -332,11 +341,16 @@ class ClusterStack(cdk.Stack):
             "ScaledObjectManifest", chart("scaled_object"), namespaces, vllm, keda.keda_chart, keda.otel_addon_chart
         )
         # Gateway + TargetGroupBinding: after the load balancer controller (CRD + webhook).
-        gateway = add("GatewayManifest", chart("gateway"), namespaces, nodepools, self.eks.alb_controller)
+        gateway = add(
+            "GatewayManifest", chart("gateway"), namespaces, network_policies, nodepools, self.eks.alb_controller
+        )
         # Collector: forwards every metric the ScaledObject's triggers query (k8s_charts.scaler_metrics).
-        collector = add("OtelCollectorManifest", chart("otel_collector"), namespaces, keda.otel_addon_chart)
+        collector = add(
+            "OtelCollectorManifest", chart("otel_collector"), namespaces, network_policies, keda.otel_addon_chart
+        )
         workloads = Workloads(
             namespaces=namespaces,
+            network_policies=network_policies,
             nodepools=nodepools,
             vllm=vllm,
             scaled_object=scaled_object,

@@ -252,7 +252,8 @@ def test_vllm_pdb_never_blocks_evicting_the_only_pod(all_objects):
 def test_gateway_has_no_auth_unless_a_secret_is_named(all_objects):
     deployment = find(all_objects, "Deployment", c.GATEWAY_NAME)
     env = {e["name"] for e in _pod_spec(deployment)["containers"][0]["env"]}
-    assert "GATEWAY_API_KEYS_FILE" not in env and "volumes" not in _pod_spec(deployment)
+    volumes = _pod_spec(deployment)["volumes"]
+    assert "GATEWAY_API_KEYS_FILE" not in env and not [v for v in volumes if "secret" in v]
 
 
 def test_gateway_api_keys_secret_is_mounted_where_the_gateway_reads_it(tmp_path):
@@ -268,9 +269,9 @@ def test_gateway_api_keys_secret_is_mounted_where_the_gateway_reads_it(tmp_path)
 
     validate_builtin(deployment)  # Kubernetes 1.35 schema, strict
     spec = _pod_spec(deployment)
-    (volume,) = spec["volumes"]
+    (volume,) = [v for v in spec["volumes"] if "secret" in v]
     assert volume["secret"]["secretName"] == "gateway-keys"
-    (mount,) = spec["containers"][0]["volumeMounts"]
+    (mount,) = [m for m in spec["containers"][0]["volumeMounts"] if m["name"] == volume["name"]]
     assert mount["name"] == volume["name"] and mount["readOnly"] is True
     env = {e["name"]: e["value"] for e in spec["containers"][0]["env"]}
     (item,) = volume["secret"]["items"]

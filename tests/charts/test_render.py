@@ -23,23 +23,24 @@ def test_render_script_writes_one_file_per_chart(tmp_path, capsys, rendered):
     files = sorted(p.name for p in tmp_path.glob("*.yaml"))
     assert files == [
         "01-namespaces.yaml",
-        "02-karpenter-nodepools.yaml",
-        "03-otel-collector.yaml",
-        "04-compile-cache.yaml",
-        "05-vllm.yaml",
-        "06-gateway.yaml",
-        "07-scaled-object.yaml",
+        "02-network-policies.yaml",
+        "03-karpenter-nodepools.yaml",
+        "04-otel-collector.yaml",
+        "05-compile-cache.yaml",
+        "06-vllm.yaml",
+        "07-gateway.yaml",
+        "08-scaled-object.yaml",
     ]
     for (key, objects), name in zip(rendered.items(), files):
         assert list(yaml.safe_load_all((tmp_path / name).read_text())) == objects, key
-    assert "Rendered 26 objects from 7 charts" in capsys.readouterr().out
+    assert "Rendered 29 objects from 8 charts" in capsys.readouterr().out
 
 
 def test_render_script_takes_a_config_file(tmp_path, capsys):
     config = tmp_path / "c.yaml"
     config.write_text("scaling:\n  max_replicas: 4\n")
     assert render_manifests.main([str(tmp_path / "out"), "-c", f"config_file={config}"]) == 0
-    scaled = yaml.safe_load((tmp_path / "out" / "07-scaled-object.yaml").read_text())
+    scaled = yaml.safe_load((tmp_path / "out" / "08-scaled-object.yaml").read_text())
     assert scaled["spec"]["maxReplicaCount"] == 4
 
 

@@ -11,7 +11,7 @@ import pytest
 
 from tests.support.k8s_schemas import CRD_DIR, is_custom, validate_any, validate_builtin, validate_custom
 
-CHART_KEYS = ["namespaces", "karpenter_nodepools", "otel_collector", "compile_cache", "vllm", "gateway", "scaled_object"]
+CHART_KEYS = ["namespaces", "network_policies", "karpenter_nodepools", "otel_collector", "compile_cache", "vllm", "gateway", "scaled_object"]
 EXPECTED_CUSTOM_KINDS = {"NodePool", "EC2NodeClass", "TargetGroupBinding", "ScaledObject"}
 
 
