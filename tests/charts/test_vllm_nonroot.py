@@ -1,7 +1,8 @@
 """The vLLM pod's security settings work with the real engine: the CPU engine (same vLLM release as
 the image) runs as the rendered ``runAsUser``, with no capabilities, ``no_new_privs``, a read-only
-root filesystem and only the rendered writable mounts, with the rendered environment, and serves
-a completion (tests/support/pod_confinement.py sets that up in a mount namespace)."""
+root filesystem and only the rendered writable mounts, with the rendered environment; it streams
+the model from S3 (moto) with the Run:ai streamer as the pod does, and serves a completion
+(tests/support/pod_confinement.py sets that up in a mount namespace)."""
 
 from __future__ import annotations
 
@@ -80,18 +81,36 @@ def test_confinement_denies_writes_outside_the_writable_paths(all_objects, tmp_p
 
 @pytest.mark.engine
 def test_engine_serves_as_the_pods_user_with_only_its_writable_paths(all_objects, tmp_path):
+    import boto3
+
+    from qvllm.local.env import streamer_env
+    from qvllm.tinymodel import generate_tiny_model
+    from tests.support.moto_server import MOTO_CLIENT_KWARGS, running_moto
+
     confinement, env = _confinement(all_objects, tmp_path / "root")
-    with running_vllm(tmp_path, confinement=confinement, env=env, max_model_len=256) as server:
-        body = json.dumps({"model": server.served_model_name, "prompt": "Hello", "max_tokens": 4}).encode()
-        request = urllib.request.Request(
-            server.base_url + "/v1/completions", body, {"Content-Type": "application/json"}
-        )
-        with urllib.request.urlopen(request, timeout=120) as resp:  # noqa: S310 - loopback
-            answer = json.load(resp)
-        assert answer["choices"][0]["text"] is not None and answer["usage"]["completion_tokens"] >= 1
-        identities = {pid: process_identity(pid) for pid in [server.pid, *_descendants(server.pid)]}
+    model = generate_tiny_model(tmp_path / "model")
+    with running_moto() as url:
+        s3 = boto3.client("s3", endpoint_url=url, **MOTO_CLIENT_KWARGS)
+        s3.create_bucket(Bucket="models")
+        for path in model.iterdir():
+            s3.upload_file(str(path), "models", f"tiny/{path.name}")
+        with running_vllm(
+            tmp_path, confinement=confinement, env=env | streamer_env(url), model_dir=model, max_model_len=256,
+            model_uri="s3://models/tiny/", extra_args=("--load-format", "runai_streamer"),
+        ) as server:
+            identities = _serve_one(server)
     assert len(identities) >= 2  # the API server and its engine core process
     for pid, ident in identities.items():
         assert ident["Uid"] == ident["Gid"] == "10001", (pid, ident)
         assert int(ident["CapEff"], 16) == 0 and int(ident["CapBnd"], 16) == 0, (pid, ident)
         assert ident["NoNewPrivs"] == "1", (pid, ident)
+
+
+def _serve_one(server) -> dict[int, dict[str, str]]:  # type: ignore[no-untyped-def]
+    """One completion through the engine; then the identity of its processes."""
+    body = json.dumps({"model": server.served_model_name, "prompt": "Hello", "max_tokens": 4}).encode()
+    request = urllib.request.Request(server.base_url + "/v1/completions", body, {"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=120) as resp:  # noqa: S310 - loopback
+        answer = json.load(resp)
+    assert answer["choices"][0]["text"] is not None and answer["usage"]["completion_tokens"] >= 1
+    return {pid: dict(process_identity(pid)) for pid in [server.pid, *_descendants(server.pid)]}

@@ -123,6 +123,7 @@ def running_vllm(
     port: int | None = None,
     confinement: PodConfinement | None = None,
     env: Mapping[str, str] | None = None,
+    model_uri: str | None = None,
 ) -> Iterator[VllmServer]:
     """Generate the tiny model under ``work_dir`` and run one vLLM server until the block exits.
 
@@ -146,6 +147,8 @@ def running_vllm(
             served from its read-only mount and the environment is only ``env`` plus the
             engine's settings here (a pod has none of the host's variables).
         env: more environment variables for the engine.
+        model_uri: serve this ``--model`` instead of the model folder (e.g. ``s3://...`` with
+            ``--load-format runai_streamer`` in ``extra_args``).
 
     Yields:
         The running :class:`VllmServer`.
@@ -164,7 +167,7 @@ def running_vllm(
     cmd = [
         *(["taskset", "-c", cpus] if cpus else []),
         str(VLLM_PYTHON), "-m", "vllm.entrypoints.openai.api_server",
-        "--model", MODEL_MOUNT if confinement else str(model_dir),
+        "--model", model_uri or (MODEL_MOUNT if confinement else str(model_dir)),
         "--served-model-name", served_model_name,
         "--max-num-seqs", str(max_num_seqs),
         "--max-model-len", str(max_model_len),
