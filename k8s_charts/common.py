@@ -24,6 +24,7 @@ from app_config.constants import (  # noqa: F401 - the addresses are re-exported
     addon_scaler_address,
     service_host,
 )
+from app_config.versions import is_digest_pinned
 
 APP_LABEL_KEY = "app"  # the pod label the collector's relabel rule and all selectors use
 PART_OF_LABEL_KEY = "app.kubernetes.io/part-of"
@@ -356,3 +357,14 @@ def skip_annotations(reasons: Mapping[str, str]) -> dict[str, str]:
             raise ValueError(f"checkov skip {check}: the reason must be non-empty text without '=': {reason!r}")
         annotations[f"checkov.io/skip{n}"] = f"{check}={reason}"
     return annotations
+
+
+def unresolved_digest_skip(image: str) -> dict[str, str]:
+    """checkov's "image should use digest" (CKV_K8S_43) acknowledged, with its reason, only while
+    ``image`` names no digest (app_config.versions.ImagePin not resolved yet); empty once it does."""
+    if is_digest_pinned(image):
+        return {}
+    return {
+        "CKV_K8S_43": "Digest not resolved yet (it is written only from a registry's answer): resolve it with the "
+        "README's crane digest command and record it with its date in app_config/versions.py, then this skip goes"
+    }

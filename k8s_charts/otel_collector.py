@@ -74,7 +74,7 @@ from app_config.constants import (
     VLLM_NAME,
     VLLM_PORT,
 )
-from app_config.versions import OTEL_COLLECTOR_IMAGE, is_digest_pinned
+from app_config.versions import OTEL_COLLECTOR_IMAGE
 from k8s_charts.common import (
     APP_LABEL_KEY,
     QvllmChart,
@@ -89,6 +89,7 @@ from k8s_charts.common import (
     restricted_pod_security_context,
     selector_labels,
     skip_annotations,
+    unresolved_digest_skip,
     tcp_container_port,
 )
 
@@ -160,16 +161,12 @@ def scrape_config(target: ScrapeTarget, namespace: str) -> dict[str, Any]:
 def scanner_skips(image: str) -> dict[str, str]:
     """Reasons for the checkov findings the collector Deployment keeps (object annotations)."""
     skips = {
-        "CKV_K8S_15": "IfNotPresent on purpose: the image is pinned, so Always would only add a registry round "
+        "CKV_K8S_15": "IfNotPresent on purpose: the image is pinned to a release (and its digest once resolved), so Always would only add a registry round "
         "trip to every start without changing what runs",
         "CKV_K8S_38": "The collector needs its ServiceAccount token: its Prometheus receiver discovers the vLLM "
         "and gateway pods through the Kubernetes API (Role: get, list and watch pods in one namespace)",
     }
-    if not is_digest_pinned(image):
-        skips["CKV_K8S_43"] = (
-            "Digest not resolved yet (it is written only from a registry's answer): resolve it with the README's "
-            "crane digest command and record it with its date in app_config/versions.py, then this skip goes"
-        )
+    skips |= unresolved_digest_skip(image)
     return skips
 
 

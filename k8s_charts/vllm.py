@@ -44,7 +44,6 @@ from app_config.constants import (
 )
 from app_config.model import ModelConfig, VllmConfig
 from app_config.quantity import parse_quantity
-from app_config.versions import is_digest_pinned
 from k8s_charts.common import (
     NODEPOOL_LABEL_KEY,
     TMP_PATH,
@@ -62,6 +61,7 @@ from k8s_charts.common import (
     restricted_pod_security_context,
     selector_labels,
     skip_annotations,
+    unresolved_digest_skip,
     tcp_container_port,
 )
 
@@ -105,14 +105,10 @@ def scanner_skips(image: str) -> dict[str, str]:
     skips = {
         "CKV_K8S_11": "No CPU limit on purpose: CFS quota throttling would stall the engine's scheduler and "
         "detokenizer between GPU steps and raise ITL; the request reserves the CPUs and the pod owns its GPU node",
-        "CKV_K8S_15": "IfNotPresent on purpose: the image is pinned, so Always would only add a registry round "
+        "CKV_K8S_15": "IfNotPresent on purpose: the image is pinned to a release (and its digest once resolved), so Always would only add a registry round "
         "trip to every GPU pod start (slower scale-out) without changing what runs",
     }
-    if not is_digest_pinned(image):
-        skips["CKV_K8S_43"] = (
-            "Digest not resolved yet (it is written only from a registry's answer): resolve it with the README's "
-            "crane digest command and record it with its date in app_config/versions.py, then this skip goes"
-        )
+    skips |= unresolved_digest_skip(image)
     return skips
 
 
