@@ -370,3 +370,31 @@ def test_collector_forwards_every_metric_the_configured_triggers_query(tmp_path)
     text = json.dumps(collector["Properties"]["Manifest"])
     for metric in ("vllm:num_requests_running", "vllm:num_requests_waiting", "vllm:num_requests_swapped"):
         assert metric in text, metric
+
+
+# --- network policy enforcement --------------------------------------------------------
+def test_vpc_cni_enforces_network_policies(resources) -> None:
+    """Without enableNetworkPolicy the VPC CNI ignores every NetworkPolicy we render."""
+    (cni,) = [r for r in of_type(resources, "AWS::EKS::Addon").values() if r["Properties"]["AddonName"] == "vpc-cni"]
+    assert json.loads(cni["Properties"]["ConfigurationValues"]) == {"enableNetworkPolicy": "true"}
+
+
+def test_service_range_is_the_one_the_policies_name(resources) -> None:
+    """The policies allow the API server by its ClusterIP, so the cluster's service range is explicit."""
+    from app_config import config_from_dict
+
+    (cluster,) = of_type(resources, "AWS::EKS::Cluster").values()
+    network = cluster["Properties"]["KubernetesNetworkConfig"]
+    assert network["ServiceIpv4Cidr"] == config_from_dict({}).cluster.service_ipv4_cidr
+
+
+def test_workloads_start_after_their_network_policies(resources) -> None:
+    """vLLM, the gateway and the collector are applied after the NetworkPolicies: their pods never
+    run unconfined."""
+    manifests = of_type(resources, "Custom::AWSCDK-EKS-KubernetesResource")
+    (policies,) = [k for k, r in manifests.items() if '\\"kind\\":\\"NetworkPolicy\\"' in json.dumps(r["Properties"]["Manifest"])]
+    ours = {k: r for k, r in manifests.items() if k.startswith(("EksClusterVllmManifest", "EksClusterGatewayManifest",
+                                                              "EksClusterOtelCollectorManifest"))}
+    assert len(ours) == 3, sorted(ours)
+    for lid, manifest in ours.items():
+        assert policies in depends_on(manifest), lid
