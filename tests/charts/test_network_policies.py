@@ -23,7 +23,7 @@ from app_config.constants import (
 )
 from k8s_charts.network_policies import COREDNS_LABELS, OTEL_ADDON_POD_LABELS, POD_IDENTITY_AGENT, service_ip
 from tests.charts.conftest import find
-from tests.support.netpol import Address, Cluster, Pod, selector_matches
+from tests.support.netpol import Address, Cluster, Pod, Service, selector_matches
 
 REST_API_PORT = 9090  # the add-on's REST API (kedify/otel-add-on values.yaml settings.restApiPort)
 
@@ -53,6 +53,8 @@ def world(all_objects, default_config):
         "addon": Pod("otel-add-on", KEDA_NAMESPACE, OTEL_ADDON_POD_LABELS, str(vpc.network_address + 16405)),
         "keda": Pod("keda-operator", KEDA_NAMESPACE, {"app": "keda-operator"}, str(vpc.network_address + 16406)),
         "coredns": Pod("coredns", KUBE_SYSTEM_NAMESPACE, COREDNS_LABELS, str(vpc.network_address + 16407)),
+        "vllm-service": Service("vllm", INFERENCE_NAMESPACE, find(all_objects, "Service", "vllm")["spec"]["selector"],
+                                str(ipaddress.ip_network(services).network_address + 200)),
         "alb": Address("internal ALB", str(vpc.network_address + 300)),
         "apiserver-eni": Address("control-plane ENI", str(vpc.network_address + 301)),
         "apiserver": Address("kubernetes Service", service_ip(services, 1).split("/")[0]),
@@ -66,6 +68,7 @@ def world(all_objects, default_config):
 
 ALLOWED = [
     ("gateway", "vllm", VLLM_PORT, "TCP"),  # the only way in to vLLM for requests
+    ("gateway", "vllm-service", VLLM_PORT, "TCP"),  # the gateway's fallback: the Service URL (ClusterIP)
     ("collector", "vllm", VLLM_PORT, "TCP"),  # metrics scrape
     ("collector", "gateway", GATEWAY_PORT, "TCP"),  # the gateway's /metrics
     ("alb", "gateway", GATEWAY_PORT, "TCP"),  # the edge's path
@@ -83,6 +86,8 @@ ALLOWED = [
 DENIED = [
     ("attacker", "vllm", VLLM_PORT, "TCP"),  # no path around the gateway's keys, admission and limits
     ("stray", "vllm", VLLM_PORT, "TCP"),  # not even from our own namespace
+    ("stray", "vllm-service", VLLM_PORT, "TCP"),
+    ("vllm", "vllm-service", VLLM_PORT, "TCP"),
     ("alb", "vllm", VLLM_PORT, "TCP"),
     ("gateway", "vllm", VLLM_PORT + 1, "TCP"),  # only the API port
     ("attacker", "collector", OTEL_COLLECTOR_PROMETHEUS_PORT, "TCP"),
@@ -153,6 +158,16 @@ def test_evaluator_and_versus_or_peers():
         {"from": [{"namespaceSelector": {"matchLabels": {"team": "blue"}}}, {"podSelector": {"matchLabels": {"role": "client"}}}]}]})])
     assert anded.allows(client_other, a, 1) and not anded.allows(other_any, a, 1) and not anded.allows(client_same_ns, a, 1)
     assert ored.allows(client_other, a, 1) and ored.allows(other_any, a, 1) and ored.allows(client_same_ns, a, 1)
+
+
+def test_evaluator_service_cluster_ips():
+    """Egress to a ClusterIP: admitted by a podSelector peer that matches the Service's selector."""
+    client = Pod("c", "ns", {"app": "c"}, "10.1.0.1")
+    db = Service("db", "ns", {"app": "db"}, "172.20.0.50")
+    other = Service("x", "ns", {"app": "x"}, "172.20.0.51")
+    cluster = Cluster({"ns": {}}, [_policy("ns", {"podSelector": {"matchLabels": {"app": "c"}}, "policyTypes": ["Egress"],
+                                                  "egress": [{"to": [{"podSelector": {"matchLabels": {"app": "db"}}}]}]})])
+    assert cluster.allows(client, db, 5432) and not cluster.allows(client, other, 5432)
 
 
 def test_evaluator_isolation_ports_and_ip_blocks():

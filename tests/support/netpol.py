@@ -20,6 +20,11 @@ concepts page (https://kubernetes.io/docs/concepts/services-networking/network-p
 The cluster facts of the VPC CNI are modelled explicitly: every pod has a VPC address, and an
 ``ipBlock`` matches pods by that address too (the API leaves this to the implementation); kubelet
 probes from the node are not modelled (the VPC CNI's agent always admits the node's address).
+A connection to a Service's ClusterIP is checked before translation (the agent's eBPF probes sit
+on the pod's veth): an egress peer with a ``podSelector`` also admits the ClusterIP of every
+non-headless Service in the peer's namespaces whose ``spec.selector`` that podSelector matches
+(aws/amazon-network-policy-controller-k8s pkg/resolvers/endpoints.go, getMatchingServiceClusterIPs:
+https://github.com/aws/amazon-network-policy-controller-k8s/blob/main/pkg/resolvers/endpoints.go).
 """
 
 from __future__ import annotations
@@ -49,7 +54,17 @@ class Address:
     ip: str
 
 
-Endpoint = Pod | Address
+@dataclass(frozen=True)
+class Service:
+    """A ClusterIP Service: its namespace, its pod selector (``spec.selector``) and ClusterIP."""
+
+    name: str
+    namespace: str
+    selector: Mapping[str, str]
+    ip: str
+
+
+Endpoint = Pod | Address | Service
 
 
 def selector_matches(selector: Mapping[str, Any] | None, labels: Mapping[str, str]) -> bool:
@@ -109,6 +124,14 @@ class Cluster:
             address = ipaddress.ip_address(endpoint.ip)
             inside = address in ipaddress.ip_network(block["cidr"])
             return inside and not any(address in ipaddress.ip_network(e) for e in block.get("except") or [])
+        if isinstance(endpoint, Service):
+            # Egress only (a Service never opens a connection): the peer's podSelector against the
+            # Service's selector, in the peer's namespaces (the controller's service lookup).
+            if "namespaceSelector" in peer:
+                namespace_ok = selector_matches(peer["namespaceSelector"], self.namespaces[endpoint.namespace])
+            else:
+                namespace_ok = endpoint.namespace == policy_namespace
+            return namespace_ok and selector_matches(peer.get("podSelector"), endpoint.selector)
         if not isinstance(endpoint, Pod):
             return False
         if "namespaceSelector" in peer:
