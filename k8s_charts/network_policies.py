@@ -9,7 +9,11 @@ What is allowed, and nothing else:
   ranges, so any address on 443) and to the EKS Pod Identity agent on the node (credentials).
 * gateway pods: in on the gateway port from the VPC range (the internal ALB's addresses; the
   ALB's security group is not a NetworkPolicy peer) and from the collector (``/metrics``); out to
-  vLLM pods and to the Kubernetes API (its EndpointSlice watch).
+  vLLM pods and to the Kubernetes API (its EndpointSlice watch). The vLLM Service's ClusterIP (the
+  gateway's fallback while discovery fails) is admitted by the same podSelector rule: the VPC
+  CNI's controller adds the ClusterIP of every Service whose selector the rule's podSelector
+  matches (aws/amazon-network-policy-controller-k8s pkg/resolvers/endpoints.go,
+  getMatchingServiceClusterIPs).
 * collector: nothing in (the dashboard reads it through ``kubectl port-forward``, which enters the
   pod's own network namespace); out to vLLM and gateway pods (scrapes), the add-on's OTLP port in
   the KEDA namespace, and the Kubernetes API (pod discovery).
