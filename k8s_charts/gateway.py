@@ -144,6 +144,9 @@ def gateway_env(props: GatewayProps) -> list[k8s.EnvVar]:
         **auth,
         **edge,
     )
+    # HOME on the one writable path: the Kubernetes client resolves ~/.kube/config when imported,
+    # and Python finds no home for a UID without a passwd entry (any runAsUser but the image's own).
+    env["HOME"] = TMP_PATH
     return [k8s.EnvVar(name=k, value=v) for k, v in env.items()]
 
 

@@ -15,19 +15,12 @@ import pytest
 
 from k8s_charts.vllm import WRITABLE_PATHS, writable_env
 from tests.charts.conftest import find
-from tests.support.pod_confinement import PodConfinement, process_identity
+from tests.support.pod_confinement import PodConfinement, process_identity, venv_readable
 from tests.support.vllm_server import REPO_ROOT, VLLM_PYTHON, running_vllm
 
 
 def _vllm_pod(all_objects: list[dict[str, Any]]) -> dict[str, Any]:
     return find(all_objects, "Deployment", "vllm")["spec"]["template"]["spec"]
-
-
-def _engine_readable() -> tuple[Path, ...]:
-    """The engine venv and its base interpreter's prefix (pyvenv.cfg ``home`` is its bin/)."""
-    cfg = (REPO_ROOT / ".venv-vllm" / "pyvenv.cfg").read_text().splitlines()
-    home = next(line.split("=", 1)[1].strip() for line in cfg if line.startswith("home"))
-    return Path(home).resolve().parent, (REPO_ROOT / ".venv-vllm").resolve()
 
 
 def _confinement(all_objects: list[dict[str, Any]], root: Path) -> tuple[PodConfinement, dict[str, str]]:
@@ -37,7 +30,7 @@ def _confinement(all_objects: list[dict[str, Any]], root: Path) -> tuple[PodConf
     writable = tuple(m["mountPath"] for m in container["volumeMounts"] if not m.get("readOnly"))
     env = {e["name"]: e["value"] for e in container["env"] if "value" in e}
     root.mkdir(exist_ok=True)
-    return PodConfinement(root, pod["securityContext"]["runAsUser"], writable, _engine_readable()), env
+    return PodConfinement(root, pod["securityContext"]["runAsUser"], writable, venv_readable(REPO_ROOT / ".venv-vllm")), env
 
 
 def _descendants(pid: int) -> list[int]:

@@ -135,6 +135,14 @@ def as_root() -> list[str]:
     raise ConfinementUnavailable("setting up the pod's mounts needs root or password-less sudo (like a container runtime)")
 
 
+def venv_readable(venv: Path) -> tuple[Path, ...]:
+    """What a confined process needs to read to run ``venv``'s Python: the venv and its base
+    interpreter's prefix (``pyvenv.cfg`` ``home`` is that prefix's ``bin/``)."""
+    cfg = (venv / "pyvenv.cfg").read_text().splitlines()
+    home = next(line.split("=", 1)[1].strip() for line in cfg if line.split("=", 1)[0].strip() == "home")
+    return Path(home).resolve().parent, venv.resolve()
+
+
 def process_identity(pid: int) -> Mapping[str, str]:
     """``Uid``, ``Gid``, ``CapEff``, ``CapBnd`` and ``NoNewPrivs`` of a running process (from
     ``/proc/<pid>/status``)."""
