@@ -89,7 +89,7 @@ def test_response_completion_timeout_reaches_the_origin():
     app = cdk.App()
     stack = cdk.Stack(app, "EdgeOnly", env=cdk.Environment(region="eu-west-1"))
     Edge(stack, "Edge", EdgeProps(
-        config=config.edge, vpc=ec2.Vpc(stack, "Vpc", max_azs=2), web_acl_arn=None,
+        config=config.edge, vpc=ec2.Vpc(stack, "Vpc", max_azs=2), web_acl_arn=None, viewer_certificate_arn=None,
         teardown_wait_seconds=config.teardown.wait_timeout_seconds,
     ))
     (dist,) = Template.from_stack(stack).find_resources("AWS::CloudFront::Distribution").values()

@@ -364,7 +364,8 @@ def test_edge_follows_its_config():
     stack = cdk.Stack(app, "EdgeOnly", env=cdk.Environment(region="eu-west-1"))
     vpc = ec2.Vpc(stack, "Vpc", max_azs=2)
     Edge(stack, "Edge", EdgeProps(
-        config=config.edge, vpc=vpc, web_acl_arn=None, teardown_wait_seconds=config.teardown.wait_timeout_seconds
+        config=config.edge, vpc=vpc, web_acl_arn=None, viewer_certificate_arn=None,
+        teardown_wait_seconds=config.teardown.wait_timeout_seconds,
     ))
     template = Template.from_stack(stack).to_json()
     _, dist = only(template, "AWS::CloudFront::Distribution")
