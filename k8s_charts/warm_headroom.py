@@ -48,23 +48,14 @@ from k8s_charts.common import (
     deployment,
     object_meta,
     quantities,
+    restricted_container_security_context,
+    restricted_pod_security_context,
     selector_labels,
 )
 from k8s_charts.vllm import gpu_node_selector, gpu_tolerations, vllm_requests
 
 PLACEHOLDER_CONTAINER = "placeholder"
 PREPULL_CONTAINER = "pull-vllm-image"
-# The pause image's user (its Dockerfile: USER 65535:65535); set explicitly so the pods pass the
-# restricted Pod Security Standard whatever user an image declares.
-NOBODY = 65535
-
-
-def _restricted_container_security() -> k8s.SecurityContext:
-    return k8s.SecurityContext(
-        allow_privilege_escalation=False,
-        capabilities=k8s.Capabilities(drop=["ALL"]),
-        read_only_root_filesystem=True,
-    )
 
 
 @dataclass(frozen=True)
@@ -106,18 +97,13 @@ class WarmHeadroomChart(QvllmChart):
             automount_service_account_token=False,
             node_selector=gpu_node_selector(),
             tolerations=gpu_tolerations(),
-            security_context=k8s.PodSecurityContext(
-                run_as_non_root=True,
-                run_as_user=NOBODY,
-                run_as_group=NOBODY,
-                seccomp_profile=k8s.SeccompProfile(type="RuntimeDefault"),
-            ),
+            security_context=restricted_pod_security_context(),
             init_containers=[
                 k8s.Container(
                     name=PREPULL_CONTAINER,
                     image=vllm.image,
                     command=["/bin/true"],
-                    security_context=_restricted_container_security(),
+                    security_context=restricted_container_security_context(),
                 )
             ],
             containers=[
@@ -128,7 +114,7 @@ class WarmHeadroomChart(QvllmChart):
                         requests=quantities(vllm_requests(vllm)),
                         limits=quantities({GPU_RESOURCE: str(vllm.gpus_per_pod)}),
                     ),
-                    security_context=_restricted_container_security(),
+                    security_context=restricted_container_security_context(),
                 )
             ],
         )

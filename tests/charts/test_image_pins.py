@@ -58,7 +58,9 @@ def test_every_pin_is_what_the_charts_render(all_objects):
     the cluster pulls them through the ECR pull-through cache, under its prefix."""
     assert _container(all_objects, "vllm")["image"].endswith("/" + versions.VLLM.reference)
     assert _container(all_objects, "otel-collector")["image"].endswith("/" + versions.OTEL_COLLECTOR.reference)
-    assert {p.reference for p in versions.IMAGE_PINS} == {versions.VLLM_IMAGE, versions.OTEL_COLLECTOR_IMAGE}
+    assert {p.reference for p in versions.IMAGE_PINS} == {
+        versions.VLLM_IMAGE, versions.OTEL_COLLECTOR_IMAGE, versions.PAUSE_IMAGE,
+    }
 
 
 def test_an_unresolved_pin_is_acknowledged_and_a_resolved_one_is_not(all_objects):

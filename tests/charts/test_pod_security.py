@@ -75,15 +75,16 @@ def restricted_violations(pod: dict[str, Any]) -> list[str]:
 
 
 def read_only_root_violations(pod: dict[str, Any]) -> list[str]:
-    """Containers whose root filesystem is writable, or that write to a volume that is not an emptyDir."""
-    empty_dirs = {v["name"] for v in pod.get("volumes") or [] if "emptyDir" in v}
+    """Containers whose root filesystem is writable, or that write to a volume that is neither pod
+    scratch (emptyDir) nor a claim (vLLM's shared compile cache on EFS)."""
+    empty_dirs = {v["name"] for v in pod.get("volumes") or [] if "emptyDir" in v or "persistentVolumeClaim" in v}
     problems = []
     for c in pod["containers"]:
         if (c.get("securityContext") or {}).get("readOnlyRootFilesystem") is not True:
             problems.append(f"{c['name']}: readOnlyRootFilesystem not true")
         for mount in c.get("volumeMounts") or []:
             if not mount.get("readOnly") and mount["name"] not in empty_dirs:
-                problems.append(f"{c['name']}: writable mount {mount['name']} is not an emptyDir")
+                problems.append(f"{c['name']}: writable mount {mount['name']} is neither an emptyDir nor a claim")
     return problems
 
 
@@ -114,7 +115,7 @@ def test_the_checker_finds_each_violation():
         "c: adds capabilities ['NET_ADMIN']", "c: runAsNonRoot not true", "c: seccompProfile None",
     ]
     assert read_only_root_violations(pod) == [
-        "c: readOnlyRootFilesystem not true", "c: writable mount data is not an emptyDir",
+        "c: readOnlyRootFilesystem not true", "c: writable mount data is neither an emptyDir nor a claim",
     ]
 
 

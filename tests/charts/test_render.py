@@ -33,7 +33,7 @@ def test_render_script_writes_one_file_per_chart(tmp_path, capsys, rendered):
     ]
     for (key, objects), name in zip(rendered.items(), files):
         assert list(yaml.safe_load_all((tmp_path / name).read_text())) == objects, key
-    assert "Rendered 29 objects from 8 charts" in capsys.readouterr().out
+    assert "Rendered 32 objects from 8 charts" in capsys.readouterr().out
 
 
 def test_render_script_takes_a_config_file(tmp_path, capsys):

@@ -13,7 +13,8 @@ from typing import Any
 
 import pytest
 
-from k8s_charts.vllm import WRITABLE_PATHS, writable_env
+from app_config.constants import VLLM_CACHE_ROOT
+from k8s_charts.vllm import COMPILE_CACHE_PATH, WRITABLE_PATHS, writable_env
 from tests.charts.conftest import find
 from tests.support.pod_confinement import PodConfinement, process_identity, venv_readable
 from tests.support.vllm_server import REPO_ROOT, VLLM_PYTHON, running_vllm
@@ -41,7 +42,9 @@ def _descendants(pid: int) -> list[int]:
 
 def test_rendered_writable_paths_and_env_are_the_chart_owners(all_objects):
     (container,) = _vllm_pod(all_objects)["containers"]
-    assert [m["mountPath"] for m in container["volumeMounts"]] == list(WRITABLE_PATHS.values())
+    mounts = [m["mountPath"] for m in container["volumeMounts"]]
+    # Then, with the compile cache on (the default): VLLM_CACHE_ROOT's scratch and the EFS claim inside it.
+    assert mounts == [*WRITABLE_PATHS.values(), VLLM_CACHE_ROOT, COMPILE_CACHE_PATH]
     env = {e["name"]: e.get("value") for e in container["env"]}
     assert writable_env().items() <= env.items()
     assert container["securityContext"]["readOnlyRootFilesystem"] is True

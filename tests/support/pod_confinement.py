@@ -101,10 +101,14 @@ class PodConfinement:
             f"mount -o remount,bind,ro {model}",
             f"mount -o remount,ro {shlex.quote(str(self.root) + str(Path(MODEL_MOUNT).parent))}",
         ]
-        for writable in self.writable_paths:
+        mounted: list[Path] = []
+        for writable in sorted(self.writable_paths):
             target = shlex.quote(str(self.root) + writable)
             parent = Path(writable).parent
-            if not Path(writable).exists():
+            if any(m in Path(writable).parents for m in mounted):
+                # Inside another writable path (a claim mounted in scratch): a mount point there.
+                lines += [f"mkdir -p {target}", f"mount -t tmpfs -o mode=1777 tmpfs {target}"]
+            elif not Path(writable).exists():
                 # e.g. /home/vllm: the image has no such folder; a tmpfs over its parent holds it
                 # (read-only again once the mount point exists).
                 lines += [f"mount -t tmpfs -o mode=755 tmpfs {shlex.quote(str(self.root) + str(parent))}",
@@ -113,6 +117,7 @@ class PodConfinement:
                           f"mount -o remount,ro {shlex.quote(str(self.root) + str(parent))}"]
             else:
                 lines.append(f"mount -t tmpfs -o mode=1777 tmpfs {target}")
+            mounted.append(Path(writable))
         lines.append(
             f'exec chroot {r} setpriv --reuid={self.uid} --regid={self.uid} --clear-groups '
             '--no-new-privs --bounding-set=-all --inh-caps=-all -- env -i "$@"'
