@@ -163,7 +163,43 @@ def running_vllm(
     work = Path(work_dir)
     model_dir = Path(model_dir) if model_dir is not None else generate_tiny_model(work / "model")
     log_path = work / "vllm.log"
-    port = port or free_port()
+    fixed_port = port is not None
+    # A free port can be taken between our check and vLLM's bind (by another engine starting at
+    # the same time: vLLM opens ports of its own while it starts): then start again on a new one.
+    for attempt in range(1 if fixed_port else 3):
+        port = port if fixed_port else free_port()
+        proc, base_url = _start_engine(
+            port, work, model_dir, log_path, served_model_name=served_model_name, max_num_seqs=max_num_seqs,
+            max_model_len=max_model_len, dtype=dtype, extra_args=extra_args, cpus=cpus,
+            confinement=confinement, env=env, model_uri=model_uri,
+        )
+        try:
+            _wait_healthy(proc, base_url, log_path, start_timeout)
+            break
+        except VllmStartError as exc:
+            _stop(proc, stop_timeout)
+            if fixed_port or attempt == 2 or "address already in use" not in str(exc).lower():
+                raise
+        except BaseException:
+            _stop(proc, stop_timeout)
+            raise
+    try:
+        yield VllmServer(
+            base_url=base_url,
+            served_model_name=served_model_name,
+            model_dir=model_dir,
+            log_path=log_path,
+            pid=proc.pid,
+        )
+    finally:
+        _stop(proc, stop_timeout)
+
+
+def _start_engine(port: int, work: Path, model_dir: Path, log_path: Path, *, served_model_name: str,
+                  max_num_seqs: int, max_model_len: int, dtype: str, extra_args: tuple[str, ...],
+                  cpus: str | None, confinement: PodConfinement | None, env: Mapping[str, str] | None,
+                  model_uri: str | None) -> tuple[subprocess.Popen, str]:
+    """Spawn the api_server on ``port`` (log to ``log_path``); return the process and its base URL."""
     cmd = [
         *(["taskset", "-c", cpus] if cpus else []),
         str(VLLM_PYTHON), "-m", "vllm.entrypoints.openai.api_server",
@@ -183,35 +219,30 @@ def running_vllm(
     else:
         engine_env = {**os.environ, **engine_env}
         engine_env.pop("VIRTUAL_ENV", None)
-    base_url = f"http://127.0.0.1:{port}"
     with open(log_path, "wb") as log:
         proc = subprocess.Popen(  # noqa: S603 - fixed argv
             cmd, stdout=log, stderr=subprocess.STDOUT, env=engine_env, cwd=work, start_new_session=True
         )
-    try:
-        deadline = time.monotonic() + start_timeout
-        while True:
-            if proc.poll() is not None:
-                raise VllmStartError(
-                    f"vLLM exited with code {proc.returncode} before becoming healthy:\n"
-                    + _log_tail(log_path)
-                )
-            if _healthy(base_url + "/health"):
-                break
-            if time.monotonic() > deadline:
-                raise VllmStartError(
-                    f"vLLM not healthy after {start_timeout:.0f} s:\n" + _log_tail(log_path)
-                )
-            time.sleep(1.0)
-        yield VllmServer(
-            base_url=base_url,
-            served_model_name=served_model_name,
-            model_dir=model_dir,
-            log_path=log_path,
-            pid=proc.pid,
-        )
-    finally:
-        _stop(proc, stop_timeout)
+    return proc, f"http://127.0.0.1:{port}"
+
+
+def _wait_healthy(proc: subprocess.Popen, base_url: str, log_path: Path, start_timeout: float) -> None:
+    """Poll ``/health`` until 200.
+
+    Raises:
+        VllmStartError: the process exited first (its log tail in the message), or it timed out.
+    """
+    deadline = time.monotonic() + start_timeout
+    while True:
+        if proc.poll() is not None:
+            raise VllmStartError(
+                f"vLLM exited with code {proc.returncode} before becoming healthy:\n" + _log_tail(log_path)
+            )
+        if _healthy(base_url + "/health"):
+            return
+        if time.monotonic() > deadline:
+            raise VllmStartError(f"vLLM not healthy after {start_timeout:.0f} s:\n" + _log_tail(log_path))
+        time.sleep(1.0)
 
 
 @contextlib.contextmanager
