@@ -415,8 +415,9 @@ def up(opts: LocalOptions, echo: Callable[[str], None] = print) -> RunState:
         return state
     except BaseException:
         stop_all(state)
-        state.pids = {}  # nothing of this run is left: `local status` says so, not "s3 stopped"
-        state.save()
+        if state.pids:  # something had started: nothing of it is left, so `local status` says so
+            state.pids = {}
+            state.save()
         raise
 
 

@@ -176,14 +176,6 @@ class GatewaySettings(BaseModel):
             raise ValueError(f"set at most one endpoint source, got {names}")
         return self
 
-    @field_validator("api_keys_file")
-    @classmethod
-    def _readable_file(cls, value: Path | None) -> Path | None:
-        # A missing key file would otherwise surface as a traceback inside the server's start.
-        if value is not None and not value.is_file():
-            raise ValueError(f"{str(value)!r} is not a readable file")
-        return value
-
     @field_validator("log_level", mode="before")
     @classmethod
     def _level(cls, value: Any) -> Any:
@@ -255,13 +247,20 @@ def load_settings(environ: Mapping[str, str] | None = None) -> GatewaySettings:
     _refuse_misspelt(source)
     values = {field: source[var] for field, var in ENV_VARS.items() if var in source}
     try:
-        return GatewaySettings(**values)
+        settings = GatewaySettings(**values)
     except ValidationError as exc:
         problems = "; ".join(
             f"{ENV_VARS.get(str(err['loc'][0]), err['loc'][0]) if err['loc'] else 'GATEWAY_*'}: {err['msg']}"
             for err in exc.errors()
         )
         raise SettingsError(f"invalid gateway environment: {problems}") from exc
+    # Checked here, in the process that reads the file, not in the model: the chart builds the
+    # same settings at synth, where the mounted secret does not exist. A missing file would
+    # otherwise surface as a traceback inside the server's start.
+    if settings.api_keys_file is not None and not settings.api_keys_file.is_file():
+        raise SettingsError(f"invalid gateway environment: {ENV_API_KEYS_FILE}: "
+                            f"{str(settings.api_keys_file)!r} is not a readable file")
+    return settings
 
 
 def settings_env(**values: Any) -> dict[str, str]:

@@ -28,7 +28,8 @@ def test_gateway_serves_as_the_pods_user_on_a_read_only_root(all_objects, tmp_pa
     env |= {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(REPO_ROOT)}  # the image's WORKDIR holds the code
     (tmp_path / "root").mkdir()
     venv = Path(sys.prefix)
-    confinement = PodConfinement(tmp_path / "root", pod["securityContext"]["runAsUser"], writable, venv_readable(venv))
+    confinement = PodConfinement(tmp_path / "root", pod["securityContext"]["runAsUser"], writable,
+                                 (*venv_readable(venv), REPO_ROOT))  # the code, as the image's WORKDIR holds it
     empty = tmp_path / "no-model"
     empty.mkdir()
     cmd = confinement.wrap([str(venv / "bin" / "python"), "-m", "services.gateway"], empty, env)

@@ -118,6 +118,13 @@ class PodConfinement:
             else:
                 lines.append(f"mount -t tmpfs -o mode=1777 tmpfs {target}")
             mounted.append(Path(writable))
+        # A readable path inside a writable one (a clone under /tmp, whose venv a fresh /tmp would
+        # hide): bound back read-only on top of the tmpfs.
+        for path in self.readable:
+            if any(w == path or w in path.parents for w in mounted):
+                target = shlex.quote(str(self.root) + str(path))
+                lines += [f"mkdir -p {target}", f"mount --rbind {shlex.quote(str(path))} {target}",
+                          f"mount -o remount,bind,ro {target}"]
         lines.append(
             f'exec chroot {r} setpriv --reuid={self.uid} --regid={self.uid} --clear-groups '
             '--no-new-privs --bounding-set=-all --inh-caps=-all -- env -i "$@"'
