@@ -60,17 +60,18 @@ def start_gateway() -> Iterator[Callable[..., RunningGateway]]:
 def _gateway_logs_reach_caplog(caplog: pytest.LogCaptureFixture) -> Iterator[None]:
     """The gateway's JSON logger does not propagate to the root logger (its own stderr handler
     writes each record once), so pytest's capture handler, which sits on the root, sees its
-    records only while it is attached to that logger too (once configure_logging has run; before
-    that the logger propagates and the root handler already sees each record once)."""
+    records only while it is attached to that logger too."""
     from services.gateway.logs import LOGGER_NAME
     import logging
 
     logger = logging.getLogger(LOGGER_NAME)
-    if logger.propagate:  # configure_logging has not run in this process: the root handler sees it
-        yield
-        return
+    # configure_logging (run when a test starts a gateway) turns propagation off at any time; with
+    # it off from the start and the handler attached here, each record reaches caplog once.
+    propagate = logger.propagate
+    logger.propagate = False
     logger.addHandler(caplog.handler)
     try:
         yield
     finally:
         logger.removeHandler(caplog.handler)
+        logger.propagate = propagate

@@ -144,6 +144,17 @@ class _Repo:
     accepted_tokens: set[str] = field(default_factory=set)
 
 
+
+class _QuietServer(ThreadingHTTPServer):
+    """A client that goes away mid-request (a CLI that stopped at its first error) is normal
+    here: no traceback on stderr, where it would mix into the output of the CLI under test."""
+
+    def handle_error(self, request, client_address):  # type: ignore[no-untyped-def]
+        import sys
+
+        if not isinstance(sys.exc_info()[1], (ConnectionError, TimeoutError)):
+            super().handle_error(request, client_address)
+
 class FakeHub:
     """The server. Use as a context manager (start/stop); thread-safe registries.
 
@@ -238,7 +249,7 @@ class FakeHub:
 
         self._servers: list[tuple[ThreadingHTTPServer, threading.Thread]] = []
         for _ in range(2 if self.second_origin else 1):
-            server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+            server = _QuietServer(("127.0.0.1", 0), Handler)
             server.daemon_threads = True
             thread = threading.Thread(target=server.serve_forever, name="fake-hub", daemon=True)
             thread.start()
