@@ -94,7 +94,7 @@ test: deps-dev deps-engine deps-browser deps-promtool deps-registry deps-checkov
 # registry (pytest markers engine, browser, registry); installs neither the engine nor Chromium.
 # Four pytest-xdist workers (many tests wait on sockets and timers); the tests of the synthesized
 # app share one worker (tests/conftest.py), so the app is synthesized once.
-FAST_MARKERS := not engine and not browser and not registry
+FAST_MARKERS := not engine and not browser and not registry and not slow
 test-fast: deps-dev deps-promtool deps-checkov
 	@TIMEFORMAT='test-fast wall time: %R s'; time $(PY) -m pytest -q -m "$(FAST_MARKERS)" -n 4 --dist loadgroup
 
