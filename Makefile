@@ -90,8 +90,9 @@ deps-promtool:
 test: deps-dev deps-engine deps-browser deps-promtool deps-registry deps-checkov
 	$(PY) -m pytest
 
-# The inner loop: everything but the tests that start the vLLM engine, drive a browser or run a
-# registry (pytest markers engine, browser, registry); installs neither the engine nor Chromium.
+# The inner loop: everything but the tests that start the vLLM engine, drive a browser, run a
+# registry or run a whole tool (pytest markers engine, browser, registry, slow; make test runs
+# them all); installs neither the engine nor Chromium.
 # Four pytest-xdist workers (many tests wait on sockets and timers); the tests of the synthesized
 # app share one worker (tests/conftest.py), so the app is synthesized once.
 FAST_MARKERS := not engine and not browser and not registry and not slow

@@ -45,10 +45,12 @@ def fresh_imports(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out
 
 
+@pytest.mark.slow  # runs cdk8s import over Kubernetes 1.35 and the CRDs
 def test_generated_imports_are_up_to_date(fresh_imports):
     assert gen.stale_files(fresh_imports, gen.IMPORTS) == []
 
 
+@pytest.mark.slow  # runs cdk8s import over Kubernetes 1.35 and the CRDs
 def test_stale_check_can_fail(fresh_imports, tmp_path):
     committed = tmp_path / "imports"
     shutil.copytree(gen.IMPORTS, committed, ignore=shutil.ignore_patterns("crds"))

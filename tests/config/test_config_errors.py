@@ -130,6 +130,7 @@ def _env() -> dict[str, str]:
     return env
 
 
+@pytest.mark.slow  # the cdk CLI or app.py in a subprocess
 def test_cdk_synth_fails_naming_the_field(tmp_path):
     """B06 through the real CLI: ``cdk synth -c config_file=bad.yaml`` exits non-zero, names the field."""
     bad = tmp_path / "bad.yaml"
@@ -144,6 +145,7 @@ def test_cdk_synth_fails_naming_the_field(tmp_path):
     assert not (tmp_path / "out" / "manifest.json").exists()
 
 
+@pytest.mark.slow  # the cdk CLI or app.py in a subprocess
 def test_app_py_fails_naming_the_field_from_context(tmp_path):
     """The kubectl-layer case through ``python app.py`` with inline context (as ``cdk synth -c config=...``)."""
     env = _env() | {

@@ -98,6 +98,7 @@ def test_response_completion_timeout_reaches_the_origin():
     assert origin["VpcOriginConfig"]["OriginReadTimeout"] == 60
 
 
+@pytest.mark.slow  # app.py in a subprocess
 def test_app_py_fails_naming_the_heartbeat_field(tmp_path):
     """Through ``python app.py`` (what ``cdk synth -c config=...`` runs): non-zero, field named."""
     env = dict(os.environ) | {

@@ -83,6 +83,7 @@ def test_happy_path_bytes_equal_source_and_manifest_written_last(
     assert s3_calls.writes().count(PREFIX + COMPLETION_MANIFEST) == 1
 
 
+@pytest.mark.slow  # hundreds of MiB through moto
 def test_multipart_copy_of_a_few_hundred_mb_streams_and_verifies(
     hub: FakeHub, s3: Any, bucket: str, big_file: SyntheticFile, s3_calls: S3Calls
 ) -> None:
@@ -107,6 +108,7 @@ def test_multipart_copy_of_a_few_hundred_mb_streams_and_verifies(
     assert s3_calls.names().count("UploadPart") == parts
 
 
+@pytest.mark.slow  # hundreds of MiB through moto
 def test_interrupted_copy_resumes_without_reuploading_verified_files(
     hub: FakeHub, s3: Any, bucket: str, tiny_files: dict[str, bytes], big_file: SyntheticFile,
     s3_calls: S3Calls,

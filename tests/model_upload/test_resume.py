@@ -58,6 +58,7 @@ def _stored_in_parts(s3: Any, bucket: str, key: str) -> int:
     return sum(p["Size"] for p in parts)
 
 
+@pytest.mark.slow  # hundreds of MiB through moto, twice
 def test_kill_at_half_then_rerun_downloads_less_than_60_percent(
     hub: FakeHub, s3: Any, bucket: str, moto_url: str, tmp_path: Any
 ) -> None:
