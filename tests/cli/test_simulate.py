@@ -70,6 +70,7 @@ def _cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedP
                           timeout=300, env={**os.environ, **(env or {})})
 
 
+@pytest.mark.slow  # the CLI twice in a subprocess, under two hash seeds
 def test_fixed_seed_gives_a_stable_summary(tmp_path):
     """The same seed gives the same output in two processes with different hash seeds (no set or
     dict order leaks into the replay); the summary's figures hang together."""
