@@ -88,12 +88,7 @@ class LocalEngines:
         state = read_state(self.run_dir)
         if state is None or not state.pids:
             return [], None, "no local stack running (qvllm local up)"
-        scrapes: dict[str, ParsedMetrics | None] = {}
-        for name, url in state.engine_urls().items():
-            try:
-                scrapes[name] = ParsedMetrics.from_text(self.client.get(url + "/metrics").text)
-            except (httpx.HTTPError, ValueError):
-                scrapes[name] = None
+        scrapes = {name: self._scrape(url) for name, url in state.engine_urls().items()}
         rows = engine_rows(state.engines, scrapes)
         answered = [p for p in scrapes.values() if p is not None]
         if not answered:
@@ -104,6 +99,7 @@ class LocalEngines:
         return rows, merge(answered + ([gateway] if gateway is not None else [])), None
 
     def _scrape(self, url: str | None) -> ParsedMetrics | None:
+        """``url``/metrics parsed, or None when there is no URL or it does not answer."""
         if not url:
             return None
         try:
