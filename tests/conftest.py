@@ -114,6 +114,11 @@ def resources(cluster_app) -> dict:
 REGISTRY_FIXTURES = frozenset({"rehearsal"})
 
 
+# tryfirst: pytest-xdist's worker reads the xdist_group marks in its own pytest_collection_modifyitems
+# (it appends "@group" to the node ids --dist loadgroup schedules by); without tryfirst that hook ran
+# before this one, saw no marks, and every worker synthesized the app (the pytest pin in
+# requirements-dev.txt is the other half). tests/repo/test_test_harness.py guards both.
+@pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Mark the tests that run a local registry ``registry``; under pytest-xdist (``make
     test-fast``) run every test of the synthesized default app on one worker (``--dist
