@@ -14,6 +14,8 @@ from pathlib import Path
 
 import click
 
+from qvllm.loadtest.profiles import CONSTANT_SECONDS, CONSTANT_USERS
+
 LOCUSTFILE = Path(__file__).resolve().parents[1] / "loadtest" / "locustfile.py"
 PREFLIGHT_TIMEOUT_S = 10.0
 
@@ -93,7 +95,7 @@ def locust_command(url: str, *, profile: str, users: int | None, seconds: float 
     if itl_p95_s is not None:
         argv += ["--itl-p95-s", str(itl_p95_s)]
     if profile == "constant":
-        argv += ["--constant-users", str(users or 4), "--constant-seconds", str(seconds or 30)]
+        argv += ["--constant-users", str(users or CONSTANT_USERS), "--constant-seconds", str(seconds or CONSTANT_SECONDS)]
     if ignore_eos:
         argv.append("--ignore-eos")
     if model:
@@ -113,8 +115,9 @@ POSITIVE_SECONDS = click.FloatRange(min=0, min_open=True)
 @click.option("--profile", type=click.Choice(["demo", "short", "queue", "constant"]), default="short", show_default=True,
               help="demo: 5 -> 150 users over 30 min; short: 2 min; queue: 16 users with 256-token answers for "
                    "90 s (requests wait on the local stack: watch the dashboard); constant: --users for --seconds.")
-@click.option("--users", type=click.IntRange(min=1), help="Users of the constant profile.")
-@click.option("--seconds", type=click.FloatRange(min=1), help="Duration of the constant profile.")
+@click.option("--users", type=click.IntRange(min=1), help=f"Users of the constant profile (default: {CONSTANT_USERS}).")
+@click.option("--seconds", type=click.FloatRange(min=1),
+              help=f"Duration of the constant profile, seconds (default: {CONSTANT_SECONDS:g}).")
 @click.option("--max-tokens", type=click.IntRange(min=1), help="max_tokens per request (default: the profile's; 50).")
 @click.option("--ignore-eos", is_flag=True, help="Ask vLLM to generate all max tokens (steady load).")
 @click.option("--model", default="", help="Served model name (default: learned from /v1/models).")

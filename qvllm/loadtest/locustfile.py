@@ -26,13 +26,14 @@ from __future__ import annotations
 
 import csv
 import json
+import sys
 import time
 from pathlib import Path
 
 from locust import HttpUser, LoadTestShape, events, task  # first: Locust monkey-patches on import
 from locust.stats import RequestStats
 
-from qvllm.loadtest.profiles import PROFILES, Profile, constant
+from qvllm.loadtest.profiles import CONSTANT_SECONDS, CONSTANT_USERS, PROFILES, Profile, constant
 from qvllm.loadtest.thresholds import LATENCY_CSV_SUFFIX, RunSummary, Thresholds, format_summary, judge, latency_rows
 
 CHAT_PATH = "/v1/chat/completions"
@@ -52,8 +53,8 @@ PROMPTS = (
 @events.init_command_line_parser.add_listener
 def _options(parser) -> None:  # type: ignore[no-untyped-def]
     parser.add_argument("--load-profile", choices=[*PROFILES, "constant"], default="short", env_var="QVLLM_LOAD_PROFILE")
-    parser.add_argument("--constant-users", type=int, default=4, env_var="QVLLM_CONSTANT_USERS")
-    parser.add_argument("--constant-seconds", type=float, default=30, env_var="QVLLM_CONSTANT_SECONDS")
+    parser.add_argument("--constant-users", type=int, default=CONSTANT_USERS, env_var="QVLLM_CONSTANT_USERS")
+    parser.add_argument("--constant-seconds", type=float, default=CONSTANT_SECONDS, env_var="QVLLM_CONSTANT_SECONDS")
     parser.add_argument("--model", default="", env_var="QVLLM_MODEL")
     parser.add_argument("--max-tokens", type=int, default=0, env_var="QVLLM_MAX_TOKENS",
                         help="0: the profile's")
@@ -264,12 +265,17 @@ def summarize(environment) -> RunSummary:  # type: ignore[no-untyped-def]
     )
 
 
+# The verdict text, from `quitting` (which decides the exit code) to `quit` (which prints it): Locust
+# prints its own tables between the two (locust/main.py, shutdown()), and the verdict belongs last.
+_VERDICT: list[str] = []
+
+
 @events.quitting.add_listener
 def _verdict(environment, **_kwargs) -> None:  # type: ignore[no-untyped-def]
     options = environment.parsed_options
     summary = summarize(environment)
     verdict = judge(summary, thresholds_from_options(options))
-    print("\n=== qvllm load test ===\n" + format_summary(summary, verdict), flush=True)
+    _VERDICT.append("\n=== qvllm load test ===\n" + format_summary(summary, verdict))
     if options.summary_json:
         Path(options.summary_json).write_text(
             json.dumps({**summary.__dict__, "successes": summary.successes, "failure_ratio": summary.failure_ratio,
@@ -279,3 +285,9 @@ def _verdict(environment, **_kwargs) -> None:  # type: ignore[no-untyped-def]
         with open(f"{options.csv_prefix}{LATENCY_CSV_SUFFIX}", "w", newline="") as fh:
             csv.writer(fh).writerows(latency_rows(summary))
     environment.process_exit_code = verdict.exit_code
+
+
+@events.quit.add_listener
+def _print_verdict(**_kwargs) -> None:  # type: ignore[no-untyped-def]
+    sys.stderr.flush()  # Locust's tables went to stderr just before
+    print(*_VERDICT, sep="\n", flush=True)

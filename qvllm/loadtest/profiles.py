@@ -107,6 +107,10 @@ QUEUE = Profile("queue", (Stage(90, 16, 8),), max_tokens=256, ignore_eos=True, p
 PROFILES: dict[str, Profile] = {p.name: p for p in (DEMO, SHORT, QUEUE)}
 
 
+CONSTANT_USERS = 4  # the constant profile's users when --users is not given
+CONSTANT_SECONDS = 30.0  # and its duration when --seconds is not given
+
+
 def constant(users: int, run_time_s: float, spawn_rate: float | None = None) -> Profile:
     """A one-stage profile: ``users`` for ``run_time_s`` seconds (all started at once by default)."""
     return Profile("constant", (Stage(run_time_s, users, spawn_rate or float(max(users, 1))),))

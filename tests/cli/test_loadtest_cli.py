@@ -130,3 +130,29 @@ def test_a_server_that_is_not_openai_compatible_is_refused_before_load(tmp_path)
     assert result.returncode == 1
     assert f"http://127.0.0.1:{port}/v1/models answered HTTP 404" in result.stderr
     assert LOAD_STARTED not in result.stdout
+
+
+def test_help_states_the_constant_profiles_defaults():
+    """A newcomer reads in --help what `--profile constant` does without --users or --seconds."""
+    from click.testing import CliRunner
+
+    from qvllm.cli import main
+    from qvllm.loadtest.profiles import CONSTANT_SECONDS, CONSTANT_USERS
+
+    result = CliRunner().invoke(main, ["loadtest", "--help"], terminal_width=200)
+    assert result.exit_code == 0, result.output
+    lines = {line.split()[0]: line for line in result.output.splitlines() if line.strip().startswith("--")}
+    assert f"(default: {CONSTANT_USERS})" in lines["--users"]
+    assert f"(default: {CONSTANT_SECONDS:g})" in lines["--seconds"]
+
+
+@pytest.mark.timeout(180)
+def test_verdict_is_printed_after_locusts_tables(gapped_server):
+    """On a terminal (stdout and stderr on one screen) the verdict comes last, under Locust's tables."""
+    result = subprocess.run([sys.executable, "-m", "qvllm.cli", "loadtest", gapped_server, "--profile", "constant",
+                             "--users", "1", "--seconds", "2", "--max-tokens", "3", "--model", "tiny"],
+                            cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=150,
+                            env={**os.environ, "PYTHONPATH": str(REPO)})
+    assert result.returncode == 0, result.stdout[-3000:]
+    screen = result.stdout
+    assert screen.rindex("Aggregated") < screen.index(LOAD_STARTED), screen[-3000:]
