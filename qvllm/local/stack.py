@@ -291,6 +291,137 @@ def check_model_option(model: str) -> None:
                               "a model folder, or a Hugging Face repo id like 'org/name'")
 
 
+def _check_options(opts: LocalOptions, folder: Path) -> None:
+    """Everything that can be refused before anything starts."""
+    existing = read_state(folder)
+    if existing and any(alive(pid) for pid in existing.pids.values()):
+        raise LocalStackError(f"a local stack is already running from {folder} (qvllm local down first)")
+    if opts.replicas < 1:
+        raise LocalStackError(f"replicas must be at least 1, got {opts.replicas}")
+    check_host(opts.host)
+    public_url(opts.host, 1)  # fail now, not after the engines started, when there is no LAN address
+    check_model_option(opts.model)
+
+
+def _engine_base_env(opts: LocalOptions, base_env: dict[str, str], endpoint: str) -> dict[str, str]:
+    """The engines' environment: the streamer's S3 settings for ``endpoint``, then the caller's
+    overrides (None removes a variable); the streamer version the preflight found is filled in
+    where no override names it.
+
+    Raises:
+        PreflightError: the engine venv or the streamer's S3 extra is missing.
+    """
+    vllm_env = {**base_env, **streamer_env(endpoint)}
+    for key, value in opts.env_overrides:
+        if value is None:
+            vllm_env.pop(key, None)
+        else:
+            vllm_env[key] = value
+    version = preflight(opts.vllm_python, vllm_env)
+    vllm_env.update({k: v for k, v in streamer_env(endpoint, streamer_version=version).items()
+                     if k not in dict(opts.env_overrides)})
+    return vllm_env
+
+
+def _start_s3(state: RunState, base_env: dict[str, str], port: int, logs: Path,
+              echo: Callable[[str], None]) -> None:
+    """Step 1: S3 (moto's server) on loopback ``port``."""
+    endpoint = f"http://127.0.0.1:{port}"
+    state.pids["s3"] = spawn([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+                             log=logs / "s3.log", env=base_env)
+    state.ports["s3"], state.urls["s3"] = port, endpoint
+    state.save()
+    _wait_http(f"{endpoint}/moto-api/", timeout_s=60, pid=state.pids["s3"], name="S3 server (moto)",
+               log=logs / "s3.log")
+    echo(f"S3 (moto) on {endpoint}")
+
+
+def _publish_model(opts: LocalOptions, state: RunState, *, endpoint: str, vllm_env: dict[str, str],
+                   upload_env: dict[str, str], logs: Path, echo: Callable[[str], None]) -> ModelPlan:
+    """Steps 2 and 3: the model folder (prepared once, verified by sha256 on every start), then
+    uploaded into the bucket with the product's own upload command; records it in ``state.model``."""
+    if opts.model in LOCAL_MODELS:
+        echo(f"model {opts.model}: checking the prepared folder (first time: prepared, about a minute) ...")
+    plan, prepared = plan_model(opts, logs)
+    if prepared is not None:
+        state.timings["prepare_s"] = prepared.seconds
+        echo(f"model folder {prepared.path}: " + (f"prepared in {prepared.seconds:.1f} s ({prepared.reason[0]})"
+                                                   if prepared.built else f"verified ({prepared.seconds:.1f} s)"))
+    import boto3
+
+    s3 = boto3.client("s3", endpoint_url=endpoint, region_name=vllm_env["AWS_DEFAULT_REGION"],
+                      aws_access_key_id=vllm_env["AWS_ACCESS_KEY_ID"],
+                      aws_secret_access_key=vllm_env["AWS_SECRET_ACCESS_KEY"])
+    s3.create_bucket(Bucket=opts.bucket)
+    t_upload = time.monotonic()
+    _upload(plan, endpoint=endpoint, bucket=opts.bucket, env=upload_env, log=logs / "upload.log")
+    state.timings["upload_s"] = round(time.monotonic() - t_upload, 2)
+    prefix = f"{MODELS_PREFIX}/{plan.name}/"
+    size = sum(o["Size"] for page in s3.get_paginator("list_objects_v2").paginate(Bucket=opts.bucket, Prefix=prefix)
+               for o in page.get("Contents", []))
+    model_uri = f"s3://{opts.bucket}/{prefix}"
+    state.model = {"served_model_name": plan.served_model_name, "uri": model_uri, "bytes": str(size),
+                   "max_model_len": str(plan.max_model_len), "dtype": plan.dtype,
+                   "source": str(plan.local_dir) if plan.local_dir is not None else str(plan.repo_id)}
+    echo(f"model uploaded to {model_uri} ({size} bytes, {state.timings['upload_s']} s)")
+    return plan
+
+
+def _start_engines(opts: LocalOptions, state: RunState, plan: ModelPlan, *, endpoint: str,
+                   vllm_env: dict[str, str], logs: Path, echo: Callable[[str], None]) -> list[_Starting]:
+    """Step 4: ``opts.replicas`` vLLM engines streaming the model from S3, until all are ready;
+    their time to ready and its phases go into ``state.engines``."""
+    model_uri = state.model["uri"]
+    starting: list[_Starting] = []
+    for index in range(opts.replicas):
+        name = engine_name(index)
+        port = free_port()
+        argv = [str(opts.vllm_python), "-m", "vllm.entrypoints.openai.api_server", "--model", model_uri,
+                "--load-format", "runai_streamer", "--served-model-name", plan.served_model_name,
+                "--max-num-seqs", str(opts.max_num_seqs), "--max-model-len", str(plan.max_model_len),
+                "--dtype", plan.dtype, "--host", "127.0.0.1", "--port", str(port), *opts.extra_vllm_args]
+        log = logs / f"{name}.log"
+        start = time.monotonic()
+        state.pids[name] = spawn(argv, log=log, env=_engine_env(vllm_env, opts, index))
+        state.ports[name], state.urls[name] = port, f"http://127.0.0.1:{port}"
+        state.engines[name] = {"url": state.urls[name]}
+        starting.append(_Starting(name, state.pids[name], state.urls[name], log, PhaseWatcher(log, start)))
+        echo(f"vLLM {name} starting (log {log}) ...")
+    state.save()
+    _wait_engines(starting, opts.ready_timeout_s, endpoint)
+    for e in starting:
+        record = {"url": e.url, "time_to_ready_s": e.ready_s,
+                  "phases": phase_durations(e.watcher.marks, e.ready_s or 0.0)}
+        if e.watcher.stream:
+            record["weights_stream"] = dict(e.watcher.stream)
+        state.engines[e.name] = record
+    return starting
+
+
+def _start_gateway(opts: LocalOptions, state: RunState, plan: ModelPlan, engines: list[_Starting], *,
+                   folder: Path, base_env: dict[str, str], logs: Path) -> None:
+    """Step 5: the gateway in front of the engines, their URLs in the gateway's endpoints file."""
+    from services.gateway.settings import settings_env
+
+    endpoints_file = folder / ENDPOINTS_FILE
+    endpoints_file.write_text(json.dumps([e.url for e in engines]))
+    gw_port = free_port()
+    gw_env = {**base_env, **settings_env(upstream_endpoints_file=endpoints_file,
+                                         served_model_name=plan.served_model_name, port=gw_port)}
+    gw_env["PYTHONPATH"] = str(REPO_ROOT) + (os.pathsep + gw_env["PYTHONPATH"] if gw_env.get("PYTHONPATH") else "")
+    state.pids["gateway"] = spawn(
+        [sys.executable, "-m", "uvicorn", "--factory", "services.gateway.app:create_app", "--host", opts.host,
+         "--port", str(gw_port), "--no-access-log"],
+        log=logs / "gateway.log", env=gw_env, cwd=REPO_ROOT,
+    )
+    state.ports["gateway"] = gw_port
+    state.urls["gateway"] = local_url(opts.host, gw_port)
+    state.urls["chat"] = public_url(opts.host, gw_port) + "/"
+    state.save()
+    _wait_http(f"{state.urls['gateway']}{GATEWAY_READY_PATH}", timeout_s=60, pid=state.pids["gateway"],
+               name="gateway", log=logs / "gateway.log")
+
+
 def up(opts: LocalOptions, echo: Callable[[str], None] = print) -> RunState:
     """Start the stack; returns the saved state. Stops what it started if a step fails.
 
@@ -300,14 +431,7 @@ def up(opts: LocalOptions, echo: Callable[[str], None] = print) -> RunState:
         LocalStackError: a component failed to start (log path in the message).
     """
     folder = run_dir(opts.run_dir)
-    existing = read_state(folder)
-    if existing and any(alive(pid) for pid in existing.pids.values()):
-        raise LocalStackError(f"a local stack is already running from {folder} (qvllm local down first)")
-    if opts.replicas < 1:
-        raise LocalStackError(f"replicas must be at least 1, got {opts.replicas}")
-    check_host(opts.host)
-    public_url(opts.host, 1)  # fail now, not after the engines started, when there is no LAN address
-    check_model_option(opts.model)  # before anything starts
+    _check_options(opts, folder)  # before anything starts
     folder.mkdir(parents=True, exist_ok=True)
     logs = folder / "logs"
     logs.mkdir(exist_ok=True)
@@ -316,100 +440,14 @@ def up(opts: LocalOptions, echo: Callable[[str], None] = print) -> RunState:
     try:
         s3_port = free_port()
         endpoint = f"http://127.0.0.1:{s3_port}"
-        vllm_env = {**base_env, **streamer_env(endpoint)}
-        for key, value in opts.env_overrides:
-            if value is None:
-                vllm_env.pop(key, None)
-            else:
-                vllm_env[key] = value
-        version = preflight(opts.vllm_python, vllm_env)
-        vllm_env.update({k: v for k, v in streamer_env(endpoint, streamer_version=version).items()
-                         if k not in dict(opts.env_overrides)})
-
-        # 1. S3 on loopback
+        vllm_env = _engine_base_env(opts, base_env, endpoint)
         t0 = time.monotonic()
-        state.pids["s3"] = spawn([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(s3_port)],
-                                 log=logs / "s3.log", env=base_env)
-        state.ports["s3"], state.urls["s3"] = s3_port, endpoint
-        state.save()
-        _wait_http(f"{endpoint}/moto-api/", timeout_s=60, pid=state.pids["s3"], name="S3 server (moto)",
-                   log=logs / "s3.log")
-        echo(f"S3 (moto) on {endpoint}")
-
-        # 2. the model folder: prepared once, verified by sha256 on every start
-        if opts.model in LOCAL_MODELS:
-            echo(f"model {opts.model}: checking the prepared folder (first time: prepared, about a minute) ...")
-        plan, prepared = plan_model(opts, logs)
-        if prepared is not None:
-            state.timings["prepare_s"] = prepared.seconds
-            echo(f"model folder {prepared.path}: " + (f"prepared in {prepared.seconds:.1f} s ({prepared.reason[0]})"
-                                                       if prepared.built else f"verified ({prepared.seconds:.1f} s)"))
-
-        # 3. upload with the product's own upload command
-        import boto3
-
-        s3 = boto3.client("s3", endpoint_url=endpoint, region_name=vllm_env["AWS_DEFAULT_REGION"],
-                          aws_access_key_id=vllm_env["AWS_ACCESS_KEY_ID"],
-                          aws_secret_access_key=vllm_env["AWS_SECRET_ACCESS_KEY"])
-        s3.create_bucket(Bucket=opts.bucket)
-        t_upload = time.monotonic()
+        _start_s3(state, base_env, s3_port, logs, echo)
         upload_env = {**base_env, **streamer_env(endpoint), "PYTHONPATH": str(REPO_ROOT)}
-        _upload(plan, endpoint=endpoint, bucket=opts.bucket, env=upload_env, log=logs / "upload.log")
-        state.timings["upload_s"] = round(time.monotonic() - t_upload, 2)
-        prefix = f"{MODELS_PREFIX}/{plan.name}/"
-        size = sum(o["Size"] for page in s3.get_paginator("list_objects_v2").paginate(Bucket=opts.bucket, Prefix=prefix)
-                   for o in page.get("Contents", []))
-        model_uri = f"s3://{opts.bucket}/{prefix}"
-        state.model = {"served_model_name": plan.served_model_name, "uri": model_uri, "bytes": str(size),
-                       "max_model_len": str(plan.max_model_len), "dtype": plan.dtype,
-                       "source": str(plan.local_dir) if plan.local_dir is not None else str(plan.repo_id)}
-        echo(f"model uploaded to {model_uri} ({size} bytes, {state.timings['upload_s']} s)")
-
-        # 4. vLLM engines streaming from S3
-        starting: list[_Starting] = []
-        for index in range(opts.replicas):
-            name = engine_name(index)
-            port = free_port()
-            argv = [str(opts.vllm_python), "-m", "vllm.entrypoints.openai.api_server", "--model", model_uri,
-                    "--load-format", "runai_streamer", "--served-model-name", plan.served_model_name,
-                    "--max-num-seqs", str(opts.max_num_seqs), "--max-model-len", str(plan.max_model_len),
-                    "--dtype", plan.dtype, "--host", "127.0.0.1", "--port", str(port), *opts.extra_vllm_args]
-            log = logs / f"{name}.log"
-            start = time.monotonic()
-            state.pids[name] = spawn(argv, log=log, env=_engine_env(vllm_env, opts, index))
-            state.ports[name], state.urls[name] = port, f"http://127.0.0.1:{port}"
-            state.engines[name] = {"url": state.urls[name]}
-            starting.append(_Starting(name, state.pids[name], state.urls[name], log, PhaseWatcher(log, start)))
-            echo(f"vLLM {name} starting (log {log}) ...")
-        state.save()
-        _wait_engines(starting, opts.ready_timeout_s, endpoint)
-        for e in starting:
-            record = {"url": e.url, "time_to_ready_s": e.ready_s,
-                      "phases": phase_durations(e.watcher.marks, e.ready_s or 0.0)}
-            if e.watcher.stream:
-                record["weights_stream"] = dict(e.watcher.stream)
-            state.engines[e.name] = record
-
-        # 5. the gateway in front of the engines: their URLs in the gateway's endpoints file
-        from services.gateway.settings import settings_env
-
-        endpoints_file = folder / ENDPOINTS_FILE
-        endpoints_file.write_text(json.dumps([e.url for e in starting]))
-        gw_port = free_port()
-        gw_env = {**base_env, **settings_env(upstream_endpoints_file=endpoints_file,
-                                             served_model_name=plan.served_model_name, port=gw_port)}
-        gw_env["PYTHONPATH"] = str(REPO_ROOT) + (os.pathsep + gw_env["PYTHONPATH"] if gw_env.get("PYTHONPATH") else "")
-        state.pids["gateway"] = spawn(
-            [sys.executable, "-m", "uvicorn", "--factory", "services.gateway.app:create_app", "--host", opts.host,
-             "--port", str(gw_port), "--no-access-log"],
-            log=logs / "gateway.log", env=gw_env, cwd=REPO_ROOT,
-        )
-        state.ports["gateway"] = gw_port
-        state.urls["gateway"] = local_url(opts.host, gw_port)
-        state.urls["chat"] = public_url(opts.host, gw_port) + "/"
-        state.save()
-        _wait_http(f"{state.urls['gateway']}{GATEWAY_READY_PATH}", timeout_s=60, pid=state.pids["gateway"],
-                   name="gateway", log=logs / "gateway.log")
+        plan = _publish_model(opts, state, endpoint=endpoint, vllm_env=vllm_env, upload_env=upload_env, logs=logs,
+                              echo=echo)
+        engines = _start_engines(opts, state, plan, endpoint=endpoint, vllm_env=vllm_env, logs=logs, echo=echo)
+        _start_gateway(opts, state, plan, engines, folder=folder, base_env=base_env, logs=logs)
         state.timings["total_up_s"] = round(time.monotonic() - t0, 2)
         state.save()
         return state
