@@ -18,6 +18,57 @@ def fmt(value: float | None, unit: str = "", digits: int = 1) -> str:
     return NA if value is None else f"{value:.{digits}f}{unit}"
 
 
+def throughput_text(snap: DashboardSnapshot | None) -> str:
+    """Requests/s and tokens/s (Textual markup), or the scrape's error."""
+    if snap is None or snap.metrics is None:
+        return f"[b]Throughput[/b]\n{snap.error if snap else 'waiting for the first scrape'}"
+    m = snap.metrics
+    return f"[b]Throughput[/b]\nrequests/s {fmt(m.requests_per_s, digits=2)}\ntokens/s   {fmt(m.tokens_per_s)}"
+
+
+def queue_text(snap: DashboardSnapshot | None) -> str:
+    """Running and waiting requests and the KV-cache usage (Textual markup)."""
+    if snap is None or snap.metrics is None:
+        return "[b]Queue[/b]\nn/a"
+    m = snap.metrics
+    kv = NA if m.kv_cache_usage is None else f"{m.kv_cache_usage:.1%}"
+    kv_src = f" ({m.kv_cache_metric})" if m.kv_cache_metric else ""
+    spelling = f"metric names found as {m.spelling}..." if m.spelling else "vLLM queue metrics not found"
+    return (f"[b]Queue[/b]\nrunning {fmt(m.running, digits=0)}   waiting {fmt(m.waiting, digits=0)}\n"
+            f"KV cache {kv}{kv_src}\n[dim]{spelling}[/dim]")
+
+
+def replicas_text(snap: DashboardSnapshot | None) -> str:
+    """Desired vs current replicas with the decision's steps and reaction times (Textual markup)."""
+    if snap is None or snap.decision is None:
+        return "[b]Replicas[/b]\nn/a (no trigger values)"
+    d = snap.decision
+    lines = [f"[b]Replicas[/b]\ndesired {d.desired}   current {snap.current_replicas}   composite {d.composite:g}"]
+    lines += [f"[dim]{s}[/dim]" for s in d.steps]
+    if snap.reaction is not None:
+        lines += [f"[dim]reaction: {line}[/dim]" for line in snap.reaction.lines()]
+    hpa = snap.kube.hpa if snap.kube else None
+    if hpa is not None and hpa.per_pod_value is not None:
+        lines.append(
+            f"HPA: {hpa.per_pod_value:g} per pod ({hpa.per_pod_text}) x {hpa.current_replicas} pods "
+            f"= composite ~{hpa.composite_estimate:g}; target {fmt(hpa.target_per_pod, digits=0)} per pod"
+        )
+    return "\n".join(lines)
+
+
+def latency_text(snap: DashboardSnapshot | None) -> str:
+    """TTFT and end-to-end p50/p95 from the histogram buckets (Textual markup)."""
+    if snap is None or snap.metrics is None:
+        return "[b]Latency[/b]\nn/a"
+    m = snap.metrics
+    return (f"[b]Latency[/b] (from buckets)\nTTFT  p50 {fmt(m.ttft_p50_s, ' s', 2)}  p95 {fmt(m.ttft_p95_s, ' s', 2)}\n"
+            f"e2e   p50 {fmt(m.e2e_p50_s, ' s', 2)}  p95 {fmt(m.e2e_p95_s, ' s', 2)}")
+
+
+# The panels' texts in screen order: the live app and `qvllm dashboard --once` print the same.
+PANEL_TEXTS = (throughput_text, latency_text, queue_text, replicas_text)
+
+
 class SnapshotStatic(Static):
     """A text panel re-rendered whenever ``snapshot`` changes."""
 
@@ -34,10 +85,7 @@ class ThroughputPanel(SnapshotStatic):
     """Requests/s and tokens/s (rates between two scrapes)."""
 
     def render_text(self, snap: DashboardSnapshot | None) -> str:
-        if snap is None or snap.metrics is None:
-            return f"[b]Throughput[/b]\n{snap.error if snap else 'waiting for the first scrape'}"
-        m = snap.metrics
-        return f"[b]Throughput[/b]\nrequests/s {fmt(m.requests_per_s, digits=2)}\ntokens/s   {fmt(m.tokens_per_s)}"
+        return throughput_text(snap)
 
 
 class QueuePanel(SnapshotStatic):
@@ -52,18 +100,14 @@ class QueuePanel(SnapshotStatic):
 
     def render_text(self, snap: DashboardSnapshot | None) -> str:
         if snap is None or snap.metrics is None:
-            return "[b]Queue[/b]\nn/a"
+            return queue_text(snap)
         m = snap.metrics
         self.running_history.append(m.running or 0.0)
         self.waiting_history.append(m.waiting or 0.0)
         for spark_id, data in (("#running-spark", self.running_history), ("#waiting-spark", self.waiting_history)):
             for spark in self.app.query(spark_id):
                 spark.data = list(data)
-        kv = NA if m.kv_cache_usage is None else f"{m.kv_cache_usage:.1%}"
-        kv_src = f" ({m.kv_cache_metric})" if m.kv_cache_metric else ""
-        spelling = f"metric names found as {m.spelling}..." if m.spelling else "vLLM queue metrics not found"
-        return (f"[b]Queue[/b]\nrunning {fmt(m.running, digits=0)}   waiting {fmt(m.waiting, digits=0)}\n"
-                f"KV cache {kv}{kv_src}\n[dim]{spelling}[/dim]")
+        return queue_text(snap)
 
 
 class ReplicasPanel(SnapshotStatic):
@@ -72,31 +116,14 @@ class ReplicasPanel(SnapshotStatic):
     (the HPA shows an AverageValue metric divided by the replica count)."""
 
     def render_text(self, snap: DashboardSnapshot | None) -> str:
-        if snap is None or snap.decision is None:
-            return "[b]Replicas[/b]\nn/a (no trigger values)"
-        d = snap.decision
-        lines = [f"[b]Replicas[/b]\ndesired {d.desired}   current {snap.current_replicas}   composite {d.composite:g}"]
-        lines += [f"[dim]{s}[/dim]" for s in d.steps]
-        if snap.reaction is not None:
-            lines += [f"[dim]reaction: {line}[/dim]" for line in snap.reaction.lines()]
-        hpa = snap.kube.hpa if snap.kube else None
-        if hpa is not None and hpa.per_pod_value is not None:
-            lines.append(
-                f"HPA: {hpa.per_pod_value:g} per pod ({hpa.per_pod_text}) x {hpa.current_replicas} pods "
-                f"= composite ~{hpa.composite_estimate:g}; target {fmt(hpa.target_per_pod, digits=0)} per pod"
-            )
-        return "\n".join(lines)
+        return replicas_text(snap)
 
 
 class LatencyPanel(SnapshotStatic):
     """TTFT and end-to-end latency p50/p95 from histogram buckets (interpolated)."""
 
     def render_text(self, snap: DashboardSnapshot | None) -> str:
-        if snap is None or snap.metrics is None:
-            return "[b]Latency[/b]\nn/a"
-        m = snap.metrics
-        return (f"[b]Latency[/b] (from buckets)\nTTFT  p50 {fmt(m.ttft_p50_s, ' s', 2)}  p95 {fmt(m.ttft_p95_s, ' s', 2)}\n"
-                f"e2e   p50 {fmt(m.e2e_p50_s, ' s', 2)}  p95 {fmt(m.e2e_p95_s, ' s', 2)}")
+        return latency_text(snap)
 
 
 POD_COLUMNS = ("pod", "node", "phase", *MILESTONE_NAMES)  # the cold-start model's milestone names
