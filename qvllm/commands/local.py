@@ -125,7 +125,7 @@ def down(run_dir) -> None:  # type: ignore[no-untyped-def]
 @click.option("--run-dir", type=click.Path(file_okay=False), help=RUN_DIR_HELP)
 def status(run_dir) -> None:  # type: ignore[no-untyped-def]
     """Show what runs, with URLs, each engine's requests in flight, and timings."""
-    from qvllm.local.stack import engine_load
+    from qvllm.local.stack import METRICS_SCRAPE_TIMEOUT_S, engine_load
     from qvllm.local.stack import status as stack_status
     from qvllm.local.state import read_state
     from qvllm.local.state import run_dir as resolve
@@ -142,6 +142,8 @@ def status(run_dir) -> None:  # type: ignore[no-untyped-def]
             load = engine_load(state.urls[name])
             if load is not None:
                 line += f"  in flight {load.in_flight:g} (running {load.running:g}, waiting {load.waiting:g})"
+            else:
+                line += f"  load n/a (no vLLM queue metrics from /metrics within {METRICS_SCRAPE_TIMEOUT_S:g} s)"
         if name == "gateway" and state.urls.get("chat"):
             line += f"  chat {state.urls['chat']}"
         click.echo(line)

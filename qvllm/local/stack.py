@@ -493,13 +493,20 @@ class EngineLoad:
         return self.running + self.waiting
 
 
-def engine_load(url: str, client: httpx.Client | None = None) -> EngineLoad | None:
-    """Scrape ``url``/metrics for ``vllm:num_requests_running`` and ``..._waiting``; None when unreachable."""
+# An engine busy decoding on a shared CPU answers /metrics slowly: `local status` during the queue
+# profile (two CPU engines, 16 users, 2 cores) once got no answer from one engine within 3 s.
+METRICS_SCRAPE_TIMEOUT_S = 10.0
+
+
+def engine_load(url: str, client: httpx.Client | None = None,
+                timeout_s: float = METRICS_SCRAPE_TIMEOUT_S) -> EngineLoad | None:
+    """Scrape ``url``/metrics for ``vllm:num_requests_running`` and ``..._waiting``; None when
+    unreachable, not answering within ``timeout_s`` seconds, or without those metrics."""
     from qvllm.dashboard.data.prom import ParsedMetrics
     from app_config.constants import METRIC_RUNNING, METRIC_WAITING
 
     try:
-        text = (client or httpx).get(url.rstrip("/") + "/metrics", timeout=3).text
+        text = (client or httpx).get(url.rstrip("/") + "/metrics", timeout=timeout_s).text
         parsed = ParsedMetrics.from_text(text)
     except (httpx.HTTPError, ValueError):
         return None
