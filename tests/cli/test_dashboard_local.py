@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import json
 import os
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -20,34 +18,15 @@ from qvllm.dashboard.data.sources import Poller
 from qvllm.dashboard.widgets.panels import CLUSTER_ONLY
 from qvllm.local.state import RunState
 from qvllm.scaling import ScalingSpec
+from tests.support.metrics_server import metrics_server
 
-DATA = Path(__file__).resolve().parent / "data"
 PHASES = {"process_start_s": 40.86, "weight_loading_s": 8.27, "engine_init_s": 131.22, "api_start_s": 2.53}
-
-
-def _metrics_server(page: str | bytes) -> ThreadingHTTPServer:
-    body = page if isinstance(page, bytes) else (DATA / page).read_bytes()
-
-    class Handler(BaseHTTPRequestHandler):
-        def log_message(self, *args):  # silence
-            pass
-
-        def do_GET(self):
-            self.send_response(200 if self.path == "/metrics" else 404)
-            self.send_header("Content-Type", "text/plain; version=0.0.4")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    return server
 
 
 @pytest.fixture
 def local_stack(tmp_path):
     """A run folder whose state names two engines: one with a queue, one idle; a third that is gone."""
-    busy, idle = _metrics_server("vllm_metrics_queue.txt"), _metrics_server("vllm_metrics_idle.txt")
+    busy, idle = metrics_server("vllm_metrics_queue.txt"), metrics_server("vllm_metrics_idle.txt")
     urls = {"vllm-0": f"http://127.0.0.1:{busy.server_address[1]}",
             "vllm-1": f"http://127.0.0.1:{idle.server_address[1]}"}
     engines = {name: {"url": url, "time_to_ready_s": 182.88, "phases": PHASES,
@@ -114,7 +93,7 @@ def test_the_gateways_held_requests_reach_the_activation_trigger(local_stack):
 
     metrics = GatewayMetrics()
     metrics.held.set(3)
-    gateway = _metrics_server(metrics.render()[0])
+    gateway = metrics_server(metrics.render()[0])
     from qvllm.local.state import read_state
 
     state = read_state(local_stack)

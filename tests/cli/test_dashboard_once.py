@@ -6,11 +6,11 @@ from __future__ import annotations
 from click.testing import CliRunner
 
 from qvllm.cli import main
-from tests.cli.test_dashboard_local import _metrics_server
+from tests.support.metrics_server import metrics_server
 
 
 def test_once_prints_the_panels_as_plain_text_and_exits_0():
-    server = _metrics_server("vllm_metrics_queue.txt")
+    server = metrics_server("vllm_metrics_queue.txt")
     try:
         url = f"http://127.0.0.1:{server.server_address[1]}/metrics"
         result = CliRunner().invoke(main, ["dashboard", "--metrics-url", url, "--once", "--interval", "0.2"])
