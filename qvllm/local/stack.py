@@ -323,10 +323,9 @@ def _engine_base_env(opts: LocalOptions, base_env: dict[str, str], endpoint: str
     return vllm_env
 
 
-def _start_s3(state: RunState, base_env: dict[str, str], port: int, logs: Path,
+def _start_s3(state: RunState, base_env: dict[str, str], port: int, endpoint: str, logs: Path,
               echo: Callable[[str], None]) -> None:
-    """Step 1: S3 (moto's server) on loopback ``port``."""
-    endpoint = f"http://127.0.0.1:{port}"
+    """Step 1: S3 (moto's server) on loopback ``port``, answering at ``endpoint``."""
     state.pids["s3"] = spawn([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
                              log=logs / "s3.log", env=base_env)
     state.ports["s3"], state.urls["s3"] = port, endpoint
@@ -442,7 +441,7 @@ def up(opts: LocalOptions, echo: Callable[[str], None] = print) -> RunState:
         endpoint = f"http://127.0.0.1:{s3_port}"
         vllm_env = _engine_base_env(opts, base_env, endpoint)
         t0 = time.monotonic()
-        _start_s3(state, base_env, s3_port, logs, echo)
+        _start_s3(state, base_env, s3_port, endpoint, logs, echo)
         upload_env = {**base_env, **streamer_env(endpoint), "PYTHONPATH": str(REPO_ROOT)}
         plan = _publish_model(opts, state, endpoint=endpoint, vllm_env=vllm_env, upload_env=upload_env, logs=logs,
                               echo=echo)
