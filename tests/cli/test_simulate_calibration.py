@@ -1,8 +1,9 @@
 """The simulator against the real engine: calibrate the local stack's service curve, replay a load
 profile on it, simulate the same profile with that curve: TTFT p50 and p95 agree within 25 %.
 
-Calibration and replay run back to back in one test, so both see the same machine load; a second
-round of both runs only when the first disagrees (the reason is at :func:`_round`)."""
+Calibration and replay run back to back in one round, so both see the same machine; a round whose
+replay ran at another decode speed than its calibration does not count, and up to three rounds run
+until one agrees (the reasons are at :func:`_round`)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import json
 import os
 import subprocess
 import sys
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
@@ -30,29 +32,64 @@ MAX_NUM_SEQS = 4
 # vLLM's queue for the running answers to finish): the replay has to get the batch slots, the queue and
 # the decode rate right, not only the TTFT of a free slot. Most requests are sent in the 8-user stage, so
 # p50 and p95 both measure the queue. Answers of exactly 64 tokens (ignore_eos), as in the calibration.
+# The 8-user stage lasts 110 s (about 270 requests in all): a stall of the host's CPU for a couple of
+# seconds stretches the TTFT of the 8 requests in vLLM then, under 5 % of them, so p95 still measures
+# the queue (with a 40-s stage, 122 requests, one such stall set p95 in a CI run: 3.8 s real against
+# 1.9 s simulated, while p50 agreed, 1.823 s against 1.844 s).
 # The tiny random model is not used: its whole answer arrives in one burst (0.25 ms a token), so its
 # TTFT is HTTP and host CPU shared with the client and gateway, and queued requests waited far less than
 # any batch-slot model says (8 users on 4 slots: measured p50 0.392 s against a simulated 0.896 s).
 # Nor is a ramp that stays below max_num_seqs: its TTFT is tens of milliseconds of host CPU on a shared
 # machine (SmolLM2 with 1, 2, 4, 3 users: measured p50 0.072 s against a simulated 0.100 s).
-PROFILE = Users("validation", (Stage(10, 2, 1000), Stage(20, 4, 1000), Stage(60, 8, 1000)),
+PROFILE = Users("validation", (Stage(10, 2, 1000), Stage(20, 4, 1000), Stage(130, 8, 1000)),
                 prompt_tokens=20, output_tokens=64)
 CALIBRATION_SECONDS = 12  # per concurrency 1..MAX_NUM_SEQS
 TOLERANCE = 0.25
+ROUNDS = 3
+# The replay's median inter-token latency may differ this much from the calibration's at a full batch
+# before the round is void: the machine ran at another speed, and a curve measured at one speed says
+# nothing about TTFTs at another (a CI run: calibrated 35.1 ms, replay 28.5 ms, simulated p50 1.33x).
+SPEED_TOLERANCE = 0.12
 
 
-ROUNDS = 2  # a second calibrate-and-replay round only when the first disagrees (see _round)
+@dataclass
+class Round:
+    """One calibration and replay: TTFT percentiles ``{q: (real, simulated)}``, request counts, speeds."""
+
+    figures: dict[int, tuple[float, float]]
+    real_n: int
+    simulated_n: int
+    calibrated_itl_s: float
+    replay_itl_s: float
+    record: dict = field(repr=False)
+
+    @property
+    def speed_changed(self) -> bool:
+        """The replay decoded at another speed than the calibration measured (see SPEED_TOLERANCE)."""
+        return abs(self.replay_itl_s - self.calibrated_itl_s) > SPEED_TOLERANCE * self.calibrated_itl_s
+
+    @property
+    def agrees(self) -> bool:
+        """TTFT p50 and p95 and the request count within TOLERANCE of the measured ones."""
+        return (all(abs(s - r) <= TOLERANCE * r for r, s in self.figures.values())
+                and abs(self.simulated_n - self.real_n) <= TOLERANCE * self.real_n)
+
+    def summary(self) -> str:
+        ttft = ", ".join(f"p{q} real {r:.3f} s / simulated {s:.3f} s" for q, (r, s) in self.figures.items())
+        return (f"TTFT {ttft}; requests real {self.real_n} / simulated {self.simulated_n}; ITL replay "
+                f"{self.replay_itl_s * 1000:.1f} ms / calibrated {self.calibrated_itl_s * 1000:.1f} ms")
 
 
-def _round(gateway: str, n: int) -> tuple[dict[int, tuple[float, float]], int, int, dict]:
-    """One calibration then one replay, back to back; returns {q: (real, simulated)} TTFT percentiles,
-    the request counts and the round's record.
+def _round(gateway: str, n: int) -> Round:
+    """One calibration then one replay, back to back, and the simulator's replay with that calibration.
 
-    Two rounds, not one: the comparison is between the machine's speed during the calibration and
-    during the replay a minute later. On a shared CI host a few seconds of CPU taken by something else
-    in the replay stretch the requests running then to two batch times, and p95 with them (seen once
-    in CI: p50 real 1.832 s / simulated 1.840 s, p95 real 3.458 s / simulated 1.884 s; the same test on
-    a quiet machine: p95 1.749 s / 1.820 s). A simulator that is wrong disagrees in both rounds."""
+    The comparison is between the machine's speed during the calibration and during the replay a
+    minute later; on a shared CI host something else may take CPU in one and not the other. The
+    replay's median inter-token latency (the decode speed it actually got) tells: a round whose
+    speed changed is void, and another round runs. A simulator that is wrong disagrees in every
+    round that ran at one speed. The slowest requests are printed with their send times, so a tail
+    from one stall of the host (requests sent within a couple of seconds) can be told from a
+    scheduling difference."""
     curve, points = calibrate(gateway, MAX_NUM_SEQS, seconds=CALIBRATION_SECONDS,
                               max_tokens=PROFILE.output_tokens)
     measured = replay(gateway, PROFILE)
@@ -62,34 +99,29 @@ def _round(gateway: str, n: int) -> tuple[dict[int, tuple[float, float]], int, i
     simulated = [r.ttft_s for r in result.requests if r.outcome == "ok" and r.ttft_s is not None]
     real = [t.ttft_s for t in measured]
     figures = {q: (percentile(real, q), percentile(simulated, q)) for q in (50, 95)}
-    # The machine's decode speed in the replay against the calibration's, at a full batch: far from 1
-    # means the host's speed changed between the two.
     replay_itl = percentile([t.itl_s for t in measured if t.itl_s is not None], 50)
+    slowest = sorted(measured, key=lambda t: t.ttft_s, reverse=True)[:8]
     print(f"round {n}: calibration points:", [(p.running, round(p.ttft_s, 4), round(p.itl_s, 5),
                                               round(p.ttft_cv, 3)) for p in points])
     print(f"round {n}: curve: {curve}")
-    print(f"round {n}: requests: real {len(real)}, simulated {len(simulated)}; replay ITL p50 "
-          f"{replay_itl * 1000:.1f} ms vs calibrated {points[-1].itl_s * 1000:.1f} ms at {MAX_NUM_SEQS} running")
-    for q, (r, s) in figures.items():
-        print(f"round {n}: TTFT p{q}: real {r:.3f} s, simulated {s:.3f} s, ratio {s / r:.2f}")
+    print(f"round {n}: slowest requests (sent s, TTFT s, ITL ms):",
+          [(round(t.sent, 1), round(t.ttft_s, 3), round((t.itl_s or 0) * 1000, 1)) for t in slowest])
     record = {"points": [vars(p) for p in points], "curve": vars(curve), "requests": [len(real), len(simulated)],
               "measured": [vars(t) for t in measured],
               "ttft": {f"p{q}": {"real": r, "simulated": s} for q, (r, s) in figures.items()}}
-    return figures, len(real), len(simulated), record
-
-
-def _agrees(figures: dict[int, tuple[float, float]], real_n: int, simulated_n: int) -> bool:
-    return (all(abs(s - r) <= TOLERANCE * r for r, s in figures.values())
-            and abs(simulated_n - real_n) <= 0.25 * real_n)
+    outcome = Round(figures, len(real), len(simulated), points[-1].itl_s, replay_itl, record)
+    verdict = "speed changed, void" if outcome.speed_changed else ("agrees" if outcome.agrees else "disagrees")
+    print(f"round {n}: {outcome.summary()}: {verdict}")
+    return outcome
 
 
 @pytest.mark.engine
-@pytest.mark.timeout(1200)
+@pytest.mark.timeout(1500)
 def test_simulated_ttft_matches_the_local_engine(tmp_path):
     run = tmp_path / "run"
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     cli = [sys.executable, "-m", "qvllm.cli", "local"]
-    records = []
+    rounds: list[Round] = []
     try:
         started = subprocess.run([*cli, "up", "--run-dir", str(run), "--model", MODEL,
                                   "--max-num-seqs", str(MAX_NUM_SEQS)], cwd=REPO, env=env, capture_output=True,
@@ -98,15 +130,15 @@ def test_simulated_ttft_matches_the_local_engine(tmp_path):
         state = read_state(run)
         assert state is not None
         for n in range(1, ROUNDS + 1):
-            figures, real_n, simulated_n, record = _round(state.urls["gateway"], n)
-            records.append(record)
-            if _agrees(figures, real_n, simulated_n):
+            rounds.append(_round(state.urls["gateway"], n))
+            if rounds[-1].agrees and not rounds[-1].speed_changed:
                 break
     finally:
         subprocess.run([*cli, "down", "--run-dir", str(run)], cwd=REPO, env=env, capture_output=True, timeout=120)
         if os.environ.get("QVLLM_CALIBRATION_REPORT"):  # the figures of a full-suite run, for the record
-            Path(os.environ["QVLLM_CALIBRATION_REPORT"]).write_text(json.dumps(records, indent=1))
+            Path(os.environ["QVLLM_CALIBRATION_REPORT"]).write_text(json.dumps([r.record for r in rounds], indent=1))
 
-    for q, (r, s) in figures.items():
-        assert abs(s - r) <= TOLERANCE * r, f"TTFT p{q}: simulated {s:.3f} s vs measured {r:.3f} s in every round"
-    assert abs(simulated_n - real_n) <= 0.25 * real_n, f"requests: simulated {simulated_n} vs real {real_n}"
+    report = "\n".join(f"round {n}: {r.summary()}" for n, r in enumerate(rounds, 1))
+    valid = [r for r in rounds if not r.speed_changed]
+    assert valid, f"the host's decode speed changed between calibration and replay in every round:\n{report}"
+    assert any(r.agrees for r in valid), f"the simulator disagrees with the engine in every round:\n{report}"
