@@ -40,9 +40,10 @@ def test_reference_demo_breakdown_is_the_default_budget():
     budget = _budget(compile_cache_hit=True)
     assert budget.seconds("node_launch") == 47.0
     assert budget.seconds("image_pull") == pytest.approx(44.974)
-    assert sum(budget.seconds(p) for p in ENGINE_PHASES) == pytest.approx(51, abs=0.5)
+    # the stream is the breakdown's own ~2 s, not the demo's headline 1.6 GiB/s (2.44 s for 3.9 GiB)
+    assert [budget.seconds(p) for p in ENGINE_PHASES] == pytest.approx([2.0, 23.0, 8.0, 1.0, 17.0])
     readiness = (VLLM_STARTUP_PROBE_PERIOD_SECONDS + VLLM_READINESS_PROBE_PERIOD_SECONDS) / 2
-    assert budget.total_s == pytest.approx(47 + 44.974 + 51.4375 + readiness)
+    assert budget.total_s == pytest.approx(47 + 44.974 + 51 + readiness)
     assert budget.worst_case_s - budget.total_s == pytest.approx(readiness + COMPILE_MISS_SECONDS - 8)
 
 
