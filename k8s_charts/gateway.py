@@ -55,12 +55,15 @@ from k8s_charts.common import (
     tcp_container_port,
 )
 from k8s_charts.imports.aws.k8s import elbv2
-from services.gateway.settings import settings_env
+from services.gateway.settings import GRACEFUL_SHUTDOWN_SECONDS, settings_env
 
 CONTAINER_NAME = "gateway"
 PORT_NAME = "http"
 PRE_STOP_SECONDS = 10  # ALB deregistration is asynchronous: keep serving while it happens
-TERMINATION_GRACE_SECONDS = 60
+# After uvicorn's graceful window the app's shutdown closes its upstream client and the process exits;
+# this margin covers that, so SIGKILL never cuts a drain short.
+EXIT_MARGIN_SECONDS = 20
+TERMINATION_GRACE_SECONDS = PRE_STOP_SECONDS + GRACEFUL_SHUTDOWN_SECONDS + EXIT_MARGIN_SECONDS
 TMP_SIZE_LIMIT = "256Mi"
 
 # checkov findings the gateway Deployment keeps, with the reasons (object annotations).

@@ -76,7 +76,10 @@ def _reap(pid: int) -> None:
         pass
 
 
-def stop_group(pgid: int, *, grace_s: float = 20.0) -> bool:
+STOP_GRACE_S = 20.0  # seconds between SIGTERM and SIGKILL
+
+
+def stop_group(pgid: int, *, grace_s: float = STOP_GRACE_S) -> bool:
     """SIGTERM process group ``pgid``, SIGKILL what is left after ``grace_s``; True when all are gone."""
     for sig, wait in ((signal.SIGTERM, grace_s), (signal.SIGKILL, 5.0)):
         try:

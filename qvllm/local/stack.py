@@ -30,8 +30,9 @@ from qvllm.local.model_cache import Prepared, cache_root, ensure_prepared
 from qvllm.local.models import DEFAULT_LOCAL_MODEL, LOCAL_MODELS, SMOLLM2, TINY
 from qvllm.local.network import AddressError, check_host, local_url, public_url
 from qvllm.local.phases import PhaseWatcher, phase_durations
-from qvllm.local.processes import alive, free_port, spawn, stop_group
+from qvllm.local.processes import STOP_GRACE_S, alive, free_port, spawn, stop_group
 from qvllm.local.state import RunState, read_state, run_dir
+from services.gateway.settings import GRACEFUL_SHUTDOWN_SECONDS, settings_env
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_VLLM_PYTHON = REPO_ROOT / ".venv-vllm" / "bin" / "python"
@@ -400,8 +401,6 @@ def _start_engines(opts: LocalOptions, state: RunState, plan: ModelPlan, *, endp
 def _start_gateway(opts: LocalOptions, state: RunState, plan: ModelPlan, engines: list[_Starting], *,
                    folder: Path, base_env: dict[str, str], logs: Path) -> None:
     """Step 5: the gateway in front of the engines, their URLs in the gateway's endpoints file."""
-    from services.gateway.settings import settings_env
-
     endpoints_file = folder / ENDPOINTS_FILE
     endpoints_file.write_text(json.dumps([e.url for e in engines]))
     gw_port = free_port()
@@ -409,8 +408,7 @@ def _start_gateway(opts: LocalOptions, state: RunState, plan: ModelPlan, engines
                                          served_model_name=plan.served_model_name, port=gw_port)}
     gw_env["PYTHONPATH"] = str(REPO_ROOT) + (os.pathsep + gw_env["PYTHONPATH"] if gw_env.get("PYTHONPATH") else "")
     state.pids["gateway"] = spawn(
-        [sys.executable, "-m", "uvicorn", "--factory", "services.gateway.app:create_app", "--host", opts.host,
-         "--port", str(gw_port), "--no-access-log"],
+        [sys.executable, "-m", "services.gateway", "--host", opts.host],  # the container's entry point
         log=logs / "gateway.log", env=gw_env, cwd=REPO_ROOT,
     )
     state.ports["gateway"] = gw_port
@@ -458,11 +456,17 @@ def up(opts: LocalOptions, echo: Callable[[str], None] = print) -> RunState:
         raise
 
 
+# `local down` lets the gateway drain as the cluster's pods do: open streams get the gateway's graceful
+# window, then it exits on its own; SIGKILL only after that.
+GATEWAY_STOP_GRACE_S = GRACEFUL_SHUTDOWN_SECONDS + 5.0
+
+
 def stop_all(state: RunState) -> dict[str, bool]:
     """Stop every process group in ``state``: gateway, engines, then S3; ``{name: stopped}``."""
     order = ["gateway", *[n for n in state.pids if n.startswith(ENGINE_PREFIX)], "s3"]
     order += [n for n in state.pids if n not in order]
-    return {name: stop_group(state.pids[name]) for name in order if name in state.pids}
+    return {name: stop_group(state.pids[name], grace_s=GATEWAY_STOP_GRACE_S if name == "gateway" else STOP_GRACE_S)
+            for name in order if name in state.pids}
 
 
 def down(folder: Path | None = None) -> dict[str, bool]:

@@ -26,6 +26,11 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 ENV_PREFIX = "GATEWAY_"
 
+# Seconds the server lets open connections (token streams) run after SIGTERM before it cancels them
+# and runs the app's shutdown (uvicorn's timeout_graceful_shutdown). The pod's termination grace
+# (k8s_charts/gateway.py) and `qvllm local down` wait longer than this, so the drain is not cut by SIGKILL.
+GRACEFUL_SHUTDOWN_SECONDS = 30
+
 # Environment variable names (one constant per setting; ENV_VARS maps field -> name).
 ENV_UPSTREAM_URL = "GATEWAY_UPSTREAM_URL"
 ENV_SERVED_MODEL_NAME = "GATEWAY_SERVED_MODEL_NAME"

@@ -232,6 +232,23 @@ def test_the_old_14gi_default_would_not_fit(gpu_instances):
     assert _quantity("14Gi") > memory_mib >= _quantity("12Gi")
 
 
+def test_gateway_pod_grace_outlasts_its_drain(all_objects, monkeypatch):
+    """SIGKILL comes after the preStop sleep plus the graceful window the container's entry point
+    gives uvicorn (read from the real ``python -m services.gateway`` code, uvicorn.run replaced)."""
+    import uvicorn
+
+    from services.gateway.__main__ import main as gateway_main
+
+    given: dict = {}
+    monkeypatch.setattr(uvicorn, "run", lambda *args, **kwargs: given.update(kwargs))
+    monkeypatch.setenv("GATEWAY_UPSTREAM_URL", "http://vllm:8000")
+    gateway_main([])
+    pod = _pod_spec(find(all_objects, "Deployment", c.GATEWAY_NAME))
+    pre_stop = pod["containers"][0]["lifecycle"]["preStop"]["sleep"]["seconds"]
+    assert given["host"] == "0.0.0.0" and given["timeout_graceful_shutdown"] > 0
+    assert pre_stop + given["timeout_graceful_shutdown"] < pod["terminationGracePeriodSeconds"]
+
+
 def test_vllm_pod_drains_in_flight_requests(all_objects):
     pod = _pod_spec(find(all_objects, "Deployment", c.VLLM_NAME))
     container = pod["containers"][0]

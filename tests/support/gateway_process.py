@@ -38,13 +38,14 @@ class GatewayStartError(RuntimeError):
 
 @contextlib.contextmanager
 def gateway_process(start_timeout: float = 30.0, cpus: str | None = None, port: int | None = None,
-                    root: Path = REPO_ROOT, **settings: Any) -> Iterator[GatewayProcess]:
+                    root: Path = REPO_ROOT, host: str | None = None, **settings: Any) -> Iterator[GatewayProcess]:
     """Start ``python -m services.gateway`` on a free loopback port (or ``port``); yield it.
 
     Args:
         start_timeout: seconds to wait for ``GET /healthz`` to answer.
         port: listen on this port (a restart test reuses the port of the gateway it replaces).
         root: the checkout whose ``services/gateway`` runs (a benchmark compares another commit's).
+        host: ``--host`` for the entry point (default: none given, all interfaces as in the container).
         cpus: a CPU list for ``taskset -c`` (benchmarks pin the gateway apart from the engine).
         settings: :class:`~services.gateway.settings.GatewaySettings` fields
             (``upstream_url=...``, ``served_model_name=...``), passed as ``GATEWAY_*`` variables.
@@ -57,9 +58,9 @@ def gateway_process(start_timeout: float = 30.0, cpus: str | None = None, port: 
     env = {**os.environ, **settings_env(port=port, **settings), "PYTHONPATH": str(root)}
     # Logs go to a file, not a pipe nobody reads while it runs (a full pipe would block it).
     log = tempfile.TemporaryFile()  # noqa: SIM115 - closed in finally
-    proc = subprocess.Popen(  # noqa: S603 - our own module
-        [*(["taskset", "-c", cpus] if cpus else []), sys.executable, "-m", "services.gateway"], cwd=root, env=env, stdout=log, stderr=subprocess.STDOUT,
-    )
+    command = [*(["taskset", "-c", cpus] if cpus else []), sys.executable, "-m", "services.gateway",
+               *(["--host", host] if host else [])]
+    proc = subprocess.Popen(command, cwd=root, env=env, stdout=log, stderr=subprocess.STDOUT)  # noqa: S603 - ours
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + start_timeout
