@@ -237,6 +237,7 @@ def test_gateway_pod_grace_outlasts_its_drain(all_objects, monkeypatch):
     gives uvicorn (read from the real ``python -m services.gateway`` code, uvicorn.run replaced)."""
     import uvicorn
 
+    from services.gateway.__main__ import ALL_INTERFACES
     from services.gateway.__main__ import main as gateway_main
 
     given: dict = {}
@@ -245,7 +246,7 @@ def test_gateway_pod_grace_outlasts_its_drain(all_objects, monkeypatch):
     gateway_main([])
     pod = _pod_spec(find(all_objects, "Deployment", c.GATEWAY_NAME))
     pre_stop = pod["containers"][0]["lifecycle"]["preStop"]["sleep"]["seconds"]
-    assert given["host"] == "0.0.0.0" and given["timeout_graceful_shutdown"] > 0
+    assert given["host"] == ALL_INTERFACES and given["timeout_graceful_shutdown"] > 0
     assert pre_stop + given["timeout_graceful_shutdown"] < pod["terminationGracePeriodSeconds"]
 
 
