@@ -79,7 +79,7 @@ class Summary:
             f"  over the {self.slo_ttft_s:g} s TTFT objective or not served: {self.slo_miss_pct:.2f} %",
             f"  rejected: {rejected} (429: {self.outcomes.get('429', 0)}, 503: {self.outcomes.get('503', 0)}); "
             f"failed in a pod's termination: {self.outcomes.get('failed', 0)}",
-            f"  replicas up to {self.max_replicas}; pod starts {self.pod_starts} ({self.warm_starts} on a warm node); "
+            f"  replicas up to {self.max_replicas}; pod starts {self.pod_starts} ({self.warm_starts} on a node already up: warm headroom, or one not yet consolidated); "
             f"modeled cold start of a new node {self.cold_start_modeled_s:.1f} s",
             "  GPU-hours " + ", ".join(f"{k} {v:.2f}" for k, v in self.gpu_hours.items()) +
             f" (total {self.total_gpu_hours:.2f})",

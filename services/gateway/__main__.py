@@ -11,7 +11,14 @@ import sys
 
 import uvicorn
 
-from services.gateway.settings import GRACEFUL_SHUTDOWN_SECONDS, SettingsError, load_settings
+from services.gateway.settings import (
+    ENV_PORT,
+    ENV_UPSTREAM_URL,
+    GRACEFUL_SHUTDOWN_SECONDS,
+    GatewaySettings,
+    SettingsError,
+    load_settings,
+)
 
 ALL_INTERFACES = "0.0.0.0"  # noqa: S104 - container port behind the ALB
 
@@ -26,7 +33,12 @@ def main(argv: list[str] | None = None) -> None:
     argument too, from argparse). After SIGTERM, open streams get
     :data:`~services.gateway.settings.GRACEFUL_SHUTDOWN_SECONDS` to end.
     """
-    parser = argparse.ArgumentParser(prog="python -m services.gateway", description="Serve the gateway.")
+    parser = argparse.ArgumentParser(
+        prog="python -m services.gateway", description="Serve the gateway.",
+        epilog=f"Everything else comes from GATEWAY_* environment variables, for example {ENV_PORT} (default "
+               f"{GatewaySettings.model_fields['port'].default}) and {ENV_UPSTREAM_URL} (default "
+               f"{GatewaySettings.model_fields['upstream_url'].default}); the list and the rules are in "
+               "services/gateway/settings.py.")
     parser.add_argument("--host", default=ALL_INTERFACES, help="address to listen on (default: all interfaces)")
     args = parser.parse_args(argv)
     try:

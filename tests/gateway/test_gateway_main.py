@@ -36,3 +36,11 @@ def test_a_bad_argument_is_one_line_and_exit_2():
                          capture_output=True, text=True, timeout=60)
     assert out.returncode == 2
     assert "unrecognized arguments: --hots" in out.stderr and "Traceback" not in out.stderr
+
+
+def test_help_points_to_the_environment_settings():
+    out = subprocess.run([sys.executable, "-m", "services.gateway", "--help"], cwd=REPO_ROOT,
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0
+    text = " ".join(out.stdout.split())
+    assert "GATEWAY_PORT (default 8000)" in text and "GATEWAY_UPSTREAM_URL" in text and "--host" in text
