@@ -11,13 +11,14 @@ its queue (``vllm:num_requests_waiting``). The curve is linear in ``n``, the seq
   (:attr:`ServiceCurve.entry_s`: the HTTP hops, parsing, tokenization) passes before the request
   reaches vLLM's scheduler and holds no batch slot, so a queued request pays it while it waits.
 
-:meth:`ServiceCurve.fit` fits the four coefficients by least squares to measured points (one per
-concurrency of a calibration sweep); :meth:`ServiceCurve.from_config` reads
+:meth:`ServiceCurve.fit` fits the four coefficients with robust (Theil-Sen) lines to measured points
+(one per concurrency of a calibration sweep); :meth:`ServiceCurve.from_config` reads
 ``simulation.engine`` and ``vllm.max_num_seqs``.
 """
 
 from __future__ import annotations
 
+import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -76,11 +77,11 @@ class ServiceCurve:
 
     @classmethod
     def fit(cls, points: Sequence[CurvePoint], max_num_seqs: int, source: str = "") -> "ServiceCurve":
-        """Least-squares lines through ``points`` (TTFT and ITL against running sequences).
+        """Robust lines through ``points`` (TTFT and ITL against running sequences; see :func:`_line`).
 
         The prompt length of the points is folded into ``ttft_base`` (``prefill_s_per_token`` 0):
         replay prompts of the same length. Negative slopes (noise) are clamped to 0. ``ttft_cv``
-        is the mean of the points' TTFT coefficients of variation.
+        is the median of the points' TTFT coefficients of variation.
 
         Raises:
             ValueError: fewer than two distinct concurrencies.
@@ -89,16 +90,26 @@ class ServiceCurve:
             raise ValueError("a service curve needs points at two or more concurrencies")
         ttft_a, ttft_b = _line([p.running for p in points], [p.ttft_s for p in points])
         itl_a, itl_b = _line([p.running for p in points], [p.itl_s for p in points])
-        cv = sum(p.ttft_cv for p in points) / len(points)
+        cv = statistics.median(p.ttft_cv for p in points)
         return cls(max_num_seqs, ttft_a, ttft_b, max(itl_a, 1e-6), itl_b, 0.0, source, cv)
 
 
 def _line(xs: Sequence[float], ys: Sequence[float]) -> tuple[float, float]:
-    """``(intercept, slope)`` of the least-squares line; a negative slope becomes 0 (intercept = mean)."""
-    n = len(xs)
-    mx, my = sum(xs) / n, sum(ys) / n
-    sxx = sum((x - mx) ** 2 for x in xs)
-    slope = sum((x - mx) * (y - my) for x, y in zip(xs, ys)) / sxx
+    """``(intercept, slope)`` of the Theil-Sen line; a negative slope becomes 0 (intercept = median).
+
+    The slope is the median of the slopes between every two points, the intercept the median of
+    ``y - slope * x`` (Sen, "Estimates of the regression coefficient based on Kendall's tau", 1968).
+    A calibration has one point per concurrency, four for ``max_num_seqs`` 4; a least-squares line
+    through them follows one point that a stall of the host moved (a CI run: ITL 36.4 ms at 3
+    running between 25.0, 27.1 and 26.9 ms set the fitted ITL at 4 running to 31.1 ms, and the
+    replay then decoded at 26.4 ms); the median of the pairwise slopes follows it less (29.5 ms
+    through those points). The points themselves are medians over requests
+    (:func:`qvllm.simulate.calibrate.sweep`), so a stall that slows a minority of one
+    concurrency's requests does not move its point at all.
+    """
+    pairs = [(x1, y1, x2, y2) for i, (x1, y1) in enumerate(zip(xs, ys)) for x2, y2 in list(zip(xs, ys))[i + 1:]
+             if x2 != x1]
+    slope = statistics.median((y2 - y1) / (x2 - x1) for x1, y1, x2, y2 in pairs)
     if slope < 0:
-        return my, 0.0
-    return my - slope * mx, slope
+        return statistics.median(ys), 0.0
+    return statistics.median(y - slope * x for x, y in zip(xs, ys)), slope
