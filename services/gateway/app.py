@@ -39,7 +39,12 @@ from services.gateway.metrics import GatewayMetrics
 from services.gateway.middleware import RequestContextMiddleware
 from services.gateway.routes import api, ops, page
 from services.gateway.routing import Router
-from services.gateway.settings import GatewaySettings, load_settings
+from services.gateway.settings import (
+    GRACEFUL_SHUTDOWN_SECONDS,
+    STREAM_END_MARGIN_SECONDS,
+    GatewaySettings,
+    load_settings,
+)
 from services.gateway.upstream import Upstream, new_session
 
 ROUTES = api.PATHS | ops.PATHS | page.PATHS
@@ -103,14 +108,22 @@ def _lifespan(settings: GatewaySettings, metrics: GatewayMetrics, logger: loggin
         source = endpoint_source(settings)
         discovery = asyncio.create_task(source.run(router), name=f"endpoint-source-{source.name}")
 
+        loop = asyncio.get_running_loop()
+
+        def end_open_answers() -> None:
+            logger.info("graceful shutdown window ends soon: ending the answers still open",
+                        extra={"margin_s": STREAM_END_MARGIN_SECONDS})
+            app.state.upstream.closing.set()
+
         def drain() -> None:
             if not router.draining:
                 logger.info("shutting down: answering held and queued requests 503",
                             extra={"held": router.held, "queued": admission.queued})
+                loop.call_later(GRACEFUL_SHUTDOWN_SECONDS - STREAM_END_MARGIN_SECONDS, end_open_answers)
             router.drain()
             admission.drain()
 
-        restore_signals = on_shutdown_signal(asyncio.get_running_loop(), drain)
+        restore_signals = on_shutdown_signal(loop, drain)
         logger.info("gateway started", extra={"source": source.name, "upstream": settings.upstream_url,
                                               "auth": bool(app.state.api_keys)})
         try:

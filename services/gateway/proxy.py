@@ -28,8 +28,9 @@ Why a custom response instead of ``StreamingResponse(...)``:
   was picked (held or queued) names it in one SSE comment instead, before the first event.
 - An engine that dies mid-answer (its connection closes) ends each of its streams with one
   OpenAI-style error event, and the endpoint counts as failed until it accepts a connect again.
-- If the server cancels the request (graceful-shutdown timeout), the client still gets an
-  answer: a 503 with ``Retry-After`` if nothing was sent, else an error event.
+- An answer still open when the gateway ends its open answers (``Upstream.closing``, set shortly
+  before the graceful-shutdown window closes) or when the server cancels the request gets one
+  last answer: a 503 with ``Retry-After`` if nothing was sent, else an error event.
 """
 
 from __future__ import annotations
@@ -157,18 +158,22 @@ class ProxyResponse(Response):
         self._send = send
         main = asyncio.ensure_future(self._run())
         watcher = asyncio.ensure_future(self._watch_disconnect(receive))
+        closing = asyncio.ensure_future(self._up.closing.wait())
         cancelled = False
         try:
-            await asyncio.wait({main, watcher}, return_when=asyncio.FIRST_COMPLETED)
+            await asyncio.wait({main, watcher, closing}, return_when=asyncio.FIRST_COMPLETED)
         except asyncio.CancelledError:
             cancelled = True  # the server gave up on this request (graceful-shutdown timeout)
             raise
         finally:
+            # Decided before the cancels below: a cancelled task counts as done.
+            ending = (cancelled or (closing.done() and not main.done())) and not watcher.done()
             main.cancel()
             watcher.cancel()
-            results = await asyncio.gather(main, watcher, return_exceptions=True)
+            closing.cancel()
+            results = await asyncio.gather(main, watcher, closing, return_exceptions=True)
             try:
-                if cancelled and not watcher.done():
+                if ending:
                     await self._goodbye()
             finally:
                 self._cleanup()

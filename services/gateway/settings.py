@@ -30,6 +30,12 @@ ENV_PREFIX = "GATEWAY_"
 # and runs the app's shutdown (uvicorn's timeout_graceful_shutdown). The pod's termination grace
 # (k8s_charts/gateway.py) and `qvllm local down` wait longer than this, so the drain is not cut by SIGKILL.
 GRACEFUL_SHUTDOWN_SECONDS = 30
+# Answers still open this long before that window closes are ended by the gateway itself, each with
+# one "shutting_down" error (an SSE event, or a 503 when nothing was sent yet), so the server finds
+# nothing to cancel: a request uvicorn cancels at the window's end is cut without it (the client's
+# stream breaks mid-chunk and uvicorn logs a traceback; uvicorn 0.54 Server.shutdown cancels the
+# tasks and goes on to the app's shutdown at once, closing the connections under the goodbye).
+STREAM_END_MARGIN_SECONDS = 3
 
 # Environment variable names (one constant per setting; ENV_VARS maps field -> name).
 ENV_UPSTREAM_URL = "GATEWAY_UPSTREAM_URL"

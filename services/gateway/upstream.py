@@ -82,6 +82,8 @@ class Upstream:
         metrics: the app's metrics.
         open_responses: upstream responses opened and not yet closed or released (tests and
             debugging: 0 when the gateway is idle).
+        closing: set when the answers still open must end now (the end of the graceful-shutdown
+            window is near); each one ends with a "shutting_down" error.
     """
 
     session: aiohttp.ClientSession
@@ -90,6 +92,7 @@ class Upstream:
     settings: GatewaySettings
     metrics: GatewayMetrics
     open_responses: int = field(default=0)
+    closing: asyncio.Event = field(default_factory=asyncio.Event)
 
 
 class NoReadyEndpoint(Exception):

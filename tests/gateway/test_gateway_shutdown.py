@@ -2,7 +2,13 @@
 (held) or for an admission slot (queued) are answered 503 with Retry-After at once, instead of
 waiting out their own timeouts and being cut when the process exits; requests already at an engine
 run to their end. Real processes and signals: ``python -m services.gateway`` (uvicorn, as in the
-container) in front of a fake upstream on loopback."""
+container) in front of a fake upstream on loopback.
+
+An answer still streaming when the 30-s window is about to close ends with one OpenAI-style
+``shutting_down`` error event and a complete HTTP response, ``STREAM_END_MARGIN_SECONDS`` before
+uvicorn would cancel it, and the process ends without a traceback. Before, uvicorn cancelled the
+request at the window's end and the client's stream broke mid-body (httpx: ``RemoteProtocolError:
+incomplete chunked read``; the gateway log: "ASGI callable returned without completing response")."""
 
 from __future__ import annotations
 
@@ -14,8 +20,10 @@ import time
 from contextlib import ExitStack
 
 import httpx
+import pytest
 
 from services.gateway.contract import UPSTREAM_HEADER
+from services.gateway.settings import GRACEFUL_SHUTDOWN_SECONDS, STREAM_END_MARGIN_SECONDS
 from tests.support.gateway_process import gateway_process
 
 from .servers import FAKE_MODEL, FakeUpstream, ThreadedServer, assert_openai_error, sse_events, wait_until
@@ -24,6 +32,7 @@ CHAT = "/v1/chat/completions"
 # Longer than the test may take: an answer that comes from these timeouts is the old behaviour.
 LONG_WAIT_SECONDS = 15.0
 ANSWERED_WITHIN_SECONDS = 3.0
+PACE_SECONDS = 0.5  # between chunks of an answer twice as long as the graceful-shutdown window
 
 
 def _chat(stream: bool, **fake: object) -> dict:
@@ -105,3 +114,34 @@ def test_sigterm_answers_held_and_queued_requests_503_and_lets_running_streams_f
     assert sse_events(running.text.split("\n"))[-1] == "[DONE]"
     assert running.headers[UPSTREAM_HEADER] == upstream.removeprefix("http://")
     assert len(fake.requests) == 1  # nothing else reached the engine
+
+
+@pytest.mark.slow  # it waits out the 30-s window
+@pytest.mark.timeout(120)
+def test_a_stream_longer_than_the_window_ends_with_one_shutting_down_event() -> None:
+    chunks = int(2 * GRACEFUL_SHUTDOWN_SECONDS / PACE_SECONDS)
+    with ThreadedServer(FakeUpstream()) as upstream, \
+            gateway_process(upstream_endpoints=upstream.url, served_model_name=FAKE_MODEL) as gw:
+        call = _Call(gw.url, _chat(True, chunks=chunks, interval=PACE_SECONDS))
+        call.start()
+        assert wait_until(lambda: call.status == 200, timeout=20)
+        signalled = time.monotonic()
+        os.kill(gw.pid, signal.SIGTERM)
+        call.join(timeout=GRACEFUL_SHUTDOWN_SECONDS + 10)
+        exit_code = gw.process.wait(timeout=GRACEFUL_SHUTDOWN_SECONDS + 10)
+        log = gw.log()
+
+    assert call.error is None, f"the stream broke: {call.error!r}\n{log[-2000:]}"
+    events = sse_events(call.text.splitlines())
+    assert len(events) > GRACEFUL_SHUTDOWN_SECONDS / PACE_SECONDS / 2, events[-3:]  # it streamed through the window
+    last = json.loads(events[-1])
+    assert last["error"]["code"] == "shutting_down", last
+    assert set(last["error"]) == {"message", "type", "param", "code"}, last
+    assert all("error" not in json.loads(e) for e in events[:-1])
+    ended_after = call.ended - signalled
+    assert GRACEFUL_SHUTDOWN_SECONDS - STREAM_END_MARGIN_SECONDS - 1 <= ended_after < GRACEFUL_SHUTDOWN_SECONDS
+    # It ended on its own, in the window: after its graceful shutdown uvicorn 0.54 raises the signal
+    # it caught again with the default handler (uvicorn/server.py, Server.capture_signals), so the
+    # process ends "killed by SIGTERM" (143 in a pod), as a process that had no handler would.
+    assert exit_code == -signal.SIGTERM, log[-2000:]
+    assert "Traceback" not in log and "without completing response" not in log, log[-2000:]

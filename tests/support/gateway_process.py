@@ -14,9 +14,9 @@ import tempfile
 import time
 import urllib.request
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from services.gateway.settings import settings_env
 from tests.support.vllm_server import free_port
@@ -26,10 +26,18 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 
 @dataclass(frozen=True)
 class GatewayProcess:
-    """A running gateway process: its base URL and process id (for /proc CPU accounting)."""
+    """A running gateway process: its base URL, process id (for /proc CPU accounting) and process."""
 
     url: str
     pid: int
+    process: subprocess.Popen = field(repr=False)
+    log_file: IO[bytes] = field(repr=False)
+
+    def log(self) -> str:
+        """Everything the process wrote to stdout and stderr so far."""
+        self.log_file.flush()
+        self.log_file.seek(0)
+        return self.log_file.read().decode(errors="replace")
 
 
 class GatewayStartError(RuntimeError):
@@ -75,7 +83,7 @@ def gateway_process(start_timeout: float = 30.0, cpus: str | None = None, port: 
                     log.seek(0)
                     raise GatewayStartError("gateway did not start: " + log.read().decode(errors="replace")[-2000:]) from None
                 time.sleep(0.1)
-        yield GatewayProcess(url, proc.pid)
+        yield GatewayProcess(url, proc.pid, proc, log)
     finally:
         proc.terminate()
         try:
