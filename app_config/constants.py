@@ -23,6 +23,15 @@ VLLM_METRICS_PATH = "/metrics"
 # phase (app_config/cold_start.py) is made of them.
 VLLM_STARTUP_PROBE_PERIOD_SECONDS = 10
 VLLM_READINESS_PROBE_PERIOD_SECONDS = 5
+# vLLM's --shutdown-timeout flag: seconds the API server lets in-flight requests finish after SIGTERM
+# ("drain"). vLLM 0.32's default, 0, is "abort" (vllm/entrypoints/launchers/launcher.py,
+# handle_shutdown): measured here, a stream in flight at SIGTERM stopped mid-answer and hung,
+# neither ended nor closed, until the client gave up 60 s later; with 20 it ran to [DONE].
+VLLM_SHUTDOWN_TIMEOUT_FLAG = "--shutdown-timeout"
+# After its drain vLLM still stops its engine core and frees the GPU before it exits: measured 7 s
+# here (CPU engine, SmolLM2: SIGTERM, a 5.7-s drain, gone 13 s after the signal). The pod's grace
+# keeps this much beyond the preStop sleep and the drain, so SIGKILL does not cut that teardown.
+VLLM_EXIT_MARGIN_SECONDS = 15
 
 # vLLM Prometheus metric names, as vLLM exposes them (colons included).
 # `vllm:gpu_cache_usage_perc` is no longer emitted by vLLM: never reference it.

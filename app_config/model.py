@@ -25,6 +25,7 @@ from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from app_config import versions
 from app_config.cold_start import ColdStartParameters
+from app_config.constants import VLLM_EXIT_MARGIN_SECONDS, VLLM_SHUTDOWN_TIMEOUT_FLAG
 from app_config.scaled_object import validate_scaling
 from services.gateway.settings import default as gateway_default
 from app_config.gpu_instances import known_families, weights_bound_gib, smallest_instance
@@ -436,9 +437,29 @@ class VllmConfig(_Model):
         "times 1.5 (app_config/startup_budget.py; 326 for the defaults)",
     )
     termination_grace_period_seconds: Annotated[int, Field(ge=30)] = Field(
-        default=120, description="pod terminationGracePeriodSeconds: time to drain in-flight requests, seconds",
+        default=120, description="pod terminationGracePeriodSeconds, seconds: the preStop sleep, then vLLM's "
+        "drain of in-flight requests (--shutdown-timeout: what is left after the sleep and a 15-s exit margin)",
     )
     pre_stop_delay_seconds: NonNegativeInt = 15  # preStop sleep before SIGTERM, seconds
+
+    @property
+    def shutdown_timeout_seconds(self) -> int:
+        """vLLM ``--shutdown-timeout``, seconds: how long in-flight requests may run after SIGTERM.
+
+        The pod's grace minus the preStop sleep (it runs first) minus
+        :data:`~app_config.constants.VLLM_EXIT_MARGIN_SECONDS` (vLLM's own teardown after the drain).
+        """
+        return self.termination_grace_period_seconds - self.pre_stop_delay_seconds - VLLM_EXIT_MARGIN_SECONDS
+
+    @model_validator(mode="after")
+    def _grace_leaves_a_drain(self) -> "VllmConfig":
+        if self.shutdown_timeout_seconds < 1:
+            raise ValueError(
+                f"vllm.termination_grace_period_seconds ({self.termination_grace_period_seconds}) must exceed "
+                f"vllm.pre_stop_delay_seconds ({self.pre_stop_delay_seconds}) by more than "
+                f"{VLLM_EXIT_MARGIN_SECONDS} s, vLLM's teardown, to leave in-flight requests time to finish"
+            )
+        return self
 
     @model_validator(mode="after")
     def _streamer_fits_the_pod(self) -> "VllmConfig":
@@ -468,6 +489,11 @@ class VllmConfig(_Model):
                 raise ValueError(
                     f"{arg!r} sets the CUDA-graph capture sizes, which the chart passes already: set "
                     "vllm.cudagraph_capture_sizes instead"
+                )
+            if arg.split("=")[0].replace("_", "-") == VLLM_SHUTDOWN_TIMEOUT_FLAG:  # vLLM reads both spellings
+                raise ValueError(
+                    f"{arg!r} sets vLLM's drain at shutdown, which the chart derives from the pod's grace: set "
+                    "vllm.termination_grace_period_seconds instead"
                 )
         return value
 

@@ -40,6 +40,7 @@ from app_config.constants import (
     VLLM_NAME,
     VLLM_PORT,
     VLLM_READINESS_PROBE_PERIOD_SECONDS,
+    VLLM_SHUTDOWN_TIMEOUT_FLAG,
     VLLM_STARTUP_PROBE_PERIOD_SECONDS,
 )
 from app_config.model import ModelConfig, VllmConfig
@@ -138,6 +139,8 @@ def vllm_args(vllm: VllmConfig, model: ModelConfig, model_uri: str) -> list[str]
         args += ["--tensor-parallel-size", str(vllm.gpus_per_pod)]
     # CUDA graphs only for the batch sizes a pod can run (max_num_seqs): fewer graphs to capture at start.
     args += ["--cudagraph-capture-sizes", *(str(size) for size in vllm.capture_sizes)]
+    # Drain, not abort, at SIGTERM (scale-in, a node's drain): vLLM's default aborts (see the flag's owner).
+    args += [VLLM_SHUTDOWN_TIMEOUT_FLAG, str(vllm.shutdown_timeout_seconds)]
     return args + list(vllm.extra_args)
 
 
@@ -257,7 +260,7 @@ class VllmChart(QvllmChart):
                 timeout_seconds=5,
             ),
             # Endpoints drop the pod first; the sleep lets the gateway stop sending before
-            # SIGTERM, then vLLM drains in-flight requests within the grace period.
+            # SIGTERM, then vLLM drains in-flight requests (--shutdown-timeout) within the grace period.
             lifecycle=k8s.Lifecycle(
                 pre_stop=k8s.LifecycleHandler(sleep=k8s.SleepAction(seconds=vllm.pre_stop_delay_seconds))
             ),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -80,18 +81,35 @@ STOP_GRACE_S = 20.0  # seconds between SIGTERM and SIGKILL
 
 
 def stop_group(pgid: int, *, grace_s: float = STOP_GRACE_S) -> bool:
-    """SIGTERM process group ``pgid``, SIGKILL what is left after ``grace_s``; True when all are gone."""
-    for sig, wait in ((signal.SIGTERM, grace_s), (signal.SIGKILL, 5.0)):
-        try:
-            os.killpg(pgid, sig)
-        except ProcessLookupError:
-            _reap(pgid)
+    """Stop process group ``pgid`` (led by the process :func:`spawn` started) as the kubelet stops a
+    container; True when all its processes are gone.
+
+    SIGTERM goes to the leader only, as a container's main process gets it: vLLM's API server then
+    shuts its engine core down itself. (SIGTERM to the whole group reached the engine core first,
+    and the API server logged an ``EngineDeadError`` traceback on every normal ``local down``.)
+    Once the leader is gone, what is left of the group gets SIGTERM; after ``grace_s`` in all,
+    SIGKILL.
+    """
+    try:
+        os.kill(pgid, signal.SIGTERM)
+    except ProcessLookupError:
+        pass
+    leader_gone = False
+    deadline = time.monotonic() + grace_s
+    while time.monotonic() < deadline:
+        _reap(pgid)
+        if not group_alive(pgid):
             return True
-        deadline = time.monotonic() + wait
-        while time.monotonic() < deadline:
-            _reap(pgid)
-            if not group_alive(pgid):
-                return True
-            time.sleep(0.2)
+        if not leader_gone and not alive(pgid):
+            leader_gone = True
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(pgid, signal.SIGTERM)
+        time.sleep(0.2)
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(pgid, signal.SIGKILL)
+    deadline = time.monotonic() + 5.0
+    while time.monotonic() < deadline and group_alive(pgid):
+        _reap(pgid)
+        time.sleep(0.2)
     _reap(pgid)
     return not group_alive(pgid)

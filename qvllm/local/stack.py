@@ -24,7 +24,13 @@ from pathlib import Path
 
 import httpx
 
-from app_config.constants import GATEWAY_READY_PATH, MODELS_PREFIX, VLLM_HEALTH_PATH
+from app_config.constants import (
+    GATEWAY_READY_PATH,
+    MODELS_PREFIX,
+    VLLM_EXIT_MARGIN_SECONDS,
+    VLLM_HEALTH_PATH,
+    VLLM_SHUTDOWN_TIMEOUT_FLAG,
+)
 from qvllm.local.env import PreflightError, preflight, streamer_env
 from qvllm.local.model_cache import Prepared, cache_root, ensure_prepared
 from qvllm.local.models import DEFAULT_LOCAL_MODEL, LOCAL_MODELS, SMOLLM2, TINY
@@ -379,7 +385,8 @@ def _start_engines(opts: LocalOptions, state: RunState, plan: ModelPlan, *, endp
         argv = [str(opts.vllm_python), "-m", "vllm.entrypoints.openai.api_server", "--model", model_uri,
                 "--load-format", "runai_streamer", "--served-model-name", plan.served_model_name,
                 "--max-num-seqs", str(opts.max_num_seqs), "--max-model-len", str(plan.max_model_len),
-                "--dtype", plan.dtype, "--host", "127.0.0.1", "--port", str(port), *opts.extra_vllm_args]
+                "--dtype", plan.dtype, "--host", "127.0.0.1", "--port", str(port),
+                VLLM_SHUTDOWN_TIMEOUT_FLAG, str(ENGINE_DRAIN_S), *opts.extra_vllm_args]
         log = logs / f"{name}.log"
         start = time.monotonic()
         state.pids[name] = spawn(argv, log=log, env=_engine_env(vllm_env, opts, index))
@@ -459,6 +466,9 @@ def up(opts: LocalOptions, echo: Callable[[str], None] = print) -> RunState:
 # `local down` lets the gateway drain as the cluster's pods do: open streams get the gateway's graceful
 # window, then it exits on its own; SIGKILL only after that.
 GATEWAY_STOP_GRACE_S = GRACEFUL_SHUTDOWN_SECONDS + 5.0
+# An engine drains its own in-flight requests at SIGTERM for this long (as a pod's vLLM does, see
+# VllmConfig.shutdown_timeout_seconds) and keeps the rest of its stop grace for its teardown.
+ENGINE_DRAIN_S = int(STOP_GRACE_S) - VLLM_EXIT_MARGIN_SECONDS
 
 
 def stop_all(state: RunState) -> dict[str, bool]:

@@ -1,20 +1,31 @@
 """One vLLM release for the cloud image and the CPU engine the tests run, and the rendered vLLM
 Deployment's arguments accepted by that release's own ``vllm serve`` parser (run in .venv-vllm:
-tests/support/vllm_serve_args.py). Also the Run:ai streamer's buffer stays inside the pod."""
+tests/support/vllm_serve_args.py). Also the Run:ai streamer's buffer stays inside the pod, and
+an engine run with the rendered shutdown flag finishes the answers in flight at SIGTERM (a real
+CPU vLLM of the same release) and exits before the pod's grace would SIGKILL it."""
 
 from __future__ import annotations
 
+import json
+import os
 import re
+import signal
 import subprocess
+import threading
+import time
 from pathlib import Path
+
+import httpx
 
 import pytest
 
 from app_config import ConfigError, config_from_dict, versions
+from app_config.constants import VLLM_EXIT_MARGIN_SECONDS
 from app_config.quantity import parse_quantity
 from k8s_charts import render_all
 from tests.support.vllm_serve_args import parse_with_engine
-from tests.support.vllm_server import VLLM_PYTHON
+from qvllm.local.processes import group_alive
+from tests.support.vllm_server import VLLM_PYTHON, running_vllm
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 MODEL_URI = "s3://example-model-bucket/models/mistral-7b-awq/"
@@ -109,3 +120,56 @@ def test_b10_bad_streamer_memory_fails_naming_the_field(vllm: dict, expected: st
     with pytest.raises(ConfigError) as info:
         config_from_dict({"vllm": vllm})
     assert expected in str(info.value)
+
+
+# Tokens of the answer in flight at SIGTERM: the tiny model decodes this many in several seconds on
+# 2 cores, so the signal lands mid-answer (as in the gateway's fault tests).
+ANSWER_TOKENS = 7800
+
+
+@pytest.mark.engine
+@pytest.mark.timeout(400)
+def test_an_answer_in_flight_at_sigterm_runs_to_done_with_the_rendered_shutdown_flag(tmp_path) -> None:
+    """SIGTERM to the API server, as the kubelet sends it to the container's main process after the
+    preStop sleep: the stream already running ends with ``[DONE]`` and every token, and the engine
+    exits before the rest of the grace is spent. Without the flag (vLLM's default, abort) the
+    stream stopped mid-answer and hung until the client's timeout."""
+    config = config_from_dict({})
+    args = _vllm_container({})["args"]
+    flag = args[args.index("--shutdown-timeout"):][:2] if "--shutdown-timeout" in args else []
+    drain_s = config.vllm.shutdown_timeout_seconds
+    events: list[str] = []
+    errors: list[BaseException] = []
+    with running_vllm(tmp_path, max_model_len=ANSWER_TOKENS + 64, extra_args=tuple(flag),
+                      stop_timeout=5) as engine:
+        def read() -> None:
+            body = {"model": engine.served_model_name, "prompt": "hi", "max_tokens": ANSWER_TOKENS,
+                    "ignore_eos": True, "stream": True}
+            try:
+                with httpx.stream("POST", engine.base_url + "/v1/completions", json=body, timeout=60) as resp:
+                    events.extend(line[len("data: "):] for line in resp.iter_lines() if line.startswith("data: "))
+            except httpx.HTTPError as exc:
+                errors.append(exc)
+
+        reader = threading.Thread(target=read, daemon=True)
+        reader.start()
+        deadline = time.monotonic() + 60
+        while not events and time.monotonic() < deadline:
+            time.sleep(0.01)
+        signalled = time.monotonic()
+        os.kill(engine.pid, signal.SIGTERM)
+        reader.join(timeout=drain_s)
+        exited = None
+        while exited is None and time.monotonic() - signalled < drain_s + VLLM_EXIT_MARGIN_SECONDS:
+            exited = None if group_alive(engine.pid) else time.monotonic() - signalled
+            time.sleep(0.2)
+        log = engine.log_path.read_text(errors="replace")
+
+    assert not reader.is_alive(), f"the stream neither ended nor closed; {len(events)} events so far"
+    assert not errors, errors
+    assert events[-1] == "[DONE]", events[-3:]
+    tokens = sum(len(json.loads(e)["choices"][0]["text"]) > 0 for e in events[:-1])
+    assert tokens > ANSWER_TOKENS // 2, tokens  # the answer went on after the signal (chunks may pack tokens)
+    assert "mode=drain" in log
+    assert exited is not None, "the engine outlived its drain and exit margin: the pod would be SIGKILLed"
+    print(f"in-flight answer ended with [DONE]; engine gone {exited:.1f} s after SIGTERM (drain budget {drain_s} s)")

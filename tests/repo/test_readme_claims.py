@@ -54,3 +54,16 @@ def test_no_spot_saving_is_claimed_while_no_spot_price_ships():
     prices = config_from_dict({}).simulation.prices
     assert all(p.spot_usd_per_hour is None for p in prices.values())
     assert "no figure is claimed" in README and "60-70" not in README
+
+
+def test_shutdown_figures_are_the_owners():
+    """The drain figures of the gateway and of a vLLM pod, as their owners set them today."""
+    from app_config.constants import VLLM_EXIT_MARGIN_SECONDS
+    from services.gateway.settings import GRACEFUL_SHUTDOWN_SECONDS, STREAM_END_MARGIN_SECONDS
+
+    text = " ".join(README.split())
+    vllm = config_from_dict({}).vllm
+    assert f"run to their end, for up to {GRACEFUL_SHUTDOWN_SECONDS - STREAM_END_MARGIN_SECONDS} s" in text
+    assert (f"after its {vllm.pre_stop_delay_seconds}-s preStop sleep it finishes the answers it is running, for up "
+            f"to `vllm.termination_grace_period_seconds` less the sleep and a {VLLM_EXIT_MARGIN_SECONDS}-s exit "
+            f"margin (vLLM's `--shutdown-timeout`, {vllm.shutdown_timeout_seconds} s by default") in text
