@@ -25,8 +25,9 @@ VLLM_STARTUP_PROBE_PERIOD_SECONDS = 10
 VLLM_READINESS_PROBE_PERIOD_SECONDS = 5
 # vLLM's --shutdown-timeout flag: seconds the API server lets in-flight requests finish after SIGTERM
 # ("drain"). vLLM 0.32's default, 0, is "abort" (vllm/entrypoints/launchers/launcher.py,
-# handle_shutdown): measured here, a stream in flight at SIGTERM stopped mid-answer and hung,
-# neither ended nor closed, until the client gave up 60 s later; with 20 it ran to [DONE].
+# handle_shutdown; https://github.com/vllm-project/vllm/pull/36666): measured here, a stream in
+# flight at SIGTERM stopped mid-answer and hung, neither ended nor closed, until the client gave up
+# 60 s later; with 20 it ran to [DONE].
 VLLM_SHUTDOWN_TIMEOUT_FLAG = "--shutdown-timeout"
 # After its drain vLLM still stops its engine core and frees the GPU before it exits: measured 7 s
 # here (CPU engine, SmolLM2: SIGTERM, a 5.7-s drain, gone 13 s after the signal). The pod's grace
