@@ -84,11 +84,10 @@ def stop_group(pgid: int, *, grace_s: float = STOP_GRACE_S) -> bool:
     """Stop process group ``pgid`` (led by the process :func:`spawn` started) as the kubelet stops a
     container; True when all its processes are gone.
 
-    SIGTERM goes to the leader only, as a container's main process gets it: vLLM's API server then
-    shuts its engine core down itself. (SIGTERM to the whole group reached the engine core first,
-    and the API server logged an ``EngineDeadError`` traceback on every normal ``local down``.)
-    Once the leader is gone, what is left of the group gets SIGTERM; after ``grace_s`` in all,
-    SIGKILL.
+    SIGTERM goes to the leader only, as a container's main process gets it, so each process stops
+    as it does in a pod: vLLM's API server drains (``--shutdown-timeout``) and then stops its
+    engine core itself, rather than the engine core getting the signal at the same moment. Once
+    the leader is gone, what is left of the group gets SIGTERM; after ``grace_s`` in all, SIGKILL.
     """
     try:
         os.kill(pgid, signal.SIGTERM)
