@@ -138,16 +138,18 @@ def test_an_answer_in_flight_at_sigterm_runs_to_done_with_the_rendered_shutdown_
     args = _vllm_container({})["args"]
     flag = args[args.index("--shutdown-timeout"):][:2] if "--shutdown-timeout" in args else []
     drain_s = config.vllm.shutdown_timeout_seconds
-    events: list[str] = []
+    events: list[tuple[float, str]] = []  # (arrival, SSE data payload)
     errors: list[BaseException] = []
     with running_vllm(tmp_path, max_model_len=ANSWER_TOKENS + 64, extra_args=tuple(flag),
                       stop_timeout=5) as engine:
         def read() -> None:
             body = {"model": engine.served_model_name, "prompt": "hi", "max_tokens": ANSWER_TOKENS,
-                    "ignore_eos": True, "stream": True}
+                    "ignore_eos": True, "stream": True, "stream_options": {"include_usage": True}}
             try:
                 with httpx.stream("POST", engine.base_url + "/v1/completions", json=body, timeout=60) as resp:
-                    events.extend(line[len("data: "):] for line in resp.iter_lines() if line.startswith("data: "))
+                    for line in resp.iter_lines():
+                        if line.startswith("data: "):
+                            events.append((time.monotonic(), line[len("data: "):]))
             except httpx.HTTPError as exc:
                 errors.append(exc)
 
@@ -167,9 +169,12 @@ def test_an_answer_in_flight_at_sigterm_runs_to_done_with_the_rendered_shutdown_
 
     assert not reader.is_alive(), f"the stream neither ended nor closed; {len(events)} events so far"
     assert not errors, errors
-    assert events[-1] == "[DONE]", events[-3:]
-    tokens = sum(len(json.loads(e)["choices"][0]["text"]) > 0 for e in events[:-1])
-    assert tokens > ANSWER_TOKENS // 2, tokens  # the answer went on after the signal (chunks may pack tokens)
+    assert events[-1][1] == "[DONE]", events[-3:]
+    chunks = [json.loads(data) for _, data in events[:-1]]
+    # every token of the answer was generated (vLLM's usage chunk, last before [DONE]) ...
+    assert chunks[-1]["usage"]["completion_tokens"] == ANSWER_TOKENS, chunks[-1]
+    # ... and text kept arriving after the signal: the answer was in flight, not already done
+    assert any(t > signalled and c.get("choices") and c["choices"][0]["text"] for (t, _), c in zip(events, chunks))
     assert "mode=drain" in log
     assert exited is not None, "the engine outlived its drain and exit margin: the pod would be SIGKILLed"
     print(f"in-flight answer ended with [DONE]; engine gone {exited:.1f} s after SIGTERM (drain budget {drain_s} s)")
