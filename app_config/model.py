@@ -436,11 +436,15 @@ class VllmConfig(_Model):
         description="startupProbe budget on /health, seconds; null: the modeled worst-case engine start "
         "times 1.5 (app_config/startup_budget.py; 326 for the defaults)",
     )
-    termination_grace_period_seconds: Annotated[int, Field(ge=30)] = Field(
+    # No bound of its own: the check below gives the real minimum, which depends on the preStop sleep.
+    termination_grace_period_seconds: Annotated[int, Field(ge=1)] = Field(
         default=120, description="pod terminationGracePeriodSeconds, seconds: the preStop sleep, then vLLM's "
         "drain of in-flight requests (--shutdown-timeout: what is left after the sleep and a 15-s exit margin)",
     )
-    pre_stop_delay_seconds: NonNegativeInt = 15  # preStop sleep before SIGTERM, seconds
+    pre_stop_delay_seconds: NonNegativeInt = Field(
+        default=15, description="preStop sleep before SIGTERM, seconds (the gateway stops sending to the pod "
+        "meanwhile); it comes out of termination_grace_period_seconds, so a longer sleep shortens vLLM's drain",
+    )
 
     @property
     def shutdown_timeout_seconds(self) -> int:
@@ -490,7 +494,8 @@ class VllmConfig(_Model):
                     f"{arg!r} sets the CUDA-graph capture sizes, which the chart passes already: set "
                     "vllm.cudagraph_capture_sizes instead"
                 )
-            if arg.split("=")[0].replace("_", "-") == VLLM_SHUTDOWN_TIMEOUT_FLAG:  # vLLM reads both spellings
+            flag = (arg.split("=")[0].split() or [""])[0]  # "--flag=5", "--flag 5" (one item) or "--flag"
+            if flag.replace("_", "-") == VLLM_SHUTDOWN_TIMEOUT_FLAG:  # vLLM reads both spellings
                 raise ValueError(
                     f"{arg!r} sets vLLM's drain at shutdown, which the chart derives from the pod's grace: set "
                     "vllm.termination_grace_period_seconds instead"

@@ -466,17 +466,27 @@ def up(opts: LocalOptions, echo: Callable[[str], None] = print) -> RunState:
 # `local down` lets the gateway drain as the cluster's pods do: open streams get the gateway's graceful
 # window, then it exits on its own; SIGKILL only after that.
 GATEWAY_STOP_GRACE_S = GRACEFUL_SHUTDOWN_SECONDS + 5.0
-# An engine drains its own in-flight requests at SIGTERM for this long (as a pod's vLLM does, see
-# VllmConfig.shutdown_timeout_seconds) and keeps the rest of its stop grace for its teardown.
-ENGINE_DRAIN_S = int(STOP_GRACE_S) - VLLM_EXIT_MARGIN_SECONDS
+# An engine drains its own in-flight requests at SIGTERM (as a pod's vLLM does, see
+# VllmConfig.shutdown_timeout_seconds) for ENGINE_DRAIN_S and keeps the rest of its stop grace for
+# its teardown. vLLM's drain timeout also bounds that teardown: an idle engine's workers took 3 s
+# to exit here, and with a 5-s drain its engine core was force-killed at 5 s ("force killing
+# remaining process EngineCore" in the log); 15 s lets it exit on its own.
+ENGINE_STOP_GRACE_S = 30.0
+ENGINE_DRAIN_S = int(ENGINE_STOP_GRACE_S) - VLLM_EXIT_MARGIN_SECONDS
+
+
+def _stop_grace_s(name: str) -> float:
+    """Seconds between SIGTERM and SIGKILL for the component ``name``."""
+    if name == "gateway":
+        return GATEWAY_STOP_GRACE_S
+    return ENGINE_STOP_GRACE_S if name.startswith(ENGINE_PREFIX) else STOP_GRACE_S
 
 
 def stop_all(state: RunState) -> dict[str, bool]:
     """Stop every process group in ``state``: gateway, engines, then S3; ``{name: stopped}``."""
     order = ["gateway", *[n for n in state.pids if n.startswith(ENGINE_PREFIX)], "s3"]
     order += [n for n in state.pids if n not in order]
-    return {name: stop_group(state.pids[name], grace_s=GATEWAY_STOP_GRACE_S if name == "gateway" else STOP_GRACE_S)
-            for name in order if name in state.pids}
+    return {name: stop_group(state.pids[name], grace_s=_stop_grace_s(name)) for name in order if name in state.pids}
 
 
 def down(folder: Path | None = None) -> dict[str, bool]:

@@ -209,7 +209,9 @@ class Cluster:
         self.gw_queue_timeout = gw.queue_timeout_seconds
         self.max_held = gw.max_held_requests
         self.hold_timeout = gw.hold_timeout_seconds
-        self.grace = float(config.vllm.termination_grace_period_seconds)
+        # A scaled-in pod gets its preStop sleep, then vLLM drains for --shutdown-timeout and aborts
+        # what still runs (VllmConfig.shutdown_timeout_seconds); the rest of the grace is its teardown.
+        self.drain_end_s = float(config.vllm.pre_stop_delay_seconds + config.vllm.shutdown_timeout_seconds)
         self.consolidate_after = parse_duration(config.karpenter.gpu.consolidate_after)
         switches = deployment_switches(config)
         self.soci, self.warm_nodes, self.compile_cache = (switches["soci"], switches["warm_gpu_nodes"],
@@ -396,7 +398,7 @@ class Cluster:
     def _enter(self, pod: Pod, req: Request) -> None:
         """The request reaches vLLM's scheduler: into the batch if a slot is free and nobody waits."""
         pod.entering -= 1
-        if pod.state == "gone":  # killed at the end of its grace period meanwhile
+        if pod.state == "gone":  # killed at the end of its drain meanwhile
             self.in_flight -= 1
             return self._finish(req, "failed")
         self._advance(pod)
@@ -620,7 +622,7 @@ class Cluster:
             if not pod.outstanding:
                 self._pod_gone(pod)
             else:
-                self.at(self.now + self.grace, _POD, self._kill, pod)
+                self.at(self.now + self.drain_end_s, _POD, self._kill, pod)
 
     def _kill(self, pod: Pod) -> None:
         if pod.state != "terminating":

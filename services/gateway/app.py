@@ -124,8 +124,10 @@ def _lifespan(settings: GatewaySettings, metrics: GatewayMetrics, logger: loggin
             admission.drain()
 
         restore_signals = on_shutdown_signal(loop, drain)
-        logger.info("gateway started", extra={"source": source.name, "upstream": settings.upstream_url,
-                                              "auth": bool(app.state.api_keys)})
+        # The Service URL is named only where it is used: as the upstream, or the EndpointSlices'
+        # fallback; a static list or a file (local mode) never sends to it.
+        where = {"upstream": settings.upstream_url} if source.name in ("service", "endpointslices") else {}
+        logger.info("gateway started", extra={"source": source.name, **where, "auth": bool(app.state.api_keys)})
         try:
             yield
         finally:

@@ -129,8 +129,8 @@ ANSWER_TOKENS = 7800
 
 @pytest.mark.engine
 @pytest.mark.timeout(400)
-def test_an_answer_in_flight_at_sigterm_runs_to_done_with_the_rendered_shutdown_flag(tmp_path) -> None:
-    """B28. SIGTERM to the API server, as the kubelet sends it to the container's main process after the
+def test_B28_an_answer_in_flight_at_sigterm_runs_to_done_with_the_rendered_shutdown_flag(tmp_path) -> None:
+    """SIGTERM to the API server, as the kubelet sends it to the container's main process after the
     preStop sleep: the stream already running ends with ``[DONE]`` and every token, and the engine
     exits before the rest of the grace is spent. Without the flag (vLLM's default, abort) the
     stream stopped mid-answer and hung until the client's timeout."""

@@ -159,3 +159,20 @@ def test_engine_file_replaces_the_service_curve(tmp_path):
     broken.write_text("simulation: {}\n")
     result = CliRunner().invoke(main, ["simulate", "--png", "", "--engine", str(broken)])
     assert result.exit_code == 2 and "has no simulation.engine mapping" in result.output
+
+
+def test_a_scaled_in_pod_aborts_what_still_runs_when_vllms_drain_ends():
+    # A burst scales 1 -> 2; two 2000-s answers start on the two pods at 400 s; running 2 asks for one
+    # pod, so after the scale-down window the newer pod is deleted with its answer in flight. vLLM
+    # aborts it after the preStop sleep and --shutdown-timeout (15 + 90 s), not at the end of the
+    # whole grace (120 s); the other answer, on the pod that stays, completes.
+    config = config_from_dict({"scaling": {"min_replicas": 1, "max_replicas": 2}, "vllm": {"max_num_seqs": 4}})
+    curve = ServiceCurve(4, 0.05, 0.0, 0.02, 0.0)
+    burst = [RequestSpec(i * 0.05, 20, 64) for i in range(2000)]
+    long = [RequestSpec(400.0, 20, 100_000), RequestSpec(400.1, 20, 100_000)]
+    result = simulate(config, ScalingSpec.from_config(config.scaling), curve, Trace("scale-in", tuple(burst + long)))
+    (scale_in,) = [e for e in result.events if (e.before, e.after) == (2, 1)]
+    cut, kept = sorted((r for r in result.requests if r.output_tokens == 100_000), key=lambda r: r.outcome)
+    assert (cut.outcome, kept.outcome) == ("failed", "ok")
+    vllm = config.vllm
+    assert cut.done == pytest.approx(scale_in.time + vllm.pre_stop_delay_seconds + vllm.shutdown_timeout_seconds)

@@ -61,8 +61,12 @@ def test_shutdown_figures_are_the_owners():
     from app_config.constants import VLLM_EXIT_MARGIN_SECONDS
     from services.gateway.settings import GRACEFUL_SHUTDOWN_SECONDS, STREAM_END_MARGIN_SECONDS
 
+    from k8s_charts.gateway import PRE_STOP_SECONDS, TERMINATION_GRACE_SECONDS
+
     text = " ".join(README.split())
     vllm = config_from_dict({}).vllm
+    assert (f"it comes after the gateway pod's {PRE_STOP_SECONDS}-s preStop sleep, within its "
+            f"{TERMINATION_GRACE_SECONDS}-s grace") in text
     assert f"run to their end, for up to {GRACEFUL_SHUTDOWN_SECONDS - STREAM_END_MARGIN_SECONDS} s" in text
     assert (f"after its {vllm.pre_stop_delay_seconds}-s preStop sleep it finishes the answers it is running, for up "
             f"to `vllm.termination_grace_period_seconds` less the sleep and a {VLLM_EXIT_MARGIN_SECONDS}-s exit "
