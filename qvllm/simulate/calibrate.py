@@ -76,8 +76,8 @@ def read_in_time(timings: list[Timing]) -> tuple[list[Timing], list[Timing]]:
     if not itls:
         return list(timings), []
     floor = READ_LATE_SHARE * statistics.median(itls)
-    late = [t for t in timings if t.itl_s is not None and t.itl_s < floor]
-    return [t for t in timings if not (t.itl_s is not None and t.itl_s < floor)], late
+    late = [t.itl_s is not None and t.itl_s < floor for t in timings]
+    return [t for t, x in zip(timings, late) if not x], [t for t, x in zip(timings, late) if x]
 
 
 def curve_point(running: int, timings: list[Timing]) -> CurvePoint:

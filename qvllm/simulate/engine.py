@@ -18,6 +18,7 @@ its queue (``vllm:num_requests_waiting``). The curve is linear in ``n``, the seq
 
 from __future__ import annotations
 
+import itertools
 import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -107,9 +108,8 @@ def _line(xs: Sequence[float], ys: Sequence[float]) -> tuple[float, float]:
     (:func:`qvllm.simulate.calibrate.sweep`), so a stall that slows a minority of one
     concurrency's requests does not move its point at all.
     """
-    pairs = [(x1, y1, x2, y2) for i, (x1, y1) in enumerate(zip(xs, ys)) for x2, y2 in list(zip(xs, ys))[i + 1:]
-             if x2 != x1]
-    slope = statistics.median((y2 - y1) / (x2 - x1) for x1, y1, x2, y2 in pairs)
+    pairs = [(a, b) for a, b in itertools.combinations(zip(xs, ys), 2) if a[0] != b[0]]
+    slope = statistics.median((y2 - y1) / (x2 - x1) for (x1, y1), (x2, y2) in pairs)
     if slope < 0:
         return statistics.median(ys), 0.0
     return statistics.median(y - slope * x for x, y in zip(xs, ys)), slope
