@@ -113,7 +113,7 @@ def _lifespan(settings: GatewaySettings, metrics: GatewayMetrics, logger: loggin
         def end_open_answers() -> None:
             logger.info("graceful shutdown window ends soon: ending the answers still open",
                         extra={"margin_s": STREAM_END_MARGIN_SECONDS})
-            app.state.upstream.closing.set()
+            app.state.upstream.end_open_answers()
 
         def drain() -> None:
             if not router.draining:
@@ -126,7 +126,7 @@ def _lifespan(settings: GatewaySettings, metrics: GatewayMetrics, logger: loggin
         restore_signals = on_shutdown_signal(loop, drain)
         # The Service URL is named only where it is used: as the upstream, or the EndpointSlices'
         # fallback; a static list or a file (local mode) never sends to it.
-        where = {"upstream": settings.upstream_url} if source.name in ("service", "endpointslices") else {}
+        where = {"upstream": settings.upstream_url} if source.uses_upstream_url else {}
         logger.info("gateway started", extra={"source": source.name, **where, "auth": bool(app.state.api_keys)})
         try:
             yield

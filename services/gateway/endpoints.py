@@ -62,6 +62,7 @@ class EndpointSource(Protocol):
     """Feeds a router; :meth:`run` runs until cancelled (the app's lifespan owns the task)."""
 
     name: str
+    uses_upstream_url: bool  # sends to GATEWAY_UPSTREAM_URL (as the upstream, or as a fallback)
 
     async def run(self, router: Router) -> None:
         """Call ``router.update`` with the endpoints now, and again on every change."""
@@ -71,6 +72,7 @@ class ServiceEndpoint:
     """The single ``GATEWAY_UPSTREAM_URL`` (a Service or one engine); ready by assumption."""
 
     name = "service"
+    uses_upstream_url = True
 
     def __init__(self, url: str) -> None:
         self._url = url
@@ -83,6 +85,7 @@ class StaticEndpoints:
     """A fixed list of base URLs, all ready."""
 
     name = "static"
+    uses_upstream_url = False
 
     def __init__(self, urls: tuple[str, ...]) -> None:
         self._endpoints = [endpoint_from_url(u) for u in urls]
@@ -125,6 +128,7 @@ class FileEndpoints:
     """
 
     name = "file"
+    uses_upstream_url = False
 
     def __init__(self, path: Path, poll_seconds: float = ENDPOINTS_FILE_POLL_SECONDS) -> None:
         self._path = path

@@ -110,6 +110,7 @@ class EndpointSliceSource:
     """
 
     name = "endpointslices"
+    uses_upstream_url = True  # the fallback while listing fails
 
     def __init__(
         self,

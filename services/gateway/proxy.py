@@ -28,8 +28,8 @@ Why a custom response instead of ``StreamingResponse(...)``:
   was picked (held or queued) names it in one SSE comment instead, before the first event.
 - An engine that dies mid-answer (its connection closes) ends each of its streams with one
   OpenAI-style error event, and the endpoint counts as failed until it accepts a connect again.
-- An answer still open when the gateway ends its open answers (``Upstream.closing``, set shortly
-  before the graceful-shutdown window closes) or when the server cancels the request gets one
+- An answer still open when the gateway ends its open answers (``Upstream.end_open_answers``,
+  shortly before the graceful-shutdown window closes) or when the server cancels the request gets one
   last answer: a 503 with ``Retry-After`` if nothing was sent, else an error event.
 """
 
@@ -158,7 +158,7 @@ class ProxyResponse(Response):
         self._send = send
         main = asyncio.ensure_future(self._run())
         watcher = asyncio.ensure_future(self._watch_disconnect(receive))
-        closing = asyncio.ensure_future(self._up.closing.wait())
+        closing = self._up.answer_opened()
         cancelled = False
         try:
             await asyncio.wait({main, watcher, closing}, return_when=asyncio.FIRST_COMPLETED)
@@ -168,10 +168,10 @@ class ProxyResponse(Response):
         finally:
             # Decided before the cancels below: a cancelled task counts as done.
             ending = (cancelled or (closing.done() and not main.done())) and not watcher.done()
+            self._up.open_answers.discard(closing)
             main.cancel()
             watcher.cancel()
-            closing.cancel()
-            results = await asyncio.gather(main, watcher, closing, return_exceptions=True)
+            results = await asyncio.gather(main, watcher, return_exceptions=True)
             try:
                 if ending:
                     await self._goodbye()

@@ -82,8 +82,9 @@ class Upstream:
         metrics: the app's metrics.
         open_responses: upstream responses opened and not yet closed or released (tests and
             debugging: 0 when the gateway is idle).
-        closing: set when the answers still open must end now (the end of the graceful-shutdown
-            window is near); each one ends with a "shutting_down" error.
+        open_answers: one future per answer being relayed (:meth:`answer_opened`); done when the
+            answer must end now (:meth:`end_open_answers`).
+        closing: :meth:`end_open_answers` was called; an answer opened later ends at once.
     """
 
     session: aiohttp.ClientSession
@@ -92,7 +93,26 @@ class Upstream:
     settings: GatewaySettings
     metrics: GatewayMetrics
     open_responses: int = field(default=0)
-    closing: asyncio.Event = field(default_factory=asyncio.Event)
+    open_answers: set[asyncio.Future[None]] = field(default_factory=set)
+    closing: bool = False
+
+    def answer_opened(self) -> asyncio.Future[None]:
+        """A future that is done when this answer must end; the caller discards it from
+        :attr:`open_answers` when the answer is over. A future, not a task waiting on an event:
+        nothing is scheduled per request until the end comes."""
+        ending: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        if self.closing:
+            ending.set_result(None)
+        self.open_answers.add(ending)
+        return ending
+
+    def end_open_answers(self) -> None:
+        """Every answer still open ends now, each with a "shutting_down" error (the end of the
+        graceful-shutdown window is near)."""
+        self.closing = True
+        for ending in self.open_answers:
+            if not ending.done():
+                ending.set_result(None)
 
 
 class NoReadyEndpoint(Exception):
