@@ -55,7 +55,11 @@ def generate(outdir: Path) -> None:
 
 
 def _tree(root: Path) -> list[Path]:
-    return sorted(p.relative_to(root) for name in GENERATED_ROOTS for p in (root / name).rglob("*") if p.is_file())
+    """The generated files under ``root``, relative; Python's bytecode caches are not ours (an import
+    with bytecode on writes them, and ``make test-fast`` turns it on: ``make test`` after it saw
+    every ``__pycache__/*.pyc`` as an extra generated file)."""
+    return sorted(p.relative_to(root) for name in GENERATED_ROOTS for p in (root / name).rglob("*")
+                  if p.is_file() and "__pycache__" not in p.parts)
 
 
 def stale_files(fresh: Path, committed: Path) -> list[Path]:

@@ -59,6 +59,19 @@ def test_stale_check_can_fail(fresh_imports, tmp_path):
     assert gen.stale_files(fresh_imports, committed) == [Path("sh/keda/__init__.py")]
 
 
+def test_bytecode_caches_are_not_generated_files(tmp_path):
+    # An import of the committed classes with bytecode on (make test-fast) leaves __pycache__ beside them.
+    fresh, committed = tmp_path / "fresh", tmp_path / "committed"
+    for root in (fresh, committed):
+        (root / "sh" / "keda").mkdir(parents=True)
+        (root / "sh" / "keda" / "__init__.py").write_text("x = 1\n")
+    (committed / "sh" / "keda" / "__pycache__").mkdir()
+    (committed / "sh" / "keda" / "__pycache__" / "__init__.cpython-311.pyc").write_bytes(b"\0")
+    assert gen.stale_files(fresh, committed) == []
+    (committed / "sh" / "keda" / "extra.py").write_text("")
+    assert gen.stale_files(fresh, committed) == [Path("sh/keda/extra.py")]
+
+
 def test_wire_enum_maps_crd_values_and_names_an_unknown_one():
     from k8s_charts.common import wire_enum
     from k8s_charts.imports.sh import karpenter
