@@ -131,7 +131,30 @@ def test_queue_profile_on_two_replicas_shows_waiting_and_desired_replicas(tmp_pa
     assert stack.pids and not any(group_alive(pid) for pid in stack.pids.values())
     assert read_state(run).pids == {}
     # each engine was stopped as a pod's is (SIGTERM to the API server, which drains, then stops its
-    # engine core): no "EngineDeadError" traceback, which vLLM's default abort logged on every down
+    # engine core): no "EngineDeadError" traceback while it drained, which vLLM's default abort
+    # logged on every down
     for log in sorted((run / "logs").glob("vllm-*.log")):
-        text = log.read_text(errors="replace")
-        assert "mode=drain" in text and "EngineDeadError" not in text, text[-3000:]
+        draining = until_engine_client_cleanup(log.read_text(errors="replace"))
+        assert "mode=drain" in draining and "EngineDeadError" not in draining, draining[-3000:]
+
+
+# vLLM 0.32 logs this once its engine core has stopped, before it cancels its output task
+# (vllm/v1/engine/core_client.py, MPClient.shutdown)
+ENGINE_CLIENT_CLEANUP = "[shutdown] MPClient: cleaning up background resources"
+
+
+def until_engine_client_cleanup(text: str) -> str:
+    """The engine log up to vLLM's engine-client cleanup, which an orderly stop reaches.
+
+    After that line vLLM may log one "AsyncLLM output_handler failed ... EngineDeadError" traceback
+    on a clean stop: AsyncLLM.shutdown tears the engine core down before it cancels its output task,
+    and the cleanup hands that task an EngineDeadError (https://github.com/vllm-project/vllm/issues/48745,
+    open; fix proposed in https://github.com/vllm-project/vllm/pull/49000). Seen here once in a CI run
+    of this test. An error before the line is a real fault.
+
+    Raises:
+        AssertionError: the log never reached the cleanup (the engine did not stop in order).
+    """
+    head, cleanup, _ = text.partition(ENGINE_CLIENT_CLEANUP)
+    assert cleanup, f"vLLM never reached its engine-client cleanup:\n{text[-3000:]}"
+    return head
