@@ -100,7 +100,7 @@ FAST_MARKERS := not engine and not browser and not registry and not slow
 # environment sets PYTHONDONTWRITEBYTECODE (empty means unset to Python): each of the four workers
 # otherwise compiles and rewrites every test module again, about 2.5 s of CPU each, every run.
 test-fast: export PYTHONDONTWRITEBYTECODE :=
-test-fast: deps-dev deps-promtool deps-checkov
+test-fast: deps-dev deps-promtool
 	@TIMEFORMAT='test-fast wall time: %R s'; time $(PY) -m pytest -q -m "$(FAST_MARKERS)" -n 4 --dist loadgroup
 
 local: deps-dev deps-engine

@@ -28,16 +28,19 @@ def manifest_report(rendered, tmp_path_factory) -> CheckovReport:
     return run_checkov(_write(rendered, tmp_path_factory.mktemp("manifests")), "kubernetes")
 
 
+@pytest.mark.slow  # a checkov run
 def test_no_unacknowledged_findings(manifest_report):
     assert manifest_report.passed > 0
     assert [str(f) for f in manifest_report.failed] == []
 
 
+@pytest.mark.slow  # a checkov run
 def test_every_skip_has_a_reason(manifest_report):
     assert manifest_report.skipped, "expected acknowledged findings (e.g. no CPU limit on vLLM)"
     assert [str(s) for s in unreasoned(manifest_report.skipped)] == []
 
 
+@pytest.mark.slow  # a checkov run
 def test_a_skip_without_a_reason_fails(rendered, tmp_path):
     """The guard can fail: vLLM's CPU-limit skip with its reason removed."""
     objects = copy.deepcopy(rendered["vllm"])
@@ -48,6 +51,7 @@ def test_a_skip_without_a_reason_fails(rendered, tmp_path):
     assert [s.check_id for s in unreasoned(report.skipped)] == ["CKV_K8S_11"]
 
 
+@pytest.mark.slow  # a checkov run
 def test_an_unacknowledged_finding_fails(rendered, tmp_path):
     """The guard can fail: the gateway without its security contexts (root, writable root filesystem)."""
     objects = copy.deepcopy(rendered["gateway"])

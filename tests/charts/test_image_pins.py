@@ -78,6 +78,7 @@ def test_the_pull_through_cache_keeps_the_digest():
     assert source.image(f"vllm/vllm-openai:v0.32.0@{DIGEST}").endswith(f"/vllm/vllm-openai:v0.32.0@{DIGEST}")
 
 
+@pytest.mark.slow  # a checkov run
 def test_checkov_passes_a_digest_pinned_vllm(tmp_path: Path):
     """With a digest and no CKV_K8S_43 skip, checkov's own check passes the Deployment (scanned
     with the NetworkPolicies, which its graph check CKV2_K8S_6 looks for)."""

@@ -11,6 +11,7 @@ import boto3
 import pytest
 
 from qvllm.tinymodel import generate_tiny_model
+from services.model_upload.contract import DEFAULT_PART_SIZE
 from tests.support.fake_hub import FakeHub, SyntheticFile
 from tests.support.moto_server import MOTO_CLIENT_KWARGS, running_moto
 
@@ -56,6 +57,15 @@ def tiny_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def tiny_files(tiny_dir: Path) -> dict[str, bytes]:
     """path -> bytes of the tiny model."""
     return {p.relative_to(tiny_dir).as_posix(): p.read_bytes() for p in tiny_dir.rglob("*") if p.is_file()}
+
+
+@pytest.fixture(scope="package")
+def multipart_file() -> SyntheticFile:
+    """The smallest synthetic weight file that still takes three parts at the default part size
+    (``make test-fast`` keeps the hundreds of MiB of ``big_file`` out; sha256 computed once)."""
+    multipart = SyntheticFile(2 * DEFAULT_PART_SIZE + 1024 * 1024, seed=11)
+    multipart.sha256()
+    return multipart
 
 
 @pytest.fixture(scope="package")

@@ -16,10 +16,10 @@ drops it). ``@aws-sdk/client-lambda``/``client-sfn`` are stubbed so ``outbound.j
 
 from __future__ import annotations
 
+import functools
 import json
 import subprocess
 import tarfile
-import threading
 import traceback
 import uuid
 from collections.abc import Callable, Iterator
@@ -30,6 +30,8 @@ from pathlib import Path
 from typing import Any
 
 import aws_cdk
+
+from tests.support.serving import serve_in_thread
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 NODE = REPO_ROOT / "node_modules" / ".bin" / "node"
@@ -142,14 +144,21 @@ class Harness:
         return response
 
 
-def _extract_runtime(dest: Path) -> None:
+@functools.cache
+def _runtime_sources() -> dict[str, bytes]:
+    """The provider framework's runtime files (name -> bytes), read once per process: the
+    aws-cdk-lib tarball is tens of MiB of gzip, and scanning it took ~1.5 s per test."""
     tarball = next((Path(aws_cdk.__file__).parent / "_jsii").glob("aws-cdk-lib@*.jsii.tgz"))
     with tarfile.open(tarball) as tar:
-        for member in tar.getmembers():
-            if member.name.startswith(RUNTIME_IN_TARBALL) and member.name.endswith(".js"):
-                data = tar.extractfile(member).read()  # type: ignore[union-attr]
-                (dest / "runtime").mkdir(parents=True, exist_ok=True)
-                (dest / "runtime" / Path(member.name).name).write_bytes(data)
+        return {Path(member.name).name: tar.extractfile(member).read()  # type: ignore[union-attr]
+                for member in tar.getmembers()
+                if member.name.startswith(RUNTIME_IN_TARBALL) and member.name.endswith(".js")}
+
+
+def _extract_runtime(dest: Path) -> None:
+    (dest / "runtime").mkdir(parents=True, exist_ok=True)
+    for name, data in _runtime_sources().items():
+        (dest / "runtime" / name).write_bytes(data)
     for pkg, exports in (("client-lambda", "Lambda, waitUntilFunctionActiveV2"), ("client-sfn", "SFN")):
         folder = dest / "node_modules" / "@aws-sdk" / pkg
         folder.mkdir(parents=True, exist_ok=True)
@@ -207,9 +216,8 @@ def provider_harness(workdir: Path, handlers: dict[str, Callable[..., Any]]) -> 
 
     servers = [ThreadingHTTPServer(("127.0.0.1", 0), LambdaHandler),
                ThreadingHTTPServer(("127.0.0.1", 0), ResponseHandler)]
-    threads = [threading.Thread(target=s.serve_forever, daemon=True) for s in servers]
-    for thread in threads:
-        thread.start()
+    for server in servers:
+        serve_in_thread(server)
     harness.lambda_url = f"http://127.0.0.1:{servers[0].server_address[1]}"
     harness.response_port = servers[1].server_address[1]
     try:

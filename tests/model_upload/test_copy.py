@@ -166,13 +166,13 @@ def test_rerun_of_a_finished_copy_uploads_nothing(
 
 @pytest.mark.parametrize("big", [False, True], ids=["single-put", "multipart"])
 def test_corrupted_byte_fails_verification_and_leaves_no_manifest(
-    hub: FakeHub, s3: Any, bucket: str, tiny_files: dict[str, bytes], big_file: SyntheticFile, big: bool
+    hub: FakeHub, s3: Any, bucket: str, tiny_files: dict[str, bytes], multipart_file: SyntheticFile, big: bool
 ) -> None:
     files = dict(tiny_files)
     if big:
-        files["model.safetensors"] = big_file
+        files["model.safetensors"] = multipart_file
     hub.add_repo("org/tiny", files)
-    hub.corrupt("model.safetensors", 40_000_000 if big else 1000)
+    hub.corrupt("model.safetensors", DEFAULT_PART_SIZE + 1000 if big else 1000)  # in the 2nd part
     with pytest.raises(VerificationError, match=r"model\.safetensors: sha256 [0-9a-f]{64} does not match the published"):
         copy_model(_source(hub), s3_client=s3, bucket=bucket, prefix=PREFIX, workers=2)
     keys = keys_under(s3, bucket, PREFIX)

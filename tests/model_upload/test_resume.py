@@ -121,6 +121,7 @@ class _StopAfter(CopyProgress):
                 raise KeyboardInterrupt("stop")
 
 
+@pytest.mark.slow  # hundreds of MiB through moto (a resume record every 32 MiB)
 def test_a_part_whose_record_does_not_match_is_uploaded_again(
     hub: FakeHub, s3: Any, bucket: str, big_file: SyntheticFile, s3_calls: S3Calls
 ) -> None:
@@ -150,6 +151,7 @@ def test_a_part_whose_record_does_not_match_is_uploaded_again(
     assert s3_calls.writes()[-1] == prefix + ".qvllm-complete.json"
 
 
+@pytest.mark.slow  # hundreds of MiB through moto (a resume record every 32 MiB)
 def test_a_resumed_file_whose_bytes_changed_fails_verification_and_starts_over(
     hub: FakeHub, s3: Any, bucket: str, big_file: SyntheticFile
 ) -> None:

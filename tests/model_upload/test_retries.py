@@ -52,10 +52,11 @@ def test_retry_after_is_a_minimum_and_max_attempts_counts_every_request() -> Non
 
 
 def test_a_dropped_stream_and_a_short_outage_are_bridged(
-    hub: FakeHub, s3: Any, bucket: str, big_file: SyntheticFile
+    hub: FakeHub, s3: Any, bucket: str, multipart_file: SyntheticFile
 ) -> None:
     """The stream breaks, and for 2 s every resumed stream breaks at once: the copy waits it out
     (it used to spend its five resumes within 0.4 s and fail)."""
+    big_file = multipart_file
     hub.add_repo("org/big", {"model.safetensors": big_file})
     hub.drop("model.safetensors", after_bytes=10 * 1024 * 1024, outage_s=2.0, empty_body=True)
     source = HubSource("org/big", endpoint=hub.base_url, backoff=Backoff(base_s=0.25, cap_s=2, budget_s=30))

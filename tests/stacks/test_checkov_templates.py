@@ -25,20 +25,20 @@ def template_report(default_app) -> CheckovReport:
     return run_checkov(_templates(default_app), "cloudformation")
 
 
-@pytest.mark.slow  # checkov over every template
+@pytest.mark.slow  # a checkov run (every template)
 def test_no_unacknowledged_findings(template_report):
     assert template_report.passed > 0
     assert [str(f) for f in template_report.failed] == []
 
 
-@pytest.mark.slow  # checkov over every template
+@pytest.mark.slow  # a checkov run (every template)
 def test_every_skip_has_a_reason(template_report):
     assert template_report.skipped, "expected acknowledged findings (e.g. the CDK's handler Lambdas)"
     assert [str(s) for s in unreasoned(template_report.skipped)] == []
 
 
 @pytest.mark.parametrize("comment", [None, "not needed"], ids=["no-comment", "two-words"])
-@pytest.mark.slow  # checkov over every template
+@pytest.mark.slow  # a checkov run (every template)
 def test_a_skip_without_a_reason_fails(default_app, tmp_path, comment):
     """The guard can fail: the Waf template's web ACL with a Log4j-check skip lacking a real reason."""
     template = copy.deepcopy(default_app.templates[default_app.stacks.waf.stack_name])
@@ -51,7 +51,7 @@ def test_a_skip_without_a_reason_fails(default_app, tmp_path, comment):
     assert [s.check_id for s in unreasoned(report.skipped)] == ["CKV_AWS_192"]
 
 
-@pytest.mark.slow  # checkov over every template
+@pytest.mark.slow  # a checkov run (every template)
 def test_an_unacknowledged_finding_fails(default_app, tmp_path):
     """The guard can fail: the Cluster's interruption queue without its customer key."""
     template = copy.deepcopy(default_app.templates[default_app.stacks.cluster.stack_name])

@@ -93,6 +93,7 @@ def test_origin_is_https_only_to_an_https_listener(tls_app):
     assert [(i["FromPort"], i["ToPort"]) for i in ingress] == [(ALB_HTTPS_LISTENER_PORT, ALB_HTTPS_LISTENER_PORT)]
 
 
+@pytest.mark.slow  # a checkov run
 def test_checkov_passes_the_edge_without_tls_skips(tls_app):
     stacks, _, outdir = tls_app
     names = (stacks.edge.stack_name, stacks.certificate.stack_name)

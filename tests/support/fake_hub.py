@@ -53,6 +53,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, quote, unquote, urlsplit
 
+from tests.support.serving import serve_in_thread
+
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".gguf", ".ckpt")
 GIT_MAX_BYTES = 10 * 1024 * 1024
 _BLOCK = 1024 * 1024
@@ -251,8 +253,7 @@ class FakeHub:
         for _ in range(2 if self.second_origin else 1):
             server = _QuietServer(("127.0.0.1", 0), Handler)
             server.daemon_threads = True
-            thread = threading.Thread(target=server.serve_forever, name="fake-hub", daemon=True)
-            thread.start()
+            thread = serve_in_thread(server, name="fake-hub")
             self._servers.append((server, thread))
         self._server, self._thread = self._servers[0]
         self.base_url = f"http://127.0.0.1:{self._server.server_address[1]}"

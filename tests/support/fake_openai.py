@@ -20,6 +20,8 @@ import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+from tests.support.serving import serve_in_thread
+
 MODEL = "tiny"
 
 
@@ -78,5 +80,5 @@ def fake_openai_server(fail_status: int = 0, *, first_token_delay_s: float = 0.2
 
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     server.chat_requests = 0
-    threading.Thread(target=server.serve_forever, daemon=True).start()
+    serve_in_thread(server)
     return server

@@ -3,10 +3,11 @@ would serve it: the dashboard's and `local status`'s scrapes run against it over
 
 from __future__ import annotations
 
-import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+
+from tests.support.serving import serve_in_thread
 
 DATA = Path(__file__).resolve().parents[1] / "cli" / "data"  # recorded vLLM metrics pages
 
@@ -29,5 +30,5 @@ def metrics_server(page: str | bytes, delay_s: float = 0.0) -> ThreadingHTTPServ
             self.wfile.write(body)
 
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
+    serve_in_thread(server)
     return server

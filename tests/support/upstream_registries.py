@@ -34,7 +34,6 @@ import socket
 import socketserver
 import ssl
 import subprocess
-import threading
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -45,6 +44,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
+
+from tests.support.serving import serve_in_thread
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 # `make deps-registry` unpacks Debian's docker-registry here; an installed one is used otherwise.
@@ -270,8 +271,7 @@ class LoopbackRegistries:
         context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         context.load_cert_chain(str(cert), str(key))
         server.socket = context.wrap_socket(server.socket, server_side=True)
-        thread = threading.Thread(target=server.serve_forever, daemon=True)
-        thread.start()
+        serve_in_thread(server)
         self._stack.callback(server.server_close)
         self._stack.callback(server.shutdown)
         return server.server_address[1]
@@ -280,8 +280,7 @@ class LoopbackRegistries:
         server = _ProxyServer(("127.0.0.1", 0), _ConnectHandler)
         server.routes = routes
         server.log = self.proxy_log
-        thread = threading.Thread(target=server.serve_forever, daemon=True)
-        thread.start()
+        serve_in_thread(server)
         self._stack.callback(server.server_close)
         self._stack.callback(server.shutdown)
         self.proxy_url = f"http://127.0.0.1:{server.server_address[1]}"

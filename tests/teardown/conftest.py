@@ -6,7 +6,6 @@ controller-made resources.
 from __future__ import annotations
 
 import json
-import threading
 import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -21,6 +20,7 @@ import pytest
 from services.teardown.handler import TeardownHandler
 from services.teardown.kube import KubeClient
 from tests.support.moto_server import MOTO_CLIENT_KWARGS, running_moto
+from tests.support.serving import serve_in_thread
 
 RECORDED = Path(__file__).parent / "recorded"
 
@@ -112,7 +112,7 @@ def kube_replay() -> Iterator[Callable[[dict], tuple[Replay, str]]]:
                 pass
 
         server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        threading.Thread(target=server.serve_forever, daemon=True).start()
+        serve_in_thread(server)
         servers.append(server)
         return replay, f"http://127.0.0.1:{server.server_address[1]}"
 
