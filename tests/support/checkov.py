@@ -57,7 +57,7 @@ def run_checkov(files: Sequence[Path], framework: str) -> CheckovReport:
         AssertionError: checkov is not installed (names ``make deps-checkov``), failed to run,
             or could not parse a file (a parse error would otherwise pass silently).
     """
-    assert CHECKOV.exists(), f"{CHECKOV} is missing: run `make deps-checkov` (make test and test-fast do)"
+    assert CHECKOV.exists(), f"{CHECKOV} is missing: run `make deps-checkov` (make test does)"
     args = [str(CHECKOV), "--framework", framework, "--output", "json", "--compact", "--skip-download"]
     for path in files:
         args += ["--file", str(path)]
