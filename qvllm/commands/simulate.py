@@ -7,6 +7,8 @@ from typing import Any
 
 import click
 
+from qvllm.simulate.workload import GENERATED
+
 DEFAULT_PNG = "qvllm-simulate.png"
 
 
@@ -100,7 +102,7 @@ def _local_max_num_seqs() -> int:
               help="A second app config: both replay the same load, side by side.")
 @click.option("--trace", "trace_file", type=click.Path(dir_okay=False),
               help="CSV trace: arrival_s,prompt_tokens,output_tokens (instead of --profile).")
-@click.option("--profile", "profile_name", default="demo", show_default=True,
+@click.option("--profile", "profile_name", type=click.Choice(GENERATED), default="demo", show_default=True,
               help="Generated load: demo (5 -> 150 users, 30 min), short (2 min), diurnal (one day, bursts).")
 @click.option("--seed", type=click.IntRange(min=0), default=1, show_default=True, help="Seed of generated profiles (0 or more).")
 @click.option("--engine", "engine_file", type=click.Path(exists=True, dir_okay=False),

@@ -104,7 +104,7 @@ def test_compare_prices_spot_against_on_demand(tmp_path):
 
 
 @pytest.mark.parametrize("args, text, code", [
-    (["--profile", "weekly"], "--profile 'weekly' is not one of demo, short, diurnal", 1),
+    (["--profile", "weekly"], "Invalid value for '--profile': 'weekly' is not one of 'demo', 'short', 'diurnal'", 2),
     (["--seed", "x"], "'--seed'", 2),
     (["--trace", "TRACE"], "line 3: prompt_tokens 'many' is not an integer", 1),
     (["--config", "CONFIG"], "simulation.spot_share", 1),
