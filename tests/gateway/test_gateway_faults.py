@@ -92,6 +92,29 @@ def _start_streams(url: str, model: str, count: int, max_tokens: int = LONG_ANSW
     return streams
 
 
+def _until_mid_answer(streams: list[_Stream], timeout: float = 120) -> None:
+    """Wait until every stream has its first token, or until one has streamed half its answer.
+
+    On a busy host the engine can take one stream at a time (a clean-clone run: three answers of
+    7.6, 14.2 and 21.9 s, each starting when the one before ended): waiting for every first token
+    let every answer end before the kill. Half an answer is seconds of tokens still to come.
+    """
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if all(s.first.is_set() for s in streams):
+            return
+        if any(len(s.lines) >= LONG_ANSWER for s in streams):  # two lines per event: half the events
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"no stream got a first token within {timeout} s: {[(s.status, s.error) for s in streams]}")
+
+
+def _error_of(stream: _Stream) -> dict:
+    """The OpenAI error object a stream ended with: its last SSE event, or its whole non-200 body."""
+    body = stream.events[-1] if stream.status == 200 else "".join(stream.lines)
+    return json.loads(body)["error"]
+
+
 @pytest.mark.timeout(900)
 def test_engine_killed_mid_stream_errors_streams_unready_then_resumes_after_restart(tmp_path, start_gateway) -> None:
     port = free_port()
@@ -100,18 +123,28 @@ def test_engine_killed_mid_stream_errors_streams_unready_then_resumes_after_rest
                            retry_after_seconds=2)
         app = gw.app
         assert httpx.get(gw.url + "/readyz").status_code == 200
-        streams = _start_streams(gw.url, engine.served_model_name, 3)
+        streams = [_Stream(gw.url, _body(engine.served_model_name)) for _ in range(3)]
+        for s in streams:
+            s.start()
+        _until_mid_answer(streams)
         # The streams mid-answer at the kill. On a busy host one stream can finish its whole answer
-        # before the last one gets its first token (a clean-clone run: the engine's API server, busy
+        # before another gets its first token (a clean-clone run: the engine's API server, busy
         # streaming the first answer, took 8 s to accept the other two), and ends with [DONE].
-        in_flight = [s for s in streams if s.is_alive()]
+        in_flight = [s for s in streams if s.is_alive() and s.first.is_set()]
+        waiting = [s for s in streams if s.is_alive() and not s.first.is_set()]
         killed = time.monotonic()
         os.killpg(engine.pid, signal.SIGKILL)
         for s in streams:
             s.join(timeout=STREAM_END_AFTER_KILL_S + 5)
+    print(f"at the kill: {len(in_flight)} streams mid-answer, {len(waiting)} without a token, "
+          f"{len(streams) - len(in_flight) - len(waiting)} ended")
 
     assert in_flight, "every stream had ended before the kill: no fault was tested"
-    assert all(s.events[-1] == "[DONE]" for s in streams if s not in in_flight)  # those ended normally
+    assert all(s.events[-1] == "[DONE]" for s in streams if s not in in_flight + waiting)  # ended normally
+    for s in waiting:  # no token yet at the kill: one error, as a body or as the stream's one event
+        assert not s.is_alive() and s.error is None, s.error
+        assert s.ended - killed < STREAM_END_AFTER_KILL_S, s.ended - killed
+        assert set(_error_of(s)) == {"message", "type", "param", "code"}, s.lines[-3:]
     for s in in_flight:
         assert not s.is_alive() and s.error is None, s.error  # the response ended, no client error
         assert s.ended - killed < STREAM_END_AFTER_KILL_S, s.ended - killed
