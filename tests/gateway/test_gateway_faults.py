@@ -95,7 +95,7 @@ def _start_streams(url: str, model: str, count: int, max_tokens: int = LONG_ANSW
 def _until_mid_answer(streams: list[_Stream], timeout: float = 120) -> None:
     """Wait until every stream has its first token, or until one has streamed half its answer.
 
-    On a busy host the engine can take one stream at a time (a clean-clone run: three answers of
+    On a busy host the engine can take one stream at a time (a make test run: three answers of
     7.6, 14.2 and 21.9 s, each starting when the one before ended): waiting for every first token
     let every answer end before the kill. Half an answer is seconds of tokens still to come.
     """

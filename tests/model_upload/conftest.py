@@ -61,8 +61,8 @@ def tiny_files(tiny_dir: Path) -> dict[str, bytes]:
 
 @pytest.fixture(scope="package")
 def multipart_file() -> SyntheticFile:
-    """The smallest synthetic weight file that still takes three parts at the default part size
-    (``make test-fast`` keeps the hundreds of MiB of ``big_file`` out; sha256 computed once)."""
+    """A synthetic weight file of three parts at the default part size (33 MiB), for the multipart
+    tests of ``make test-fast``, which leaves ``big_file``'s hundreds of MiB out (sha256 computed once)."""
     multipart = SyntheticFile(2 * DEFAULT_PART_SIZE + 1024 * 1024, seed=11)
     multipart.sha256()
     return multipart

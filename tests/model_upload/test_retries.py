@@ -56,13 +56,12 @@ def test_a_dropped_stream_and_a_short_outage_are_bridged(
 ) -> None:
     """The stream breaks, and for 2 s every resumed stream breaks at once: the copy waits it out
     (it used to spend its five resumes within 0.4 s and fail)."""
-    big_file = multipart_file
-    hub.add_repo("org/big", {"model.safetensors": big_file})
+    hub.add_repo("org/big", {"model.safetensors": multipart_file})
     hub.drop("model.safetensors", after_bytes=10 * 1024 * 1024, outage_s=2.0, empty_body=True)
     source = HubSource("org/big", endpoint=hub.base_url, backoff=Backoff(base_s=0.25, cap_s=2, budget_s=30))
     manifest = copy_model(source, s3_client=s3, bucket=bucket, prefix="models/outage/", workers=1)
-    assert manifest.files[0].sha256 == big_file.sha256()
-    assert hub.bytes_served["model.safetensors"] == big_file.size  # resumed where it broke, no byte twice
+    assert manifest.files[0].sha256 == multipart_file.sha256()
+    assert hub.bytes_served["model.safetensors"] == multipart_file.size  # resumed where it broke, no byte twice
     assert hub.downloads["model.safetensors"] > 4  # the stream did break again during the outage
 
 
