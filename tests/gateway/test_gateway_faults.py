@@ -83,10 +83,16 @@ def _refused(port: int) -> bool:
     return False
 
 
-def _start_streams(url: str, model: str, count: int, max_tokens: int = LONG_ANSWER) -> list[_Stream]:
+def _open_streams(url: str, model: str, count: int, max_tokens: int = LONG_ANSWER) -> list[_Stream]:
     streams = [_Stream(url, _body(model, max_tokens)) for _ in range(count)]
     for s in streams:
         s.start()
+    return streams
+
+
+def _start_streams(url: str, model: str, count: int, max_tokens: int = LONG_ANSWER) -> list[_Stream]:
+    """Open ``count`` streams and wait for a first token on each."""
+    streams = _open_streams(url, model, count, max_tokens)
     for s in streams:
         assert s.first.wait(120), (s.status, s.error, s.lines[:3])
     return streams
@@ -123,9 +129,7 @@ def test_engine_killed_mid_stream_errors_streams_unready_then_resumes_after_rest
                            retry_after_seconds=2)
         app = gw.app
         assert httpx.get(gw.url + "/readyz").status_code == 200
-        streams = [_Stream(gw.url, _body(engine.served_model_name)) for _ in range(3)]
-        for s in streams:
-            s.start()
+        streams = _open_streams(gw.url, engine.served_model_name, 3)
         _until_mid_answer(streams)
         # The streams mid-answer at the kill. On a busy host one stream can finish its whole answer
         # before another gets its first token (a clean-clone run: the engine's API server, busy
