@@ -168,7 +168,7 @@ class ProxyResponse(Response):
         finally:
             # Decided before the cancels below: a cancelled task counts as done.
             ending = (cancelled or (closing.done() and not main.done())) and not watcher.done()
-            self._up.open_answers.discard(closing)
+            self._up.answer_over(closing)
             main.cancel()
             watcher.cancel()
             results = await asyncio.gather(main, watcher, return_exceptions=True)

@@ -82,8 +82,8 @@ class Upstream:
         metrics: the app's metrics.
         open_responses: upstream responses opened and not yet closed or released (tests and
             debugging: 0 when the gateway is idle).
-        open_answers: one future per answer being relayed (:meth:`answer_opened`); done when the
-            answer must end now (:meth:`end_open_answers`).
+        open_answers: one future per answer being relayed (from :meth:`answer_opened` until
+            :meth:`answer_over`); done when the answer must end now (:meth:`end_open_answers`).
         closing: :meth:`end_open_answers` was called; an answer opened later ends at once.
     """
 
@@ -97,14 +97,18 @@ class Upstream:
     closing: bool = False
 
     def answer_opened(self) -> asyncio.Future[None]:
-        """A future that is done when this answer must end; the caller discards it from
-        :attr:`open_answers` when the answer is over. A future, not a task waiting on an event:
+        """A future that is done when this answer must end; the caller hands it to
+        :meth:`answer_over` when the answer is over. A future, not a task waiting on an event:
         nothing is scheduled per request until the end comes."""
         ending: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         if self.closing:
             ending.set_result(None)
         self.open_answers.add(ending)
         return ending
+
+    def answer_over(self, ending: asyncio.Future[None]) -> None:
+        """Forget an answer's future from :meth:`answer_opened` (its answer is over)."""
+        self.open_answers.discard(ending)
 
     def end_open_answers(self) -> None:
         """Every answer still open ends now, each with a "shutting_down" error (the end of the
